@@ -1,0 +1,129 @@
+"""Typed schema for ``params.yaml``.
+
+``params.yaml`` is the one source of parameters (DVC reads it for ``-S`` overrides and dependency tracking); this module
+validates it against dataclasses with OmegaConf, so an unknown key or a wrong type fails with one line naming the key,
+and ``-S kd.temperature=4`` arrives as the float ``4.0``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+ARID_CLASSES = ["Drink", "Jump", "Pick", "Pour", "Push", "Run", "Sit", "Stand", "Turn", "Walk", "Wave"]
+
+
+class ConfigError(ValueError):
+    """A params file that does not match the schema; the message is one line naming the key."""
+
+
+@dataclass
+class GenerateConfig:
+    """Synthetic dark footage (the embedded default dataset)."""
+
+    classes: list[str] = field(default_factory=lambda: list(ARID_CLASSES))
+    train_per_class: int = 30
+    val_per_class: int = 8
+    test_per_class: int = 10
+    num_frames: int = 32  # frames per written video
+    width: int = 160
+    height: int = 120
+    fps: float = 15.0
+    container: str = "avi"  # avi (MJPG) or mp4 (mp4v)
+    luma_min: float = 5.0  # target mean luma range of a dark clip, 0..255
+    luma_max: float = 30.0
+    read_noise: float = 2.0  # sensor read noise, digital numbers
+    gain: float = 0.8  # digital numbers per photo-electron: higher = noisier
+
+
+@dataclass
+class FramesConfig:
+    num_frames: int = 8  # frames sampled per clip (uniform segments)
+    size: int = 64  # frames are resized to size x size
+
+
+@dataclass
+class EnhanceConfig:
+    method: str = "gamma"
+    gamma: float = 0.4  # out = in ** gamma on [0, 1]; < 1 brightens
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "tiny3d"  # tiny3d | r3d_18 | mc3_18 | r2plus1d_18
+    dropout: float = 0.3
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 3e-3
+    weight_decay: float = 1e-2
+    label_smoothing: float = 0.0
+    hflip: bool = True  # random horizontal flip, applied identically to the teacher's and student's view
+    threads: int = 2  # torch CPU threads; fixed so runs reproduce on this machine kind
+
+
+@dataclass
+class KDConfig:
+    temperature: float = 4.0
+    alpha: float = 0.5  # weight of the KD term; 0 = plain cross-entropy
+
+
+@dataclass
+class EvaluateConfig:
+    latency_clips: int = 20  # clips timed for the inference-cost figure
+
+
+@dataclass
+class Params:
+    seed: int = 0
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    frames: FramesConfig = field(default_factory=FramesConfig)
+    enhance: EnhanceConfig = field(default_factory=EnhanceConfig)
+    teacher: ModelConfig = field(default_factory=ModelConfig)
+    student: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    kd: KDConfig = field(default_factory=KDConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+
+def _one_line(err: OmegaConfBaseException) -> str:
+    key = getattr(err, "full_key", None)
+    msg = str(err).splitlines()[0]
+    if "Key '" in msg and "not in" in msg:
+        return f"unknown key '{key}' (not in the schema; check its spelling)"
+    return f"bad value for '{key}': {msg}" if key else msg
+
+
+def parse_params(raw: dict[str, Any] | None, source: str = "params") -> Params:
+    """Validate a plain dict against :class:`Params`; raise :class:`ConfigError` with one line."""
+    schema = OmegaConf.structured(Params)
+    try:
+        merged = OmegaConf.merge(schema, OmegaConf.create(raw or {}))
+        params = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"{source}: {_one_line(err)}") from None
+    assert isinstance(params, Params)
+    return params
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate ``params.yaml``."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: not found (run from the repository root)")
+    try:
+        raw = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception as err:  # YAML syntax errors come in many types
+        raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    return parse_params(raw, str(path))  # type: ignore[arg-type]
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """A dataclass section as a plain dict (for checkpoints and reports)."""
+    return OmegaConf.to_container(OmegaConf.structured(obj))  # type: ignore[return-value]

@@ -1,0 +1,44 @@
+"""Checkpoints: plain dicts of tensors and primitives, written atomically, read with ``weights_only=True``."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dlkdd.models.build import Normalized, build_model
+
+
+def save_atomic(obj: Any, path: str | Path) -> None:
+    """torch.save to a temp file beside ``path``, then rename: a crash never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def save_model(path: str | Path, model: torch.nn.Module, arch: str, classes: list[str], num_frames: int, size: int,
+               **extra: Any) -> None:
+    """Everything needed to run the model alone on a raw clip: weights, architecture, classes, input geometry."""
+    save_atomic({"arch": arch, "classes": list(classes), "num_frames": num_frames, "size": size,
+                 "state_dict": model.state_dict(), **extra}, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such model file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"{path}: not a readable dlkdd checkpoint ({type(err).__name__})") from None
+
+
+def load_model(path: str | Path) -> tuple[Normalized, dict[str, Any]]:
+    """Rebuild the model of a checkpoint, in eval mode, with its metadata."""
+    ckpt = load_checkpoint(path)
+    model = build_model(ckpt["arch"], len(ckpt["classes"]))
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), ckpt

@@ -1,0 +1,42 @@
+"""What every stage script shares: read params.yaml through the schema, exiting with one line on a bad key."""
+from __future__ import annotations
+
+import sys
+
+import pandas as pd
+
+from dlkdd.config import ConfigError, Params, load_params
+
+
+def params_or_exit(path: str = "params.yaml") -> Params:
+    try:
+        return load_params(path)
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
+
+
+def write_history(history: list[dict[str, float]], path: str) -> None:
+    """Training curves as CSV for ``dvc plots``."""
+    pd.DataFrame(history).to_csv(path, index=False)
+
+
+def train_and_save(name: str, params: Params, frames_dir: str, clip_dirs: list[str], model_cfg, out: str, history: str,
+                   teacher=None, kd=None) -> None:
+    """Train one classifier on the cached frames and save it with its training curve (shared by the train stages)."""
+    from pathlib import Path
+
+    from dlkdd.config import to_dict
+    from dlkdd.data.frames import read_index
+    from dlkdd.distill.checkpoint import save_model
+    from dlkdd.distill.train import train_classifier
+
+    index, classes = read_index(frames_dir)
+    model, result = train_classifier(index, len(classes), [Path(d) for d in clip_dirs], model_cfg, params.train,
+                                     params.seed, teacher, kd, desc=name)
+    extra = {"train": to_dict(params.train), "best_epoch": result.best_epoch, "val_top1": result.best_val_top1}
+    if kd is not None:
+        extra["kd"] = to_dict(kd)
+    save_model(out, model, model_cfg.arch, classes, params.frames.num_frames, params.frames.size, **extra)
+    Path(history).parent.mkdir(parents=True, exist_ok=True)
+    write_history(result.history, history)
+    print(f"{name}: best val top-1 {result.best_val_top1:.3f} at epoch {result.best_epoch}; saved {out}")

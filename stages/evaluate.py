@@ -1,0 +1,51 @@
+"""Stage evaluate: teacher, baseline and student on the dark test split; metrics JSON, confusion data, cost."""
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+from _common import params_or_exit
+
+from dlkdd.data.dataset import ClipDataset
+from dlkdd.data.frames import read_index
+from dlkdd.distill.checkpoint import load_model
+from dlkdd.distill.evaluation import evaluate_split, inference_cost
+from dlkdd.distill.trainer import seed_everything
+
+
+def write_json(obj: dict, path: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--frames", required=True)
+    ap.add_argument("--clips", required=True, help="dark clips")
+    ap.add_argument("--enhanced-clips", required=True, help="the same clips enhanced (the teacher's input)")
+    ap.add_argument("--models", required=True, help="folder with teacher.pt, baseline.pt, student.pt")
+    ap.add_argument("--metrics", required=True)
+    ap.add_argument("--cost", required=True)
+    ap.add_argument("--confusion", required=True)
+    args = ap.parse_args()
+    params = params_or_exit()
+    seed_everything(params.seed, params.train.threads)
+    index, classes = read_index(args.frames)
+    # view 0 = dark clip, view 1 = its enhanced version; the teacher is scored as deployed: enhancement + teacher
+    test = ClipDataset(index, [Path(args.clips), Path(args.enhanced_clips)], "test")
+    metrics, cost = {}, {}
+    for name, view in (("teacher", 1), ("baseline", 0), ("student", 0)):
+        model, _ = load_model(Path(args.models) / f"{name}.pt")
+        metrics[name], preds = evaluate_split(model, test, view)
+        cost[name] = inference_cost(model, test.views[view][0], params.evaluate.latency_clips)
+        if name == "student":
+            pd.DataFrame({"actual": [classes[i] for i in test.labels], "predicted": [classes[i] for i in preds]}
+                         ).to_csv(args.confusion, index=False)
+    write_json(metrics, args.metrics)
+    write_json(cost, args.cost)
+    for name, m in metrics.items():
+        print(f"{name:9s} top-1 {m['top1']:.3f}  top-5 {m['top5']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
