@@ -80,6 +80,15 @@ class EvaluateConfig:
 
 
 @dataclass
+class CIConfig:
+    """The CI metric gate (.ci/metrics_gate.py); read by no stage, so changing it re-runs nothing."""
+
+    metric: str = "student.top1"
+    tolerance: float = 0.02  # largest allowed absolute drop
+    baseline_rev: str = "HEAD"  # the committed metrics to compare with
+
+
+@dataclass
 class Params:
     seed: int = 0
     generate: GenerateConfig = field(default_factory=GenerateConfig)
@@ -90,6 +99,7 @@ class Params:
     train: TrainConfig = field(default_factory=TrainConfig)
     kd: KDConfig = field(default_factory=KDConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    ci: CIConfig = field(default_factory=CIConfig)
 
 
 def _one_line(err: OmegaConfBaseException) -> str:
