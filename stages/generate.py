@@ -14,7 +14,7 @@ def main() -> None:
     args = ap.parse_args()
     params = params_or_exit()
     shutil.rmtree(args.out, ignore_errors=True)
-    manifest = generate_dataset(Path(args.out), params.generate, params.seed)
+    manifest = generate_dataset(Path(args.out), params.generate, params.generate.seed)
     print(f"wrote {manifest}")
 
 
