@@ -168,3 +168,16 @@ def test_parallel_clips_per_video_and_random_train(tiny_dataset, tmp_path):
     assert np.array_equal(np.load(tmp_path / f"d/clips/{first}.npy"), resize_frames(frames[uniform_indices(10, 4)], 16))
     assert base.ready == 12
     shutil.rmtree(tmp_path / "w1")
+
+
+def test_histogram_stats_equal_numpy_reference():
+    from dlkdd.data.frames import clip_stats, luma
+
+    v = np.random.default_rng(1).integers(0, 60, (5, 7, 9, 3), dtype=np.uint8)
+    y = luma(v)
+    s = clip_stats(v, 15.0)
+    ref = {"luma_mean": y.mean(), "luma_p05": np.percentile(y, 5), "luma_p50": np.median(y),
+           "luma_p95": np.percentile(y, 95), "dark_fraction": (y < 16).mean(),
+           "noise": np.median(np.abs(np.diff(y, axis=0))) * 1.4826 / np.sqrt(2)}
+    for k, want in ref.items():
+        assert s[k] == pytest.approx(float(want), abs=1e-4), k

@@ -71,16 +71,34 @@ def luma(frames: np.ndarray) -> np.ndarray:
 
 
 def clip_stats(frames: np.ndarray, fps: float) -> dict[str, float]:
-    """Brightness statistics of a decoded clip (T, H, W, 3) uint8: the input of the data-quality gate."""
-    y = luma(frames)
-    # noise: robust std of the difference of consecutive frames (static background dominates), per frame-pair
-    noise = float(np.median(np.abs(np.diff(y, axis=0)))) * 1.4826 / np.sqrt(2) if len(y) > 1 else 0.0
+    """Brightness statistics of a decoded clip (T, H, W, 3) uint8: the input of the data-quality gate.
+
+    Luma is BT.601 in exact integer thousandths (299 R + 587 G + 114 B), so percentiles and the noise median are
+    order statistics read off a histogram (a bincount) instead of sorting every pixel: same values as
+    ``np.percentile``/``np.median`` on the float luma (to ~1e-5), several times faster.
+    """
+    y = frames[..., 0].astype(np.int32) * 299 + frames[..., 1].astype(np.int32) * 587 + frames[..., 2] * np.int32(114)
+    hist = np.bincount(y.ravel(), minlength=255_001)
+    p05, p50, p95 = (_percentile(hist, q) / 1000.0 for q in (5, 50, 95))
+    noise = 0.0
+    if len(y) > 1:  # robust std of the difference of consecutive frames (static background dominates)
+        d = np.abs(np.diff(y, axis=0)).ravel()
+        noise = _percentile(np.bincount(d), 50) / 1000.0 * 1.4826 / np.sqrt(2)
     return {
         "frames": int(frames.shape[0]), "fps": fps, "height": int(frames.shape[1]), "width": int(frames.shape[2]),
         "duration_s": frames.shape[0] / fps if fps else 0.0,
-        "luma_mean": float(y.mean()), "luma_p05": float(np.percentile(y, 5)), "luma_p50": float(np.median(y)),
-        "luma_p95": float(np.percentile(y, 95)), "dark_fraction": float((y < 16).mean()), "noise": noise,
+        "luma_mean": float(y.mean(dtype=np.float64)) / 1000.0, "luma_p05": p05, "luma_p50": p50, "luma_p95": p95,
+        "dark_fraction": float(hist[:16_000].sum() / y.size), "noise": float(noise),
     }
+
+
+def _percentile(hist: np.ndarray, q: float) -> float:
+    """``np.percentile(values, q)`` (linear interpolation) of the integers counted in ``hist``."""
+    cum = np.cumsum(hist)
+    h = (cum[-1] - 1) * q / 100.0
+    lo = int(np.floor(h))
+    a, b = np.searchsorted(cum, [lo + 1, min(lo + 2, cum[-1])])  # values of order statistics lo and lo + 1
+    return float(a + (h - lo) * (b - a))
 
 
 def save_array(path: Path, arr: np.ndarray) -> None:
