@@ -7,25 +7,61 @@ from pathlib import Path
 import pandas as pd
 from _common import params_or_exit
 
-from dlkdd.data.frames import build_frame_cache
+from dlkdd.data.frames import MANIFEST_COLUMNS, REQUIRED_SPLITS, SamplingSpec, build_frame_cache
+
+SAMPLING = ("uniform", "random")
+
+
+def read_manifest(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """The manifest and its class list (``classes.txt`` beside it, else derived from the labels); exits on errors."""
+    if not path.is_file():
+        sys.exit(f"error: manifest {path} not found: run `dvc repro generate` or a `dlkdd import-*` command")
+    try:
+        manifest = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        sys.exit(f"error: {path} is not a readable CSV: {str(err).splitlines()[0]}")
+    missing = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
+    if missing:
+        sys.exit(f"error: {path} lacks columns {missing}; a manifest has {','.join(MANIFEST_COLUMNS)}")
+    if manifest.empty:
+        sys.exit(f"error: {path} lists no clips")
+    classes_file = path.parent / "classes.txt"
+    if classes_file.is_file():
+        return manifest, [c for c in classes_file.read_text().splitlines() if c]
+    labelled = manifest.dropna(subset=["label"]).drop_duplicates("label").sort_values("label")
+    return manifest, labelled["class_name"].astype(str).tolist()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--manifest", required=True, help="CSV: path,label,class_name,split,video_id")
+    ap.add_argument("--root", help="folder the manifest's paths are relative to (default: the manifest's folder)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     params = params_or_exit()
+    f = params.frames
+    if f.train_sampling not in SAMPLING:
+        sys.exit(f"error: params.yaml: frames.train_sampling must be one of {SAMPLING}, not '{f.train_sampling}'")
+    if f.workers < 1 or f.clips_per_video < 1 or f.num_frames < 1 or f.size < 1 or f.stride < 0:
+        sys.exit("error: params.yaml: frames.workers, clips_per_video, num_frames and size must be >= 1, stride >= 0")
     manifest_path = Path(args.manifest)
-    manifest = pd.read_csv(manifest_path)
-    classes = manifest.drop_duplicates("label").sort_values("label")["class_name"].tolist()
+    root = Path(args.root) if args.root else manifest_path.parent
+    if not root.is_dir():
+        sys.exit(f"error: dataset root {root} is not a folder (set data.root in params.yaml)")
+    manifest, classes = read_manifest(manifest_path)
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
-    result = build_frame_cache(manifest, manifest_path.parent, out, params.frames.num_frames, params.frames.size,
-                               classes)
+    spec = SamplingSpec(clips_per_video=f.clips_per_video, train_sampling=f.train_sampling, stride=f.stride,
+                        min_decoded_fraction=f.min_decoded_fraction, seed=params.seed)
+    result = build_frame_cache(manifest, root, out, f.num_frames, f.size, classes, workers=f.workers, spec=spec)
     print(result.summary())
     if result.ready == 0:
-        sys.exit(f"error: no usable clips in {manifest_path}: see {out / 'quarantine.csv'}")
+        sys.exit(f"error: no usable clips in {manifest_path}: every one is quarantined, see {out / 'quarantine.csv'}")
+    ready = pd.read_csv(out / "index.csv")["split"].value_counts()
+    empty = [s for s in REQUIRED_SPLITS if ready.get(s, 0) == 0]
+    if empty:
+        sys.exit(f"error: split(s) {empty} have no usable clips after quarantine (see {out / 'quarantine.csv'}); "
+                 "the pipeline needs train, val and test: fix the files or re-import with other split options")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The ``dlkdd`` command: ``summary`` after a run, ``predict`` on raw dark clips."""
+"""The ``dlkdd`` command: ``summary`` after a run, ``predict`` on raw dark clips, ``import-*`` real datasets."""
 from __future__ import annotations
 
 import argparse
@@ -60,6 +60,63 @@ def predict(clips: list[Path], model_path: Path, topk: int, as_json: bool) -> in
     return 0
 
 
+def import_dataset(args: argparse.Namespace) -> int:
+    """Read a dataset in its own format and write the pipeline's manifest (see dlkdd.data.importers)."""
+    from dlkdd.data import importers as imp
+
+    try:
+        if args.cmd == "import-arid":
+            found = imp.read_arid_v1(args.lists, args.split)
+        elif args.cmd == "import-arid15":
+            found = imp.read_arid_v15(args.lists, args.split)
+        elif args.cmd == "import-ug2":
+            found = imp.read_ug2(args.train, args.test, args.mapping, args.val)
+        elif args.cmd == "import-folder":
+            found = imp.read_folder(args.root)
+        else:
+            found = imp.read_csv_manifest(args.csv, args.classes)
+        result = imp.write_import(found, args.root, args.out, args.val_fraction, args.test_fraction, args.seed)
+    except (imp.DatasetImportError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(result.summary())
+    print(f"next: set data.manifest: {result.manifest} and data.root: {args.root} in params.yaml, then `dvc repro`")
+    return 0
+
+
+def _import_parsers(sub: argparse._SubParsersAction) -> None:
+    def common(p: argparse.ArgumentParser, root_positional: bool = False) -> None:
+        if root_positional:
+            p.add_argument("root", type=Path, help="the dataset folder (class folders inside)")
+        else:
+            p.add_argument("--root", type=Path, required=True, help="folder the listed paths are relative to")
+        p.add_argument("--out", type=Path, required=True, help="folder for manifest.csv (outside the dataset)")
+        p.add_argument("--val-fraction", type=float, default=0.1, help="share of train carved out as val if none")
+        p.add_argument("--test-fraction", type=float, default=0.2, help="share held out as test if no split given")
+        p.add_argument("--seed", type=int, default=0, help="seed of the split carving")
+
+    a = sub.add_parser("import-arid", help="ARID v1.0: list_cvt/ARID_split{1,2,3}_{train,test}.txt")
+    common(a)
+    a.add_argument("--lists", type=Path, required=True, help="ARID's list_cvt folder")
+    a.add_argument("--split", type=int, default=1, choices=(1, 2, 3))
+    a15 = sub.add_parser("import-arid15", help="ARID V1.5: list_cvt/split_{0,1}/")
+    common(a15)
+    a15.add_argument("--lists", type=Path, required=True, help="ARID V1.5's list_cvt folder")
+    a15.add_argument("--split", type=int, default=0, choices=(0, 1))
+    u = sub.add_parser("import-ug2", help="UG2+ 2021 ARID1.1: VideoID,Video,ClassID CSVs")
+    common(u)
+    u.add_argument("--train", type=Path, required=True)
+    u.add_argument("--test", type=Path, required=True, help="e.g. ARID1.1_t1_validation_gt_pub.csv")
+    u.add_argument("--val", type=Path, help="optional; else carved out of train")
+    u.add_argument("--mapping", type=Path, required=True, help="mapping_table_t1.txt")
+    f = sub.add_parser("import-folder", help="folder per class: <root>/<Class>/* or <root>/{train,val,test}/<Class>/*")
+    common(f, root_positional=True)
+    c = sub.add_parser("import-csv", help="plain CSV manifest: path,label[,split]")
+    c.add_argument("csv", type=Path)
+    common(c)
+    c.add_argument("--classes", type=Path, help="class names, one per line (default: the sorted labels)")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="dlkdd", description="Dark-video action recognition by dual-light KD")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -70,9 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=Path("models/student.pt"))
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--json", action="store_true")
+    _import_parsers(sub)
     args = ap.parse_args(argv)
     if args.cmd == "summary":
         return summary(args.metrics)
+    if args.cmd.startswith("import-"):
+        return import_dataset(args)
     return predict(args.clips, args.model, args.topk, args.json)
 
 

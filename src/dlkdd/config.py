@@ -44,6 +44,19 @@ class GenerateConfig:
 class FramesConfig:
     num_frames: int = 8  # frames sampled per clip (uniform segments)
     size: int = 64  # frames are resized to size x size
+    workers: int = 1  # decoding processes (results keep the manifest order)
+    clips_per_video: int = 1  # clips cut from each val/test video for video-level evaluation
+    train_sampling: str = "uniform"  # uniform (segment centres) | random (seeded random frame per segment)
+    stride: int = 0  # 0 = segments over the whole video; > 0 = a window of num_frames this many frames apart
+    min_decoded_fraction: float = 0.9  # quarantine files decoding fewer than this share of their reported frames
+
+
+@dataclass
+class DataConfig:
+    """Where the frames stage reads footage: the embedded default, or an imported dataset (README)."""
+
+    manifest: str = "data/raw/manifest.csv"  # manifest.csv written by `generate` or `dlkdd import-*`
+    root: str = "data/raw"  # folder the manifest's paths are relative to
 
 
 @dataclass
@@ -93,6 +106,7 @@ class CIConfig:
 class Params:
     seed: int = 0
     generate: GenerateConfig = field(default_factory=GenerateConfig)
+    data: DataConfig = field(default_factory=DataConfig)
     frames: FramesConfig = field(default_factory=FramesConfig)
     enhance: EnhanceConfig = field(default_factory=EnhanceConfig)
     teacher: ModelConfig = field(default_factory=ModelConfig)

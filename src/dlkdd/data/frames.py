@@ -5,22 +5,31 @@ Layout of a frames directory::
     index.csv        clip_id, path, label, class_name, split, video_id  (clips that are ready)
     classes.txt      one class name per line, in label order
     stats.csv        one row of per-clip statistics per ready clip
-    quarantine.csv   path, reason  (clips that could not be used; the run goes on without them)
+    quarantine.csv   path, reason, kind  (inputs that could not be used; the run goes on without them)
     clips/<clip_id>.npy   uint8 (T, H, W, 3) RGB
+
+A video gives one clip (``clip_id`` = its ``video_id``) unless ``clips_per_video`` > 1, in which case its val/test
+rows give that many clips ``<video_id>__<k>``, sharing the ``video_id`` that video-level evaluation groups on.
+Videos are decoded in parallel worker processes (``workers``); results keep the manifest's order.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from dlkdd.data.video import VideoDecodeError, read_video, resize_frames, uniform_indices
+from dlkdd.data.video import VideoDecodeError, probe_video, resize_frames, sample_clips
 
 INDEX_COLUMNS = ["clip_id", "path", "label", "class_name", "split", "video_id"]
+MANIFEST_COLUMNS = INDEX_COLUMNS[1:]  # what generate and the importers write
+REQUIRED_SPLITS = ("train", "val", "test")  # the training and evaluation stages need all three
+QUARANTINE_COLUMNS = ["path", "reason", "kind"]
+EVAL_SPLITS = ("val", "test")
 
 
 @dataclass
@@ -28,10 +37,32 @@ class FramesResult:
     ready: int
     quarantined: int
     out_dir: Path
+    videos: int = 0  # videos that gave clips (== ready when clips_per_video is 1)
 
     def summary(self) -> str:
         q = f", {self.quarantined} quarantined: see {self.out_dir / 'quarantine.csv'}" if self.quarantined else ""
-        return f"{self.ready} clips ready{q}"
+        v = f" from {self.videos:,} videos" if self.videos and self.videos != self.ready else ""
+        return f"{self.ready:,} clips ready{v}{q}"
+
+
+@dataclass(frozen=True)
+class SamplingSpec:
+    """How clips are cut from a decoded video (policies documented in :mod:`dlkdd.data.video`)."""
+
+    num_frames: int = 8
+    size: int = 64
+    clips_per_video: int = 1  # for val/test videos; train videos always give one clip
+    train_sampling: str = "uniform"  # uniform | random (seeded per video)
+    stride: int = 0  # 0 = segments over the whole clip; > 0 = a window of frames this far apart
+    min_decoded_fraction: float = 0.0  # quarantine a file decoding fewer than this share of its reported frames
+    seed: int = 0
+
+
+@dataclass
+class _Outcome:
+    rows: list[dict] = field(default_factory=list)
+    stats: list[dict] = field(default_factory=list)
+    bad: dict | None = None
 
 
 def luma(frames: np.ndarray) -> np.ndarray:
@@ -40,16 +71,34 @@ def luma(frames: np.ndarray) -> np.ndarray:
 
 
 def clip_stats(frames: np.ndarray, fps: float) -> dict[str, float]:
-    """Brightness statistics of a decoded clip (T, H, W, 3) uint8: the input of the data-quality gate."""
-    y = luma(frames)
-    # noise: robust std of the difference of consecutive frames (static background dominates), per frame-pair
-    noise = float(np.median(np.abs(np.diff(y, axis=0)))) * 1.4826 / np.sqrt(2) if len(y) > 1 else 0.0
+    """Brightness statistics of a decoded clip (T, H, W, 3) uint8: the input of the data-quality gate.
+
+    Luma is BT.601 in exact integer thousandths (299 R + 587 G + 114 B), so percentiles and the noise median are
+    order statistics read off a histogram (a bincount) instead of sorting every pixel: same values as
+    ``np.percentile``/``np.median`` on the float luma (to ~1e-5), several times faster.
+    """
+    y = frames[..., 0].astype(np.int32) * 299 + frames[..., 1].astype(np.int32) * 587 + frames[..., 2] * np.int32(114)
+    hist = np.bincount(y.ravel(), minlength=255_001)
+    p05, p50, p95 = (_percentile(hist, q) / 1000.0 for q in (5, 50, 95))
+    noise = 0.0
+    if len(y) > 1:  # robust std of the difference of consecutive frames (static background dominates)
+        d = np.abs(np.diff(y, axis=0)).ravel()
+        noise = _percentile(np.bincount(d), 50) / 1000.0 * 1.4826 / np.sqrt(2)
     return {
         "frames": int(frames.shape[0]), "fps": fps, "height": int(frames.shape[1]), "width": int(frames.shape[2]),
         "duration_s": frames.shape[0] / fps if fps else 0.0,
-        "luma_mean": float(y.mean()), "luma_p05": float(np.percentile(y, 5)), "luma_p50": float(np.median(y)),
-        "luma_p95": float(np.percentile(y, 95)), "dark_fraction": float((y < 16).mean()), "noise": noise,
+        "luma_mean": float(y.mean(dtype=np.float64)) / 1000.0, "luma_p05": p05, "luma_p50": p50, "luma_p95": p95,
+        "dark_fraction": float(hist[:16_000].sum() / y.size), "noise": float(noise),
     }
+
+
+def _percentile(hist: np.ndarray, q: float) -> float:
+    """``np.percentile(values, q)`` (linear interpolation) of the integers counted in ``hist``."""
+    cum = np.cumsum(hist)
+    h = (cum[-1] - 1) * q / 100.0
+    lo = int(np.floor(h))
+    a, b = np.searchsorted(cum, [lo + 1, min(lo + 2, cum[-1])])  # values of order statistics lo and lo + 1
+    return float(a + (h - lo) * (b - a))
 
 
 def save_array(path: Path, arr: np.ndarray) -> None:
@@ -60,28 +109,83 @@ def save_array(path: Path, arr: np.ndarray) -> None:
     tmp.replace(path)
 
 
+def check_row(rec: dict, root: Path, num_classes: int) -> tuple[str, str] | None:
+    """Problems visible without decoding: (reason, kind), or None when the row is fine."""
+    rel = str(rec["path"])
+    norm = os.path.normpath(rel)
+    if os.path.isabs(rel) or norm == ".." or norm.startswith(".." + os.sep):
+        return f"{rel}: path escapes the dataset root {root}", "escapes_root"
+    label = rec["label"]
+    if isinstance(label, (float, np.floating)) and float(label).is_integer():
+        label = int(label)  # a column with a blank cell is read as float
+    if not isinstance(label, (int, np.integer)) or not 0 <= int(label) < num_classes:
+        return f"{rel}: label {label!r} is not in the class list (0..{num_classes - 1})", "bad_label"
+    return None
+
+
+def _process(job: tuple[dict, Path, Path, SamplingSpec, int, int]) -> _Outcome:
+    """Decode one video once, cut its clips, write them; runs in a worker process. Never raises on bad input."""
+    rec, root, clips_dir, spec, num_classes, position = job
+    problem = check_row(rec, root, num_classes)
+    if problem:
+        return _Outcome(bad={"path": rec["path"], "reason": problem[0], "kind": problem[1]})
+    try:
+        video, fps, reported = probe_video(root / rec["path"])
+    except VideoDecodeError as err:
+        return _Outcome(bad={"path": rec["path"], "reason": str(err), "kind": err.kind})
+    if reported and len(video) < spec.min_decoded_fraction * reported:
+        return _Outcome(bad={"path": rec["path"], "kind": "incomplete", "reason": (
+            f"{root / rec['path']}: truncated or corrupt: decoded {len(video)} of the {reported} frames the "
+            "container reports")})
+    vid = str(rec["video_id"])
+    is_eval = rec["split"] in EVAL_SPLITS
+    k = spec.clips_per_video if is_eval else 1
+    policy = "uniform" if is_eval else spec.train_sampling
+    rng = np.random.default_rng([spec.seed, position]) if policy == "random" else None
+    stats = clip_stats(video, fps)
+    out = _Outcome()
+    for j, idx in enumerate(sample_clips(len(video), spec.num_frames, k, policy, spec.stride, rng)):
+        clip_id = vid.replace("/", "_") + (f"__{j}" if k > 1 else "")
+        save_array(clips_dir / f"{clip_id}.npy", resize_frames(video[idx], spec.size))
+        out.rows.append({"clip_id": clip_id, **{c: rec[c] for c in INDEX_COLUMNS[1:]}})
+        out.stats.append({"clip_id": clip_id, "split": rec["split"], "label": rec["label"], **stats,
+                          "video_id": vid, "reported_frames": reported})
+    return out
+
+
 def build_frame_cache(manifest: pd.DataFrame, root: Path, out_dir: Path, num_frames: int, size: int,
-                      classes: list[str]) -> FramesResult:
-    """Decode every clip in ``manifest`` (paths relative to ``root``) into ``out_dir`` (layout in the module doc)."""
+                      classes: list[str], workers: int = 1, spec: SamplingSpec | None = None) -> FramesResult:
+    """Decode every clip in ``manifest`` (paths relative to ``root``) into ``out_dir`` (layout in the module doc).
+
+    ``spec`` adds sampling options (``num_frames`` and ``size`` given here win); ``workers`` > 1 decodes in that many
+    processes. Bad rows and files go to ``quarantine.csv`` and the rest goes on.
+    """
+    spec = SamplingSpec(**{**(spec.__dict__ if spec else {}), "num_frames": num_frames, "size": size})
     clips = out_dir / "clips"
     clips.mkdir(parents=True, exist_ok=True)
+    records = manifest.to_dict("records")
+    jobs = [(rec, Path(root), clips, spec, len(classes), i) for i, rec in enumerate(records)]
     rows, stats, bad = [], [], []
-    for rec in tqdm(manifest.to_dict("records"), desc="frames", unit="clip"):
-        clip_id = str(rec["video_id"]).replace("/", "_")
-        try:
-            video, fps = read_video(root / rec["path"])
-        except VideoDecodeError as err:
-            bad.append({"path": rec["path"], "reason": str(err)})
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            # map keeps the manifest's order, so the index does not depend on scheduling
+            results = list(tqdm(pool.map(_process, jobs, chunksize=max(1, len(jobs) // (workers * 8))),
+                                total=len(jobs), desc="frames", unit="video"))
+    else:
+        results = [_process(job) for job in tqdm(jobs, desc="frames", unit="video")]
+    videos = 0
+    for res in results:
+        if res.bad:
+            bad.append(res.bad)
             continue
-        sampled = resize_frames(video[uniform_indices(len(video), num_frames)], size)
-        save_array(clips / f"{clip_id}.npy", sampled)
-        rows.append({"clip_id": clip_id, **{k: rec[k] for k in INDEX_COLUMNS[1:]}})
-        stats.append({"clip_id": clip_id, "split": rec["split"], "label": rec["label"], **clip_stats(video, fps)})
+        videos += 1
+        rows += res.rows
+        stats += res.stats
     pd.DataFrame(rows, columns=INDEX_COLUMNS).to_csv(out_dir / "index.csv", index=False)
     pd.DataFrame(stats).to_csv(out_dir / "stats.csv", index=False)
-    pd.DataFrame(bad, columns=["path", "reason"]).to_csv(out_dir / "quarantine.csv", index=False)
+    pd.DataFrame(bad, columns=QUARANTINE_COLUMNS).to_csv(out_dir / "quarantine.csv", index=False)
     (out_dir / "classes.txt").write_text("\n".join(classes) + "\n")
-    return FramesResult(len(rows), len(bad), out_dir)
+    return FramesResult(len(rows), len(bad), out_dir, videos)
 
 
 def read_index(frames_dir: str | Path) -> tuple[pd.DataFrame, list[str]]:

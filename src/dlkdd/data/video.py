@@ -1,7 +1,20 @@
 """Video decoding with OpenCV and frame sampling.
 
 torchvision 0.29 has no ``read_video``; ``cv2.VideoCapture`` reads H.264, MPEG-4 and MJPG here. Frame counts reported
-by containers are often wrong, so clips are always decoded to the end and the real count is used.
+by containers are often wrong, so clips are always decoded to the end and the real count is used; the reported count
+is only used to notice a file that stops far short of it (truncated or corrupt mid-stream).
+
+Sampling policies (``sample_clips``), all returning frame indices into the decoded clip:
+
+- ``uniform`` (TSN-style, eval): ``num`` equal segments over the whole clip, one frame per segment; with ``k`` clips
+  per video, clip ``j`` takes the point at ``(j + 0.5) / k`` of every segment (so ``k = 1`` is the segment centre).
+- ``random`` (train): a seeded random frame inside every segment (TSN training sampling).
+- ``stride > 0``: a window of ``num`` frames ``stride`` apart instead of segments; ``uniform`` spreads the ``k``
+  windows evenly over the clip, ``random`` draws the window start.
+
+Short clips (fewer frames than needed): segment sampling repeats frames in order (each segment still maps to a
+frame, so a 3-frame clip gives 0,0,0,1,1,2,2,2 for 8); a stride window that does not fit **loops** back to the start
+(index modulo the clip length), so motion continues rather than freezing on the last frame.
 """
 from __future__ import annotations
 
@@ -10,36 +23,93 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+# Leading bytes of the containers OpenCV/FFmpeg read; used only to tell "not a video" from "a broken video".
+_SIGNATURES: tuple[tuple[int, bytes], ...] = (
+    (0, b"RIFF"), (4, b"ftyp"), (4, b"moov"), (4, b"mdat"), (4, b"free"), (4, b"wide"), (0, b"\x1a\x45\xdf\xa3"),
+    (0, b"FLV"), (0, b"\x00\x00\x01\xba"), (0, b"\x00\x00\x01\xb3"), (0, b"\x30\x26\xb2\x75"), (0, b"OggS"),
+    (0, b"\x47"),
+)
+MAX_PLAUSIBLE_FRAMES = 10_000_000  # a container count above this (or <= 0, NaN) is garbage, not a frame count
+
 
 class VideoDecodeError(ValueError):
-    """A file that is not a readable video; the message says why in one line."""
+    """A file that is not a usable video; the message says why in one line, ``kind`` names the failure.
+
+    kinds: ``missing``, ``empty``, ``not_video``, ``unreadable``, ``incomplete``.
+    """
+
+    def __init__(self, message: str, kind: str = "unreadable") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
-def read_video(path: str | Path) -> tuple[np.ndarray, float]:
-    """Decode every frame of ``path``. Returns RGB uint8 frames (T, H, W, 3) and the fps (0.0 when unknown)."""
+def looks_like_video(path: Path) -> bool:
+    """Whether the file starts like a known video container (AVI, MP4/MOV, MKV/WebM, FLV, MPEG-PS/TS, ASF, Ogg)."""
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    return any(head[off:off + len(sig)] == sig for off, sig in _SIGNATURES)
+
+
+def reported_frame_count(value: float) -> int:
+    """The container's frame count if plausible, else 0 (unknown)."""
+    return int(value) if np.isfinite(value) and 0 < value < MAX_PLAUSIBLE_FRAMES else 0
+
+
+def read_video(path: str | Path, min_decoded_fraction: float = 0.0) -> tuple[np.ndarray, float]:
+    """Decode every frame of ``path``. Returns RGB uint8 frames (T, H, W, 3) and the fps (0.0 when unknown).
+
+    Any resolution/aspect; grayscale streams become 3-channel. ``min_decoded_fraction`` > 0 rejects a file that
+    decodes fewer than that fraction of the frames its container reports (kind ``incomplete``); a missing or
+    implausible count is ignored. Raises :class:`VideoDecodeError`.
+    """
     path = Path(path)
+    frames, fps, reported = _decode(path)
+    if reported and len(frames) < min_decoded_fraction * reported:
+        raise VideoDecodeError(f"{path}: truncated or corrupt: decoded {len(frames)} of the {reported} frames the "
+                               "container reports", "incomplete")
+    return np.stack(frames), fps
+
+
+def probe_video(path: str | Path) -> tuple[np.ndarray, float, int]:
+    """Like :func:`read_video` without the completeness check, also returning the container's frame count (0 = n/a)."""
+    frames, fps, reported = _decode(Path(path))
+    return np.stack(frames), fps, reported
+
+
+def _decode(path: Path) -> tuple[list[np.ndarray], float, int]:
     if not path.is_file():
-        raise VideoDecodeError(f"{path}: no such file")
+        raise VideoDecodeError(f"{path}: no such file", "missing")
     if path.stat().st_size == 0:
-        raise VideoDecodeError(f"{path}: empty file (0 bytes)")
+        raise VideoDecodeError(f"{path}: empty file (0 bytes)", "empty")
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
-            raise VideoDecodeError(f"{path}: OpenCV cannot open it as a video (corrupt or not a video file)")
+            raise _unopenable(path)
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        reported = reported_frame_count(float(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0))
         frames = []
         while True:
             ok, frame = cap.read()
-            if not ok:
+            if not ok or frame is None:
                 break
-            if frame.ndim == 2:  # grayscale streams
+            if frame.ndim == 2:  # grayscale streams (when OpenCV does not convert them)
                 frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+            elif frame.shape[2] == 4:
+                frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
             frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
     finally:
         cap.release()
     if not frames:
-        raise VideoDecodeError(f"{path}: no decodable frames (truncated or corrupt)")
-    return np.stack(frames), (fps if np.isfinite(fps) and fps > 0 else 0.0)
+        if not looks_like_video(path):
+            raise VideoDecodeError(f"{path}: not a video file (no known container header)", "not_video")
+        raise VideoDecodeError(f"{path}: no decodable frames (truncated or corrupt)", "unreadable")
+    return frames, (fps if np.isfinite(fps) and 0 < fps < 1000 else 0.0), reported
+
+
+def _unopenable(path: Path) -> VideoDecodeError:
+    if not looks_like_video(path):
+        return VideoDecodeError(f"{path}: not a video file (no known container header)", "not_video")
+    return VideoDecodeError(f"{path}: OpenCV cannot open it as a video (corrupt or truncated header)", "unreadable")
 
 
 def uniform_indices(total: int, num: int) -> np.ndarray:
@@ -47,10 +117,34 @@ def uniform_indices(total: int, num: int) -> np.ndarray:
 
     A clip shorter than ``num`` frames repeats frames (each index appears in order), so short clips still give ``num``.
     """
+    return sample_clips(total, num)[0]
+
+
+def sample_clips(total: int, num: int, clips: int = 1, policy: str = "uniform", stride: int = 0,
+                 rng: np.random.Generator | None = None) -> list[np.ndarray]:
+    """``clips`` index arrays of ``num`` frames each into a clip of ``total`` frames (policies in the module doc)."""
     if total <= 0:
         raise ValueError("a clip needs at least one frame")
-    seg = total / num
-    return np.minimum((np.arange(num) * seg + seg / 2).astype(np.int64), total - 1)
+    if policy not in ("uniform", "random"):
+        raise ValueError(f"unknown sampling policy '{policy}' (uniform | random)")
+    if policy == "random" and rng is None:
+        raise ValueError("random sampling needs a seeded numpy Generator")
+    out = []
+    for j in range(clips):
+        if stride <= 0:
+            seg = total / num
+            frac = rng.random(num) if policy == "random" else np.full(num, (j + 0.5) / clips)  # type: ignore[union-attr]
+            idx = (np.arange(num) * seg + frac * seg).astype(np.int64)
+            out.append(np.minimum(idx, total - 1))
+        else:
+            span = (num - 1) * stride + 1
+            room = max(total - span, 0)
+            if policy == "random":
+                start = int(rng.integers(0, room + 1))  # type: ignore[union-attr]
+            else:
+                start = int(round(room * (j + 0.5) / clips)) if clips > 1 else room // 2
+            out.append((start + np.arange(num) * stride) % total)  # loops when the window does not fit
+    return out
 
 
 def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:

@@ -1,0 +1,342 @@
+"""Dataset importers: real dark-video datasets → the one manifest the pipeline reads.
+
+Every reader returns :class:`Imported` (rows + class list + rows already known bad); :func:`write_import` checks each
+row (label in the class list, path inside the root, file present), writes into an output folder (never into the
+dataset)::
+
+    manifest.csv            path, label, class_name, split, video_id   (paths relative to the dataset root)
+    classes.txt             class names in label order (labels are 0..K-1; dataset class ids are remapped in order)
+    import_quarantine.csv   path, reason, kind   (rows left out, and why)
+
+Formats (exactly as the datasets ship them):
+
+- ARID v1.0: ``list_cvt/ARID_split{1,2,3}_{train,test,other}.txt``, lines ``<idx>\\t<class_id>\\t<Class>/<file>.avi``,
+  ``mapping_table.txt`` lines ``<class_id>\\t<Class>``. train → train, test → test, ``other`` is left out; ARID has
+  no val split, so a seeded, class-stratified fraction of train becomes val.
+- ARID V1.5: ``list_cvt/split_{0,1}/`` holding train/test(/val) lists in the v1.0 line format or the ARID1.1 CSV
+  format, with a ``mapping_table*.txt`` in the split folder, ``list_cvt/`` or its parent.
+- UG2+ 2021 (ARID1.1): CSV ``VideoID,Video,ClassID`` (train and validation files) + ``mapping_table_t1.txt``.
+- Folder per class (Dark-48 and any other): ``<root>/<Class>/*.{avi,mp4,mkv,...}`` or
+  ``<root>/{train,val,test}/<Class>/*``; class list = the class folders.
+- Plain CSV manifest: ``path,label[,split]`` with class names as labels (class list from ``--classes`` or sorted).
+"""
+from __future__ import annotations
+
+import csv
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dlkdd.data.frames import MANIFEST_COLUMNS, QUARANTINE_COLUMNS, REQUIRED_SPLITS
+
+VIDEO_EXTS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
+
+
+class DatasetImportError(ValueError):
+    """A dataset that cannot be imported at all; the message is one line saying what to do."""
+
+
+@dataclass
+class Imported:
+    """What a reader found: rows (path, class_id, split), the class names by dataset class id, rows known bad."""
+
+    rows: list[dict] = field(default_factory=list)  # {"path", "class_id", "split"}
+    class_names: dict[int, str] = field(default_factory=dict)  # dataset class id -> name
+    bad: list[dict] = field(default_factory=list)  # {"path", "reason", "kind"}
+    source: str = ""
+
+
+@dataclass
+class ImportResult:
+    manifest: Path
+    quarantine: Path
+    ready: int
+    quarantined: int
+    classes: list[str]
+    per_split: dict[str, int]
+
+    def summary(self) -> str:
+        splits = ", ".join(f"{s} {n:,}" for s, n in self.per_split.items())
+        q = f", {self.quarantined:,} quarantined: see {self.quarantine}" if self.quarantined else ""
+        return f"{self.ready:,} clips imported ({splits}; {len(self.classes)} classes){q} → {self.manifest}"
+
+
+# ---------------------------------------------------------------- format readers
+
+
+def read_mapping_table(path: Path) -> dict[int, str]:
+    """``<class_id>\\t<ClassName>`` lines (ARID's mapping_table.txt) → {id: name}."""
+    out: dict[int, str] = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split("\t") if "\t" in line else line.split(None, 1)
+        if len(parts) != 2 or not parts[0].strip().lstrip("-").isdigit():
+            raise DatasetImportError(f"{path}:{n}: expected '<class_id><TAB><ClassName>', got {line!r}")
+        out[int(parts[0])] = parts[1].strip()
+    if not out:
+        raise DatasetImportError(f"{path}: no classes in the mapping table")
+    return out
+
+
+def _find(dirs: list[Path], patterns: tuple[str, ...], what: str) -> Path:
+    for d in dirs:
+        for pat in patterns:
+            hits = sorted(d.glob(pat))
+            if hits:
+                return hits[0]
+    raise DatasetImportError(f"{what} not found in {', '.join(str(d) for d in dirs)}")
+
+
+def parse_split_list(path: Path, split: str) -> tuple[list[dict], list[dict]]:
+    """One split list: ARID's ``<idx>\\t<class_id>\\t<relpath>`` lines, or an ARID1.1 ``VideoID,Video,ClassID`` CSV."""
+    text = path.read_text()
+    first = text.lstrip().split("\n", 1)[0].strip()
+    rows, bad = [], []
+    if first.replace(" ", "").lower().startswith("videoid,video,classid"):
+        for n, rec in enumerate(csv.DictReader(text.splitlines()), 2):
+            rec = {k.strip(): (v or "").strip() for k, v in rec.items() if k}
+            cid = rec.get("ClassID", "")
+            if not rec.get("Video") or not cid.lstrip("-").isdigit():
+                bad.append({"path": f"{path.name}:{n}", "reason": f"{path}:{n}: malformed row {rec}",
+                            "kind": "malformed"})
+                continue
+            rows.append({"path": rec["Video"], "class_id": int(cid), "split": split})
+        return rows, bad
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.rstrip("\r\n").split("\t") if "\t" in line else line.split()
+        if len(parts) == 3 and parts[1].lstrip("-").isdigit():
+            rows.append({"path": parts[2].strip(), "class_id": int(parts[1]), "split": split})
+        elif len(parts) == 2 and parts[1].lstrip("-").isdigit():  # "<relpath> <class_id>" lists
+            rows.append({"path": parts[0].strip(), "class_id": int(parts[1]), "split": split})
+        else:
+            bad.append({"path": f"{path.name}:{n}", "kind": "malformed",
+                        "reason": f"{path}:{n}: expected '<idx><TAB><class_id><TAB><path>', got {line.strip()!r}"})
+    return rows, bad
+
+
+def read_arid_v1(lists_dir: Path, split: int = 1) -> Imported:
+    """ARID v1.0 split ``split`` (1, 2 or 3): train and test lists + the mapping table (module doc)."""
+    lists_dir = Path(lists_dir)
+    if split not in (1, 2, 3):
+        raise DatasetImportError(f"ARID v1.0 has splits 1, 2 and 3, not {split}")
+    mapping = read_mapping_table(_find([lists_dir, lists_dir.parent], ("mapping_table.txt",), "mapping_table.txt"))
+    out = Imported(class_names=mapping, source=f"ARID v1.0 split {split}")
+    for name in ("train", "test"):
+        f = lists_dir / f"ARID_split{split}_{name}.txt"
+        if not f.is_file():
+            raise DatasetImportError(f"{f} not found: --lists must be ARID's list_cvt folder")
+        rows, bad = parse_split_list(f, name)
+        out.rows += rows
+        out.bad += bad
+    return out
+
+
+def read_arid_v15(lists_dir: Path, split: int = 0) -> Imported:
+    """ARID V1.5 ``list_cvt/split_<split>/``: every list whose name says train / val / test (module doc)."""
+    lists_dir = Path(lists_dir)
+    d = lists_dir / f"split_{split}"
+    if not d.is_dir():
+        raise DatasetImportError(f"{d} not found: --lists must be ARID V1.5's list_cvt folder (split_0, split_1)")
+    mapping = read_mapping_table(_find([d, lists_dir, lists_dir.parent], ("mapping_table*.txt",), "mapping_table"))
+    out = Imported(class_names=mapping, source=f"ARID V1.5 split {split}")
+    for f in sorted(d.iterdir()):
+        name = f.name.lower()
+        if f.suffix.lower() not in (".txt", ".csv") or name.startswith("mapping"):
+            continue
+        kind = next((s for s, keys in (("train", ("train",)), ("val", ("val",)), ("test", ("test",)))
+                     if any(k in name for k in keys)), None)
+        if kind is None:
+            continue
+        rows, bad = parse_split_list(f, kind)
+        out.rows += rows
+        out.bad += bad
+    if not any(r["split"] == "train" for r in out.rows) or not any(r["split"] == "test" for r in out.rows):
+        raise DatasetImportError(f"{d}: needs a train list and a test list (file names containing train / test)")
+    return out
+
+
+def read_ug2(train_csv: Path, test_csv: Path, mapping: Path, val_csv: Path | None = None) -> Imported:
+    """UG2+ 2021 track 2 (ARID1.1): ``VideoID,Video,ClassID`` CSVs + ``mapping_table_t1.txt``."""
+    out = Imported(class_names=read_mapping_table(Path(mapping)), source="UG2+ ARID1.1")
+    for f, split in ((train_csv, "train"), (test_csv, "test"), (val_csv, "val")):
+        if f is None:
+            continue
+        if not Path(f).is_file():
+            raise DatasetImportError(f"{f} not found")
+        rows, bad = parse_split_list(Path(f), split)
+        out.rows += rows
+        out.bad += bad
+    return out
+
+
+def _is_video(p: Path) -> bool:
+    return p.is_file() and p.suffix.lower() in VIDEO_EXTS
+
+
+def read_folder(root: Path) -> Imported:
+    """``<root>/<Class>/*`` (no splits) or ``<root>/{train,val,test}/<Class>/*``; classes = the class folders."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetImportError(f"{root} is not a folder")
+    split_dirs = [s for s in REQUIRED_SPLITS if (root / s).is_dir()]
+    tops = [(root / s, s) for s in split_dirs] if split_dirs else [(root, "")]
+    names = sorted({c.name for top, _ in tops for c in top.iterdir() if c.is_dir() and not c.name.startswith(".")})
+    out = Imported(class_names=dict(enumerate(names)), source=f"folder {root}")
+    ids = {n: i for i, n in enumerate(names)}
+    for top, split in tops:
+        for cdir in sorted(c for c in top.iterdir() if c.is_dir() and c.name in ids):
+            for f in sorted(p for p in cdir.rglob("*") if _is_video(p)):
+                out.rows.append({"path": f.relative_to(root).as_posix(), "class_id": ids[cdir.name], "split": split})
+    if not out.rows:
+        raise DatasetImportError(f"{root}: no video files ({', '.join(VIDEO_EXTS)}) in class folders "
+                                 "(<root>/<Class>/* or <root>/train/<Class>/*)")
+    return out
+
+
+def read_csv_manifest(path: Path, classes_file: Path | None = None) -> Imported:
+    """A plain ``path,label[,split]`` CSV; labels are class names (class ids if ``classes_file`` is given and
+    the labels are integers). Classes come from ``classes_file`` (one name per line) or the sorted labels."""
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (FileNotFoundError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise DatasetImportError(f"{path}: cannot read it as CSV ({str(err).splitlines()[0]})") from None
+    df.columns = [c.strip().lower() for c in df.columns]
+    if not {"path", "label"} <= set(df.columns):
+        raise DatasetImportError(f"{path}: needs columns path,label[,split]; has {','.join(df.columns)}")
+    if classes_file:
+        names = [c.strip() for c in Path(classes_file).read_text().splitlines() if c.strip()]
+    else:
+        names = sorted({lab.strip() for lab in df["label"] if lab.strip()})
+    ids = {n: i for i, n in enumerate(names)}
+    out = Imported(class_names=dict(enumerate(names)), source=f"CSV {path}")
+    for n, rec in enumerate(df.to_dict("records"), 2):
+        lab = rec["label"].strip()
+        cid = ids.get(lab, int(lab) if classes_file and lab.isdigit() else -1)
+        split = rec.get("split", "").strip().lower()
+        if split and split not in REQUIRED_SPLITS:
+            out.bad.append({"path": rec["path"], "kind": "bad_split",
+                            "reason": f"{path}:{n}: split {split!r} is not one of {REQUIRED_SPLITS}"})
+            continue
+        out.rows.append({"path": rec["path"].strip(), "class_id": cid, "split": split, "label_text": lab})
+    return out
+
+
+# ---------------------------------------------------------------- checking, splitting, writing
+
+
+def row_problem(path: str, class_id: int, class_names: dict[int, str], root: Path,
+                label_text: str | None = None) -> tuple[str, str] | None:
+    """Why an imported row is unusable, as (reason, kind), or None."""
+    norm = os.path.normpath(path) if path else ""
+    if not path:
+        return "empty path", "malformed"
+    if os.path.isabs(path) or norm == ".." or norm.startswith(".." + os.sep) or norm.startswith("../"):
+        return f"{path}: path escapes the dataset root {root}", "escapes_root"
+    if class_id not in class_names:
+        shown = repr(label_text) if label_text is not None else class_id
+        return f"{path}: label {shown} is not in the class list ({len(class_names)} classes)", "bad_label"
+    if not (root / path).is_file():
+        return f"{path}: no such file under {root}", "missing"
+    return None
+
+
+def assign_splits(rows: list[dict], val_fraction: float, test_fraction: float, seed: int) -> None:
+    """Give rows with no split one, in place: per class, a seeded shuffle puts ``test_fraction`` in test and
+    ``val_fraction`` in val (at least one each when the class has enough rows); also carves val out of train when
+    the dataset has no val split at all. Deterministic in (rows' paths, seed)."""
+    has_val = any(r["split"] == "val" for r in rows)
+    by_class: dict[int, list[dict]] = {}
+    for r in rows:
+        if not r["split"] or (r["split"] == "train" and not has_val):
+            by_class.setdefault(r["class_id"], []).append(r)
+    for cid in sorted(by_class):
+        group = sorted(by_class[cid], key=lambda r: r["path"])
+        order = np.random.default_rng([seed, cid]).permutation(len(group))
+        unsplit = [group[i] for i in order if not group[i]["split"]]
+        train = [group[i] for i in order if group[i]["split"] == "train"]
+        n_test = _share(len(unsplit), test_fraction, keep=1)
+        for r in unsplit[:n_test]:
+            r["split"] = "test"
+        for r in unsplit[n_test:]:
+            r["split"] = "train"
+            train.append(r)
+        for r in train[:_share(len(train), val_fraction, keep=1)]:
+            r["split"] = "val"
+
+
+def _share(n: int, fraction: float, keep: int) -> int:
+    """round(n * fraction), at least 1 when fraction > 0, leaving at least ``keep`` rows."""
+    if fraction <= 0 or n <= keep:
+        return 0
+    return min(max(1, round(n * fraction)), n - keep)
+
+
+def _video_ids(paths: list[str]) -> list[str]:
+    """The file stem when stems are unique (ARID: ``Drink_1_1``), else the path without its extension."""
+    stems = [Path(p).stem for p in paths]
+    if len(set(stems)) == len(stems):
+        return stems
+    return [re.sub(r"[^\w.-]", "_", str(Path(p).with_suffix(""))) for p in paths]
+
+
+def write_import(imp: Imported, root: Path, out_dir: Path, val_fraction: float = 0.1, test_fraction: float = 0.2,
+                 seed: int = 0) -> ImportResult:
+    """Check rows, fill in missing splits, write ``manifest.csv`` / ``classes.txt`` / ``import_quarantine.csv``.
+
+    Raises :class:`DatasetImportError` (one line) when nothing is usable or a split ends up empty.
+    """
+    root, out_dir = Path(root), Path(out_dir)
+    if not root.is_dir():
+        raise DatasetImportError(f"dataset root {root} is not a folder")
+    if out_dir.resolve().is_relative_to(root.resolve()):
+        raise DatasetImportError(f"--out {out_dir} is inside the dataset root {root}: the source folder is never "
+                                 "written to; choose a folder outside it (e.g. data/manifests/<name>)")
+    bad = list(imp.bad)
+    good: list[dict] = []
+    for r in imp.rows:
+        problem = row_problem(r["path"], r["class_id"], imp.class_names, root, r.get("label_text"))
+        if problem:
+            bad.append({"path": r["path"], "reason": problem[0], "kind": problem[1]})
+        else:
+            good.append(dict(r))
+    if not good:
+        raise DatasetImportError(f"{imp.source}: none of the {len(imp.rows)} listed clips is usable under {root} "
+                                 f"(first problem: {bad[0]['reason'] if bad else 'no rows'}); check --root")
+    assign_splits(good, val_fraction, test_fraction, seed)
+    counts = {s: sum(r["split"] == s for r in good) for s in REQUIRED_SPLITS}
+    empty = [s for s, n in counts.items() if n == 0]
+    if empty:
+        raise DatasetImportError(f"{imp.source}: split(s) {empty} would have no clips; use a larger --val-fraction/"
+                                 "--test-fraction or add files")
+    ids = sorted(imp.class_names)  # dataset class ids in order → labels 0..K-1
+    label = {cid: i for i, cid in enumerate(ids)}
+    classes = [imp.class_names[c] for c in ids]
+    vids = _video_ids([r["path"] for r in good])
+    manifest = pd.DataFrame([{"path": r["path"], "label": label[r["class_id"]], "class_name": imp.class_names[
+        r["class_id"]], "split": r["split"], "video_id": v} for r, v in zip(good, vids)], columns=MANIFEST_COLUMNS)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_csv(manifest, out_dir / "manifest.csv")
+    _atomic_csv(pd.DataFrame(bad, columns=QUARANTINE_COLUMNS), out_dir / "import_quarantine.csv")
+    _atomic_text(out_dir / "classes.txt", "\n".join(classes) + "\n")
+    return ImportResult(out_dir / "manifest.csv", out_dir / "import_quarantine.csv", len(manifest), len(bad),
+                        classes, counts)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    df.to_csv(tmp, index=False)
+    tmp.replace(path)
