@@ -57,5 +57,6 @@ def train_and_save(name: str, params: Params, frames_dir: str, clip_dirs: list[s
         save_model(out, model, model_cfg.arch, classes, params.frames.num_frames, params.frames.size, **extra)
         Path(history).parent.mkdir(parents=True, exist_ok=True)
         write_history(result.history, history)
-        print(f"{name}: best val top-1 {result.best_val_top1:.3f} at epoch {result.best_epoch}; saved {out}")
+        print(f"{name}: best val top-1 {result.best_val_top1:.3f} at epoch {result.best_epoch} "
+              f"({rt.world} process{'es' if rt.world > 1 else ''}); saved {out}")
     shutdown(rt)

@@ -3,7 +3,7 @@ so a checkpoint is self-contained: callers never need to know the mean/std it wa
 
 Input constraints (checked by :func:`check_input`, one-line error otherwise):
 - ``tiny3d``, ``r3d_18``, ``mc3_18``, ``r2plus1d_18``: any T ≥ 1, H = W ≥ 16 (global pooling).
-- ``s3d``: T ≥ 1, H = W ≥ 32; torchvision's fixed (2, 7, 7) average pool is replaced by an adaptive one so 112×112
+- ``s3d``: T ≥ 8, H = W ≥ 32; torchvision's fixed (2, 7, 7) average pool is replaced by an adaptive one so 112×112
   (and the 64×64 CPU default) work; the pooled features are the same at 224×224.
 - ``swin3d_t``: any size (windows adapt and inputs are padded), H = W ≥ 32.
 - ``mvit_v1_b``: exactly T = 16, H = W = 224 (its positional embedding is fixed to that grid).
@@ -24,11 +24,11 @@ KINETICS_STD = (0.22803, 0.22145, 0.216989)
 TORCHVISION_ARCHS = {"r3d_18": tvv.r3d_18, "mc3_18": tvv.mc3_18, "r2plus1d_18": tvv.r2plus1d_18, "s3d": tvv.s3d,
                      "mvit_v1_b": tvv.mvit_v1_b, "swin3d_t": tvv.swin3d_t}
 ARCHS = ("tiny3d", *TORCHVISION_ARCHS)
-# (exact T or None, exact size or None, minimum size)
-INPUT_RULES: dict[str, tuple[int | None, int | None, int]] = {
-    "tiny3d": (None, None, 16), "r3d_18": (None, None, 16), "mc3_18": (None, None, 16),
-    "r2plus1d_18": (None, None, 16), "s3d": (None, None, 32), "swin3d_t": (None, None, 32),
-    "mvit_v1_b": (16, 224, 224),
+# (exact T or None, exact size or None, minimum T, minimum size)
+INPUT_RULES: dict[str, tuple[int | None, int | None, int, int]] = {
+    "tiny3d": (None, None, 1, 16), "r3d_18": (None, None, 1, 16), "mc3_18": (None, None, 1, 16),
+    "r2plus1d_18": (None, None, 1, 16), "s3d": (None, None, 8, 32), "swin3d_t": (None, None, 1, 32),
+    "mvit_v1_b": (16, 224, 16, 224),
 }
 
 
@@ -49,12 +49,13 @@ def check_input(arch: str, num_frames: int, size: int) -> None:
     """Raise ValueError (one line) if ``arch`` cannot take clips of ``num_frames`` × ``size``²."""
     if arch not in INPUT_RULES:
         raise ValueError(f"unknown arch '{arch}'; choose one of {', '.join(ARCHS)}")
-    t, s, min_size = INPUT_RULES[arch]
+    t, s, min_t, min_size = INPUT_RULES[arch]
     if (t is not None and num_frames != t) or (s is not None and size != s):
         raise ValueError(f"arch '{arch}' needs clips of exactly {t} frames x {s}x{s} pixels "
                          f"(set frames.num_frames={t}, frames.size={s}); got {num_frames}x{size}x{size}")
-    if size < min_size:
-        raise ValueError(f"arch '{arch}' needs frames.size >= {min_size}; got {size}")
+    if size < min_size or num_frames < min_t:
+        raise ValueError(f"arch '{arch}' needs frames.num_frames >= {min_t} and frames.size >= {min_size}; "
+                         f"got {num_frames}x{size}x{size}")
 
 
 def _replace_head(arch: str, net: nn.Module, num_classes: int, dropout: float) -> None:
