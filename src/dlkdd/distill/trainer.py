@@ -7,7 +7,6 @@ for the plain and flipped clip (see :mod:`dlkdd.distill.logit_cache`).
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import time
 from collections.abc import Callable
