@@ -16,27 +16,47 @@ def params_or_exit(path: str = "params.yaml") -> Params:
 
 
 def write_history(history: list[dict[str, float]], path: str) -> None:
-    """Training curves as CSV for ``dvc plots``."""
-    pd.DataFrame(history).to_csv(path, index=False)
+    """Training curves as CSV for ``dvc plots`` (temp file + rename: never a half-written CSV)."""
+    import os
+    from pathlib import Path
+
+    tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp")
+    pd.DataFrame(history).to_csv(tmp, index=False)
+    tmp.replace(path)
 
 
 def train_and_save(name: str, params: Params, frames_dir: str, clip_dirs: list[str], model_cfg, out: str, history: str,
-                   teacher=None, kd=None) -> None:
-    """Train one classifier on the cached frames and save it with its training curve (shared by the train stages)."""
+                   teacher=None, kd=None, teacher_logits: str | None = None) -> None:
+    """Train one classifier on the cached frames and save it with its training curve (shared by the train stages).
+
+    Runs alone or under ``torchrun --nproc_per_node=N``; only rank 0 writes artifacts. A killed run resumes from
+    ``<train.resume_dir>/<name>.pt`` (outside DVC's outs, which DVC deletes before running a stage).
+    """
     from pathlib import Path
 
     from dlkdd.config import to_dict
     from dlkdd.data.frames import read_index
     from dlkdd.distill.checkpoint import save_model
+    from dlkdd.distill.runtime import init_runtime, shutdown
     from dlkdd.distill.train import train_classifier
 
+    rt = init_runtime()
+    resume = Path(params.train.resume_dir) / f"{name}.pt" if params.train.resume_dir else None
     index, classes = read_index(frames_dir)
-    model, result = train_classifier(index, len(classes), [Path(d) for d in clip_dirs], model_cfg, params.train,
-                                     params.seed, teacher, kd, desc=name)
-    extra = {"train": to_dict(params.train), "best_epoch": result.best_epoch, "val_top1": result.best_val_top1}
-    if kd is not None:
-        extra["kd"] = to_dict(kd)
-    save_model(out, model, model_cfg.arch, classes, params.frames.num_frames, params.frames.size, **extra)
-    Path(history).parent.mkdir(parents=True, exist_ok=True)
-    write_history(result.history, history)
-    print(f"{name}: best val top-1 {result.best_val_top1:.3f} at epoch {result.best_epoch}; saved {out}")
+    try:
+        model, result = train_classifier(index, len(classes), [Path(d) for d in clip_dirs], model_cfg, params.train,
+                                         params.seed, teacher, kd, desc=name, teacher_logits=teacher_logits, rt=rt,
+                                         resume_path=resume)
+    except ValueError as err:  # bad arch / input size / pretrained file / logit cache: one line
+        shutdown(rt)
+        sys.exit(f"error: {err}")
+    if rt.is_main:
+        extra = {"train": to_dict(params.train), "best_epoch": result.best_epoch, "val_top1": result.best_val_top1}
+        if kd is not None:
+            extra["kd"] = to_dict(kd)
+        save_model(out, model, model_cfg.arch, classes, params.frames.num_frames, params.frames.size, **extra)
+        Path(history).parent.mkdir(parents=True, exist_ok=True)
+        write_history(result.history, history)
+        print(f"{name}: best val top-1 {result.best_val_top1:.3f} at epoch {result.best_epoch} "
+              f"({rt.world} process{'es' if rt.world > 1 else ''}); saved {out}")
+    shutdown(rt)

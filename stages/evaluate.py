@@ -9,7 +9,8 @@ from _common import params_or_exit
 from dlkdd.data.dataset import ClipDataset
 from dlkdd.data.frames import read_index
 from dlkdd.distill.checkpoint import load_model
-from dlkdd.distill.evaluation import evaluate_split, inference_cost
+from dlkdd.distill.evaluation import evaluate_split, inference_cost, per_class_accuracy, two_stream_cost
+from dlkdd.enhance import enhance_clip
 from dlkdd.distill.trainer import seed_everything
 
 
@@ -33,14 +34,20 @@ def main() -> None:
     index, classes = read_index(args.frames)
     # view 0 = dark clip, view 1 = its enhanced version; the teacher is scored as deployed: enhancement + teacher
     test = ClipDataset(index, [Path(args.clips), Path(args.enhanced_clips)], "test")
-    metrics, cost = {}, {}
+    metrics, cost, models = {}, {}, {}
     for name, view in (("teacher", 1), ("baseline", 0), ("student", 0)):
         model, _ = load_model(Path(args.models) / f"{name}.pt")
+        models[name] = model
         metrics[name], preds = evaluate_split(model, test, view)
+        metrics[name]["per_class"] = per_class_accuracy(preds, test.labels, classes)
         cost[name] = inference_cost(model, test.views[view][0], params.evaluate.latency_clips)
         if name == "student":
             pd.DataFrame({"actual": [classes[i] for i in test.labels], "predicted": [classes[i] for i in preds]}
                          ).to_csv(args.confusion, index=False)
+    # the alternative DL-KDD avoids: enhancement + a bright-stream and a dark-stream backbone at inference
+    cost["two_stream"] = two_stream_cost(lambda f: enhance_clip(f, params.enhance), models["teacher"],
+                                         models["baseline"], test.views[0][0], params.evaluate.latency_clips)
+    cost["student_vs_two_stream_latency"] = round(cost["student"]["latency_ms"] / cost["two_stream"]["latency_ms"], 3)
     write_json(metrics, args.metrics)
     write_json(cost, args.cost)
     for name, m in metrics.items():

@@ -20,3 +20,23 @@ def tiny_dataset(tmp_path_factory) -> Path:
     from dlkdd.data.synthetic import generate_dataset
 
     return generate_dataset(tmp_path_factory.mktemp("raw"), tiny_generate_config(), seed=7)
+
+
+@pytest.fixture(scope="session")
+def tiny_frames(tiny_dataset, tmp_path_factory) -> Path:
+    """The tiny dataset as a frame cache (4 frames x 32x32) plus its gamma-enhanced view in ``<dir>/enhanced/clips``."""
+    import numpy as np
+    import pandas as pd
+
+    from dlkdd.config import EnhanceConfig
+    from dlkdd.data.frames import build_frame_cache, read_index, save_array
+    from dlkdd.enhance import enhance_clip
+
+    out = tmp_path_factory.mktemp("frames")
+    build_frame_cache(pd.read_csv(tiny_dataset), tiny_dataset.parent, out, 4, 32, ["Drink", "Jump", "Sit"])
+    index, _ = read_index(out)
+    (out / "enhanced" / "clips").mkdir(parents=True)
+    for cid in index["clip_id"].astype(str):
+        clip = np.load(out / "clips" / f"{cid}.npy")
+        save_array(out / "enhanced" / "clips" / f"{cid}.npy", enhance_clip(clip, EnhanceConfig()))
+    return out

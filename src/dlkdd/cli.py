@@ -1,4 +1,5 @@
-"""The ``dlkdd`` command: ``summary`` after a run, ``predict`` on raw dark clips, ``import-*`` real datasets."""
+"""The ``dlkdd`` command: ``summary`` after a run, ``predict`` on raw dark clips, ``export`` the student,
+``import-*`` real datasets."""
 from __future__ import annotations
 
 import argparse
@@ -30,10 +31,10 @@ def predict(clips: list[Path], model_path: Path, topk: int, as_json: bool) -> in
 
     from dlkdd.data.dataset import to_float
     from dlkdd.data.video import VideoDecodeError, read_video, resize_frames, uniform_indices
-    from dlkdd.distill.checkpoint import load_model
+    from dlkdd.distill.export import load_any
 
     try:
-        model, ckpt = load_model(model_path)
+        model, ckpt = load_any(model_path)  # a dlkdd checkpoint or the exported TorchScript file
     except (FileNotFoundError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -43,6 +44,9 @@ def predict(clips: list[Path], model_path: Path, topk: int, as_json: bool) -> in
             video, _ = read_video(clip)
         except VideoDecodeError as err:
             print(f"error: {err}", file=sys.stderr)
+            return 2
+        except Exception as err:  # anything else OpenCV may throw on a damaged file: still one line
+            print(f"error: {clip}: cannot decode ({type(err).__name__})", file=sys.stderr)
             return 2
         frames = resize_frames(video[uniform_indices(len(video), ckpt["num_frames"])], ckpt["size"])
         x = to_float(torch.from_numpy(frames).permute(3, 0, 1, 2)[None])  # (1, 3, T, H, W)
@@ -117,6 +121,19 @@ def _import_parsers(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--classes", type=Path, help="class names, one per line (default: the sorted labels)")
 
 
+def export(model_path: Path, out: Path) -> int:
+    """Write the student as TorchScript; ``predict --model`` accepts the result."""
+    from dlkdd.distill.export import export_torchscript
+
+    try:
+        meta = export_torchscript(model_path, out)
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"exported {meta['arch']} → {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="dlkdd", description="Dark-video action recognition by dual-light KD")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -128,9 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--json", action="store_true")
     _import_parsers(sub)
+    e = sub.add_parser("export", help="export the student to TorchScript (predict --model accepts the file)")
+    e.add_argument("--model", type=Path, default=Path("models/student.pt"))
+    e.add_argument("--out", type=Path, default=Path("models/student.torchscript.pt"))
     args = ap.parse_args(argv)
     if args.cmd == "summary":
         return summary(args.metrics)
+    if args.cmd == "export":
+        return export(args.model, args.out)
     if args.cmd.startswith("import-"):
         return import_dataset(args)
     return predict(args.clips, args.model, args.topk, args.json)

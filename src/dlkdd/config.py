@@ -67,8 +67,9 @@ class EnhanceConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = "tiny3d"  # tiny3d | r3d_18 | mc3_18 | r2plus1d_18
+    arch: str = "tiny3d"  # tiny3d | r3d_18 | mc3_18 | r2plus1d_18 | s3d | swin3d_t | mvit_v1_b (16x224x224 only)
     dropout: float = 0.3
+    pretrained: str = ""  # local state-dict file to start from ("" = random init); never downloaded
 
 
 @dataclass
@@ -80,12 +81,27 @@ class TrainConfig:
     label_smoothing: float = 0.0
     hflip: bool = True  # random horizontal flip, applied identically to the teacher's and student's view
     threads: int = 2  # torch CPU threads; fixed so runs reproduce on this machine kind
+    optimizer: str = "adamw"  # adamw | sgd (momentum 0.9, nesterov)
+    schedule: str = "onecycle"  # onecycle | cosine | step (cosine/step: linear warm-up first)
+    warmup_epochs: float = 0.0  # linear warm-up length for cosine/step
+    step_size: int = 10  # step schedule: multiply lr by step_gamma every step_size epochs
+    step_gamma: float = 0.1
+    grad_clip: float = 0.0  # max gradient L2 norm; 0 = off
+    accumulate: int = 1  # gradient accumulation steps (effective batch = batch_size * accumulate * world size)
+    amp: str = "bf16"  # CUDA autocast dtype: bf16 | fp16 (+GradScaler) | off; ignored on CPU
+    channels_last: bool = True  # channels_last_3d memory format on CUDA
+    compile: bool = False  # torch.compile the model
+    patience: int = 0  # early stopping: stop after this many epochs without a better val top-1; 0 = off
+    deterministic: bool = True  # deterministic kernels (torch.use_deterministic_algorithms)
+    num_workers: int = 0  # DataLoader worker processes (0 = in the main process; clips are in memory)
+    resume_dir: str = ".dlkdd_resume"  # per-epoch checkpoints for resuming a killed run (outside DVC outs); "" = off
 
 
 @dataclass
 class KDConfig:
     temperature: float = 4.0
     alpha: float = 0.5  # weight of the KD term; 0 = plain cross-entropy
+    teacher_logits: str = "cached"  # cached: read the teacher_logits stage's artifact | online: run the teacher
 
 
 @dataclass

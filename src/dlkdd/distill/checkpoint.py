@@ -42,3 +42,14 @@ def load_model(path: str | Path) -> tuple[Normalized, dict[str, Any]]:
     model = build_model(ckpt["arch"], len(ckpt["classes"]))
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), ckpt
+
+
+def load_training_state(path: str | Path) -> dict[str, Any] | None:
+    """The resume state written by the trainer after an epoch, or None if there is none (or it is unreadable)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a torn or foreign file: start fresh rather than crash (save_atomic never leaves one)
+        return None

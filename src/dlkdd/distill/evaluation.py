@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
+
+import numpy as np
 
 import torch
 from torch import nn
@@ -41,5 +44,57 @@ def latency_ms(model: nn.Module, clip: torch.Tensor, repeats: int = 20) -> float
     return statistics.median(times)
 
 
+def per_class_accuracy(pred: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict[str, float]:
+    """Top-1 accuracy per class (N,) predictions vs (N,) labels; classes absent from ``labels`` are left out."""
+    out = {}
+    for k, name in enumerate(classes):
+        mask = labels == k
+        if mask.any():
+            out[name] = round(float((pred[mask] == k).float().mean()), 4)
+    return out
+
+
+def gflops(model: nn.Module, clip: torch.Tensor) -> float:
+    """GFLOPs of one forward pass on one uint8 clip (3, T, H, W), counted by torch's FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        model(to_float(clip[None]))
+    return counter.get_total_flops() / 1e9
+
+
 def inference_cost(model: nn.Module, clip: torch.Tensor, repeats: int) -> dict[str, float]:
-    return {"params": count_params(model), "latency_ms": round(latency_ms(model, clip, repeats), 3)}
+    """Parameters, GFLOPs per clip and median latency (ms, batch 1) of ``model`` on ``clip`` (3, T, H, W) uint8."""
+    return {"params": count_params(model), "gflops": round(gflops(model, clip), 4),
+            "latency_ms": round(latency_ms(model, clip, repeats), 3)}
+
+
+@torch.inference_mode()
+def two_stream_latency_ms(enhance: Callable[[np.ndarray], np.ndarray], bright: nn.Module, dark: nn.Module,
+                          clip: torch.Tensor, repeats: int = 20) -> float:
+    """Median ms per uint8 clip (3, T, H, W) of the two-stream alternative: enhance the clip, run one backbone on the
+    enhanced and one on the dark clip, average their softmax (DarkLight-style; what DL-KDD avoids at inference)."""
+    bright.eval(), dark.eval()
+
+    def run() -> torch.Tensor:
+        frames = clip.permute(1, 2, 3, 0).numpy()  # (T, H, W, 3) as the enhancement takes it
+        lit = torch.from_numpy(enhance(frames)).permute(3, 0, 1, 2)
+        return (bright(to_float(lit[None])).softmax(1) + dark(to_float(clip[None])).softmax(1)) / 2
+
+    run()
+    times = []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def two_stream_cost(enhance: Callable[[np.ndarray], np.ndarray], bright: nn.Module, dark: nn.Module,
+                    clip: torch.Tensor, repeats: int) -> dict[str, float]:
+    """Cost of enhancement + two backbones; GFLOPs count the backbones (the gamma lookup table is ~0 FLOPs)."""
+    return {"params": count_params(bright) + count_params(dark),
+            "gflops": round(gflops(bright, clip) + gflops(dark, clip), 4),
+            "latency_ms": round(two_stream_latency_ms(enhance, bright, dark, clip, repeats), 3)}

@@ -1,31 +1,68 @@
 """Train one classifier on a frame cache: the shared body of the teacher, baseline and student stages."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
 
 from dlkdd.config import KDConfig, ModelConfig, TrainConfig
 from dlkdd.data.dataset import ClipDataset
+from dlkdd.distill.logit_cache import CachedLogitsDataset
+from dlkdd.distill.runtime import Runtime, init_runtime
 from dlkdd.distill.trainer import FitResult, fit, seed_everything
-from dlkdd.models.build import build_model
+from dlkdd.models.build import build_model, check_input
+
+
+def make_train_loader(dataset: Dataset, cfg: TrainConfig, generator: torch.Generator, rt: Runtime,
+                      seed: int) -> DataLoader:
+    """Shuffled batches; under torchrun each rank gets a disjoint shard (DistributedSampler, reshuffled per epoch)."""
+    if rt.distributed:
+        sampler = DistributedSampler(dataset, num_replicas=rt.world, rank=rt.rank, shuffle=True, seed=seed,
+                                     drop_last=True)
+        return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+                          drop_last=len(dataset) // rt.world > cfg.batch_size)
+    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=generator,
+                      num_workers=cfg.num_workers, drop_last=len(dataset) > cfg.batch_size,
+                      persistent_workers=cfg.num_workers > 0)
 
 
 def train_classifier(index: pd.DataFrame, num_classes: int, clip_dirs: list[Path], model_cfg: ModelConfig,
                      train_cfg: TrainConfig, seed: int, teacher: nn.Module | None = None,
-                     kd: KDConfig | None = None, desc: str = "model") -> tuple[nn.Module, FitResult]:
+                     kd: KDConfig | None = None, desc: str = "model",
+                     teacher_logits: torch.Tensor | Path | str | None = None, rt: Runtime | None = None,
+                     resume_path: str | Path | None = None,
+                     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> tuple[nn.Module, FitResult]:
     """Train ``model_cfg.arch`` on the ``train`` split of ``clip_dirs[0]``; select on ``val`` of the same view.
 
-    With a ``teacher``, ``clip_dirs[1]`` is the teacher's view (enhanced frames aligned with the student's).
+    KD comes either online — a ``teacher`` run on ``clip_dirs[1]``, the enhanced frames aligned with the student's —
+    or from ``teacher_logits``: the teacher_logits stage's file (or a (N, 2, K) tensor in train-split order).
+    Under ``torchrun`` the process group is joined here (``rt``); the returned model is the same on every rank.
     """
-    generator = seed_everything(seed, train_cfg.threads)
-    model = build_model(model_cfg.arch, num_classes, model_cfg.dropout)
+    rt = rt or init_runtime()
+    generator = seed_everything(seed, train_cfg.threads, train_cfg.deterministic)
+    if rt.distributed:
+        generator.manual_seed(seed + rt.rank)  # different flips per rank; shuffling is the sampler's
+    if teacher_logits is not None:
+        clip_dirs = clip_dirs[:1]  # the teacher's frames are never read
     train_set = ClipDataset(index, clip_dirs, "train")
+    _, t, h, w = train_set.views[0].shape[1:]
+    check_input(model_cfg.arch, t, h)
+    model = build_model(model_cfg.arch, num_classes, model_cfg.dropout, model_cfg.pretrained)
+    dataset: Dataset = train_set
+    if teacher_logits is not None:
+        if not isinstance(teacher_logits, torch.Tensor):
+            from dlkdd.distill.logit_cache import load_teacher_logits
+
+            teacher_logits = load_teacher_logits(teacher_logits, train_set.index["clip_id"].astype(str).tolist())
+        dataset = CachedLogitsDataset(train_set, teacher_logits)
     val_set = ClipDataset(index, clip_dirs[:1], "val")
-    train_loader = DataLoader(train_set, batch_size=train_cfg.batch_size, shuffle=True, generator=generator,
-                              drop_last=len(train_set) > train_cfg.batch_size)
+    train_loader = make_train_loader(dataset, train_cfg, generator, rt, seed)
     val_loader = DataLoader(val_set, batch_size=64)
-    result = fit(model, train_loader, val_loader, train_cfg, generator, teacher, kd, desc)
+    result = fit(model, train_loader, val_loader, train_cfg, generator, teacher if teacher_logits is None else None,
+                 kd, desc, rt=rt, resume_path=resume_path, on_epoch_end=on_epoch_end)
     return model, result

@@ -1,24 +1,33 @@
 """Training and evaluation loops for the teacher, the no-KD baseline and the KD student.
 
-One loop serves all three: a model, a loader of ``(x, [x_teacher,] y)`` batches and, for the student, a frozen teacher
-that sees the enhanced version of the same frames (and the same flip) the student sees.
+One loop serves all three. Batches are ``(x, y)`` (no KD), ``(x, x_teacher, y)`` (online KD: the frozen teacher sees
+the enhanced version of the same frames and the same flip) or ``(x, cached_logits, y)`` with cached logits (B, 2, K)
+for the plain and flipped clip (see :mod:`dlkdd.distill.logit_cache`).
 """
 from __future__ import annotations
 
-import copy
+import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from dlkdd.config import KDConfig, TrainConfig
-from dlkdd.data.dataset import random_hflip, to_float
+from dlkdd.config import KDConfig, TrainConfig, to_dict
+from dlkdd.data.dataset import to_float
+from dlkdd.distill.checkpoint import load_training_state, save_atomic
 from dlkdd.distill.kd import KDLoss
 from dlkdd.distill.metrics import accuracy
+from dlkdd.distill.runtime import (Runtime, all_reduce_sum, amp_dtype, rng_state, seed_everything,  # noqa: F401
+                                   set_rng_state)
+from dlkdd.distill.schedule import build_optimizer, build_scheduler
 
 
 @dataclass
@@ -33,51 +42,116 @@ class FitResult:
     best_epoch: int
     best_val_top1: float
     history: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: bool = False
 
 
-def seed_everything(seed: int, threads: int) -> torch.Generator:
-    """Seed torch, fix the thread count and ask for deterministic kernels; returns a generator for shuffling."""
-    torch.manual_seed(seed)
-    torch.set_num_threads(max(1, threads))
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    return torch.Generator().manual_seed(seed)
+@dataclass
+class StepConfig:
+    """How one optimisation step runs; defaults reproduce the plain float32 CPU loop."""
+
+    accumulate: int = 1
+    grad_clip: float = 0.0
+    amp: torch.dtype | None = None  # autocast dtype on CUDA
+    scaler: torch.amp.GradScaler | None = None  # fp16 only
+    channels_last: bool = False
+    device: torch.device = torch.device("cpu")
+    rt: Runtime = field(default_factory=Runtime)
+
+
+def flip_mask(batch: int, generator: torch.Generator | None) -> torch.Tensor:
+    """(B,) bool: which clips of the batch to flip; draws exactly what ``random_hflip`` draws."""
+    return torch.rand(batch, generator=generator) < 0.5
+
+
+def _apply_flip(views: list[torch.Tensor], flip: torch.Tensor) -> list[torch.Tensor]:
+    """Flip clips (B, 3, T, H, W) where ``flip``; cached logits (B, 2, K) pick row 1 (flipped) or row 0 instead."""
+    out = []
+    for v in views:
+        if v.dim() == 3:
+            out.append(v[torch.arange(len(v)), flip.long()])  # (B, K)
+        elif not flip.any():
+            out.append(v)
+        else:
+            out.append(torch.where(flip.view(-1, 1, 1, 1, 1), v.flip(-1), v))
+    return out
+
+
+def _prepare(x: torch.Tensor, step: StepConfig) -> torch.Tensor:
+    x = to_float(x.to(step.device, non_blocking=True))
+    if step.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    return x
+
+
+def _teacher_logits(views: list[torch.Tensor], teacher: nn.Module | None, step: StepConfig) -> torch.Tensor | None:
+    """(B, K) teacher logits: the cached row of the flip the student got, or the frozen teacher run online."""
+    if len(views) < 2:
+        return None
+    if views[1].dim() == 2:  # cached, already flip-selected by _apply_flip → (B, K)
+        return views[1].to(step.device).float()
+    if teacher is None:
+        return None
+    with torch.inference_mode(), torch.autocast(step.device.type, dtype=step.amp, enabled=step.amp is not None):
+        return teacher(_prepare(views[1], step)).float().clone()
 
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, loss_fn: KDLoss, teacher: nn.Module | None,
-                    hflip: bool, generator: torch.Generator, desc: str = "train") -> EpochStats:
-    """One pass over ``loader``; batches are ``(x, y)`` or, with a teacher, ``(x, x_teacher, y)``."""
+                    hflip: bool, generator: torch.Generator, desc: str = "train",
+                    step: StepConfig | None = None) -> EpochStats:
+    """One pass over ``loader``; ``model`` may be DDP-wrapped. Loss/accuracy are reduced over ranks."""
+    step = step or StepConfig()
     model.train()
     total_loss, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
-    bar = tqdm(loader, desc=desc, unit="batch", leave=False)
-    for *views, y in bar:
-        if hflip:
-            views = random_hflip(views, generator)
-        x = to_float(views[0])  # (B, 3, T, H, W)
-        teacher_logits = None
-        if teacher is not None:
-            with torch.inference_mode():
-                teacher_logits = teacher(to_float(views[1])).clone()  # (B, K), frozen
-        logits = model(x)
-        loss = loss_fn(logits, teacher_logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        total_loss += float(loss) * len(y)
+    n = len(loader)
+    bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=not step.rt.is_main)
+    optimizer.zero_grad(set_to_none=True)
+    for i, (*views, y) in enumerate(bar):
+        # the flip draw happens only with hflip, so turning it off does not shift the random streams
+        flip = flip_mask(len(y), generator) if hflip else torch.zeros(len(y), dtype=torch.bool)
+        views = _apply_flip(views, flip)
+        y = y.to(step.device)
+        x = _prepare(views[0], step)  # (B, 3, T, H, W)
+        t_logits = _teacher_logits(views, teacher, step)
+        boundary = (i + 1) % step.accumulate == 0 or i + 1 == n
+        # DDP: only all-reduce gradients on the micro-batch that steps
+        sync = contextlib.nullcontext() if boundary or not isinstance(model, DistributedDataParallel) \
+            else model.no_sync()
+        with sync:
+            with torch.autocast(step.device.type, dtype=step.amp, enabled=step.amp is not None):
+                logits = model(x)
+            loss = loss_fn(logits.float(), t_logits, y)  # loss in float32 whatever the autocast dtype
+            scaled = loss / step.accumulate
+            (step.scaler.scale(scaled) if step.scaler else scaled).backward()
+        if boundary:
+            if step.grad_clip > 0:
+                if step.scaler:
+                    step.scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), step.grad_clip)
+            if step.scaler:
+                step.scaler.step(optimizer)
+                step.scaler.update()
+            else:
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+        total_loss += float(loss.detach()) * len(y)
         correct += int((logits.argmax(1) == y).sum())
         seen += len(y)
-        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+        rate = seen / (time.perf_counter() - t0)
+        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}", clips_s=f"{rate:.1f}")
+    total_loss, correct, seen = all_reduce_sum([total_loss, correct, seen], step.rt)
     return EpochStats(total_loss / seen, correct / seen, seen / (time.perf_counter() - t0))
 
 
 @torch.inference_mode()
 def predict(model: nn.Module, loader: DataLoader, view: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits (N, K) and labels (N,) over ``loader`` in order, from view ``view`` of each batch."""
+    """Logits (N, K) and labels (N,) over ``loader`` in order, from view ``view`` of each batch (on CPU)."""
     model.eval()
+    device = next(model.parameters()).device
     logits, labels = [], []
     for batch in loader:
-        logits.append(model(to_float(batch[view])))
+        logits.append(model(to_float(batch[view].to(device))).float().cpu())
         labels.append(batch[-1])
     return torch.cat(logits), torch.cat(labels)
 
@@ -87,30 +161,120 @@ def evaluate(model: nn.Module, loader: DataLoader, view: int = 0) -> dict[str, f
     return accuracy(*predict(model, loader, view))
 
 
+def _fingerprint(cfg: TrainConfig, model: nn.Module, loader: DataLoader, kd: KDConfig | None, rt: Runtime) -> dict:
+    """What must match for a saved state to be resumable (same config, model shapes, data size, world size)."""
+    shapes = [list(p.shape) for p in model.state_dict().values()]
+    return {"train": to_dict(cfg), "kd": to_dict(kd) if kd else {}, "shapes": shapes,
+            "batches": len(loader), "world": rt.world}
+
+
 def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg: TrainConfig,
         generator: torch.Generator, teacher: nn.Module | None = None, kd: KDConfig | None = None,
-        desc: str = "model") -> FitResult:
-    """Train for ``cfg.epochs`` with AdamW + one-cycle cosine LR; keep the weights of the best val top-1 epoch.
+        desc: str = "model", rt: Runtime | None = None, resume_path: str | Path | None = None,
+        on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> FitResult:
+    """Train for ``cfg.epochs`` (early-stopping on val top-1 if ``cfg.patience``); keep the best val epoch's weights.
 
-    The model is left holding the best weights. ``teacher`` (frozen) and ``kd`` turn on distillation.
+    The model is left holding the best weights, on CPU. ``teacher`` (frozen) or cached logits in the loader plus ``kd``
+    turn on distillation. With ``resume_path`` the full training state is written there (atomically) after every
+    epoch, a run finding one resumes from it, and it is deleted when the run completes. ``on_epoch_end`` is called
+    after the checkpoint is written (tests use it to kill a run).
     """
+    rt = rt or Runtime()
+    device = rt.device
+    model.to(device)
+    step = StepConfig(accumulate=max(1, cfg.accumulate), grad_clip=cfg.grad_clip, amp=amp_dtype(cfg.amp, device),
+                      channels_last=cfg.channels_last and device.type == "cuda", device=device, rt=rt)
+    if step.amp is torch.float16:
+        step.scaler = torch.amp.GradScaler("cuda")
+    if step.channels_last:
+        model.to(memory_format=torch.channels_last_3d)
     if teacher is not None:
-        teacher.eval().requires_grad_(False)
-    alpha = kd.alpha if (kd is not None and teacher is not None) else 0.0
-    loss_fn = KDLoss(kd.temperature if kd else 1.0, alpha, cfg.label_smoothing)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = max(1, cfg.epochs * len(train_loader))
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=steps, pct_start=0.15)
-    best, best_state, history = FitResult(0, -math.inf), copy.deepcopy(model.state_dict()), []
-    for epoch in (bar := tqdm(range(1, cfg.epochs + 1), desc=desc, unit="epoch")):
-        stats = train_one_epoch(model, train_loader, optimizer, scheduler, loss_fn, teacher, cfg.hflip, generator)
-        val = evaluate(model, val_loader)
-        history.append({"epoch": epoch, "train_loss": stats.loss, "train_acc": stats.acc, "val_top1": val["top1"],
-                        "val_top5": val["top5"], "clips_per_s": stats.clips_per_s})
+        teacher.eval().requires_grad_(False).to(device)
+    kd_on = kd is not None and (teacher is not None or _has_cached_logits(train_loader))
+    loss_fn = KDLoss(kd.temperature if kd else 1.0, kd.alpha if kd_on else 0.0, cfg.label_smoothing)
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg, math.ceil(len(train_loader) / step.accumulate))
+    runner: nn.Module = model
+    if cfg.compile:
+        runner = torch.compile(runner)
+    if rt.distributed:
+        runner = DistributedDataParallel(runner, device_ids=[device.index] if device.type == "cuda" else None)
+
+    best, best_state, history, bad, start = FitResult(0, -math.inf), _cpu_state(model), [], 0, 1
+    fingerprint = _fingerprint(cfg, model, train_loader, kd if kd_on else None, rt)
+    state = load_training_state(resume_path) if resume_path else None
+    if state is not None and state.get("fingerprint") == fingerprint:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if step.scaler and state.get("scaler"):
+            step.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"][rt.rank], generator)
+        best = FitResult(state["best_epoch"], state["best_val_top1"])
+        best_state, history, bad, start = state["best_state"], state["history"], state["bad_epochs"], state["epoch"] + 1
+        if rt.is_main:
+            tqdm.write(f"{desc}: resuming after epoch {state['epoch']} from {resume_path}")
+    elif state is not None and rt.is_main:
+        tqdm.write(f"{desc}: ignoring {resume_path} (another config, model or data); starting fresh")
+
+    bar = tqdm(range(start, cfg.epochs + 1), desc=desc, unit="epoch", disable=not rt.is_main,
+               initial=start - 1, total=cfg.epochs)
+    for epoch in bar:
+        if isinstance(train_loader.sampler, DistributedSampler):
+            train_loader.sampler.set_epoch(epoch)  # a different shuffle every epoch, the same on every rank
+        stats = train_one_epoch(runner, train_loader, optimizer, scheduler, loss_fn, teacher, cfg.hflip, generator,
+                                step=step)
+        val = evaluate(model, val_loader)  # every rank sees the whole (small) val split → identical decisions
+        row = {"epoch": epoch, "train_loss": stats.loss, "train_acc": stats.acc, "val_top1": val["top1"],
+               "val_top5": val["top5"], "clips_per_s": stats.clips_per_s, "lr": optimizer.param_groups[0]["lr"]}
+        history.append(row)
         if val["top1"] > best.best_val_top1:
-            best = FitResult(epoch, val["top1"])
-            best_state = copy.deepcopy(model.state_dict())
-        bar.set_postfix(loss=f"{stats.loss:.3f}", val=f"{val['top1']:.3f}", best=f"{best.best_val_top1:.3f}")
+            best, best_state, bad = FitResult(epoch, val["top1"]), _cpu_state(model), 0
+        else:
+            bad += 1
+        stop = cfg.patience > 0 and bad >= cfg.patience
+        if resume_path:
+            _save_state(resume_path, epoch, model, optimizer, scheduler, step, best, best_state, history, bad,
+                        fingerprint, generator, rt)
+        bar.set_postfix(loss=f"{stats.loss:.3f}", val=f"{val['top1']:.3f}", best=f"{best.best_val_top1:.3f}",
+                        clips_s=f"{stats.clips_per_s:.0f}")
+        if on_epoch_end:
+            on_epoch_end(epoch, row)
+        if stop:
+            best.stopped_early = True
+            if rt.is_main:
+                tqdm.write(f"{desc}: early stop at epoch {epoch} ({cfg.patience} epochs without a better val top-1)")
+            break
     model.load_state_dict(best_state)
+    model.to("cpu", memory_format=torch.contiguous_format)
+    if resume_path and rt.is_main:
+        Path(resume_path).unlink(missing_ok=True)  # finished: a later run must not "resume" a completed one
     best.history = history
     return best
+
+
+def _has_cached_logits(loader: DataLoader) -> bool:
+    from dlkdd.distill.logit_cache import CachedLogitsDataset
+
+    return isinstance(loader.dataset, CachedLogitsDataset)
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+
+
+def _save_state(path, epoch, model, optimizer, scheduler, step, best, best_state, history, bad, fingerprint,
+                generator, rt: Runtime) -> None:
+    """Everything needed to continue after ``epoch`` exactly as if never stopped; rank 0 writes it."""
+    rngs = [rng_state(generator)]
+    if rt.distributed:
+        import torch.distributed as dist
+
+        rngs = [None] * rt.world
+        dist.all_gather_object(rngs, rng_state(generator))  # each rank's flip/dropout streams
+    if not rt.is_main:
+        return
+    save_atomic({"epoch": epoch, "model": _cpu_state(model), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "scaler": step.scaler.state_dict() if step.scaler else {},
+                 "best_epoch": best.best_epoch, "best_val_top1": best.best_val_top1, "best_state": best_state,
+                 "history": history, "bad_epochs": bad, "fingerprint": fingerprint, "rng": rngs}, path)

@@ -1,0 +1,120 @@
+"""The production trainer on a tiny frame cache: resume-after-kill equality, cached vs online KD, schedules."""
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from dlkdd.config import KDConfig, ModelConfig, TrainConfig
+from dlkdd.data.dataset import ClipDataset
+from dlkdd.data.frames import read_index
+from dlkdd.distill.kd import KDLoss
+from dlkdd.distill.logit_cache import (CachedLogitsDataset, compute_teacher_logits, load_teacher_logits,
+                                       save_teacher_logits)
+from dlkdd.distill.schedule import build_optimizer, build_scheduler
+from dlkdd.distill.train import train_classifier
+from dlkdd.distill.trainer import _apply_flip, _teacher_logits, StepConfig, flip_mask
+from dlkdd.models.build import build_model
+
+TINY = ModelConfig(arch="tiny3d", dropout=0.3)
+
+
+def _cfg(**kw) -> TrainConfig:
+    return TrainConfig(**{"epochs": 4, "batch_size": 2, "lr": 3e-3, "threads": 1, "resume_dir": "", **kw})
+
+
+class Killed(Exception):
+    pass
+
+
+def _train(frames, cfg, resume=None, kill_after=None, **kw):
+    index, classes = read_index(frames)
+
+    def hook(epoch, row):  # the process "dies" right after this epoch's checkpoint was written
+        if epoch == kill_after:
+            raise Killed
+
+    return train_classifier(index, len(classes), [frames / "clips"], TINY, cfg, seed=3, resume_path=resume,
+                            on_epoch_end=hook, **kw)
+
+
+def test_resume_after_kill_gives_identical_final_weights(tiny_frames, tmp_path):
+    cfg = _cfg(schedule="cosine", warmup_epochs=1.0, grad_clip=1.0, label_smoothing=0.1)
+    full, full_res = _train(tiny_frames, cfg)
+    ckpt = tmp_path / "resume" / "baseline.pt"
+    with pytest.raises(Killed):
+        _train(tiny_frames, cfg, resume=ckpt, kill_after=2)
+    assert ckpt.is_file(), "no resume checkpoint after the killed run"
+    resumed, res = _train(tiny_frames, cfg, resume=ckpt)
+    assert not ckpt.exists(), "a completed run must remove its resume state"
+    a, b = full.state_dict(), resumed.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert [r["train_loss"] for r in res.history] == [r["train_loss"] for r in full_res.history]
+    assert len(res.history) == cfg.epochs and res.best_epoch == full_res.best_epoch
+
+
+def test_resume_state_for_another_config_is_ignored(tiny_frames, tmp_path):
+    ckpt = tmp_path / "r.pt"
+    with pytest.raises(Killed):
+        _train(tiny_frames, _cfg(epochs=2), resume=ckpt, kill_after=1)
+    _, res = _train(tiny_frames, _cfg(epochs=2, lr=1e-3), resume=ckpt)
+    assert [r["epoch"] for r in res.history] == [1, 2]  # started fresh, did not resume at epoch 2
+
+
+def test_cached_and_online_kd_give_the_same_loss_on_the_same_batch(tiny_frames, tmp_path):
+    torch.manual_seed(0)
+    index, _ = read_index(tiny_frames)
+    teacher = build_model("tiny3d", 3).eval()
+    student = build_model("tiny3d", 3).eval()  # eval: no dropout, so both paths see one student function
+    online = ClipDataset(index, [tiny_frames / "clips", tiny_frames / "enhanced" / "clips"], "train")
+    ids = online.index["clip_id"].astype(str).tolist()
+    path = tmp_path / "teacher_logits.pt"
+    save_teacher_logits(path, compute_teacher_logits(teacher, online.views[1], batch_size=4), ids)
+    cached = CachedLogitsDataset(ClipDataset(index, [tiny_frames / "clips"], "train"), load_teacher_logits(path, ids))
+    loss_fn, step = KDLoss(4.0, 0.5), StepConfig()
+    losses = []
+    for ds, teacher_arg in ((online, teacher), (cached, None)):
+        *views, y = next(iter(DataLoader(ds, batch_size=6)))
+        views = _apply_flip(views, flip_mask(len(y), torch.Generator().manual_seed(5)))  # same flips both times
+        t_logits = _teacher_logits(views, teacher_arg, step)
+        with torch.no_grad():
+            losses.append(loss_fn(student(views[0].float() / 255), t_logits, y))
+    assert flip_mask(6, torch.Generator().manual_seed(5)).any()  # the batch really mixes flipped clips
+    assert losses[0].item() > 0
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-6)
+
+
+def test_cached_logit_cache_missing_clip_is_one_line_error(tmp_path):
+    path = tmp_path / "t.pt"
+    save_teacher_logits(path, torch.zeros(1, 2, 3), ["a"])
+    with pytest.raises(ValueError, match="no cached logits for 1 clips"):
+        load_teacher_logits(path, ["a", "b"])
+
+
+def test_student_trains_from_cached_logits(tiny_frames, tmp_path):
+    index, _ = read_index(tiny_frames)
+    teacher = build_model("tiny3d", 3)
+    train = ClipDataset(index, [tiny_frames / "enhanced" / "clips"], "train")
+    path = tmp_path / "tl.pt"
+    save_teacher_logits(path, compute_teacher_logits(teacher, train.views[0]), train.index["clip_id"].tolist())
+    model, res = _train(tiny_frames, _cfg(epochs=1), kd=KDConfig(), teacher_logits=path)
+    assert len(res.history) == 1 and res.history[0]["train_loss"] > 0
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine", "step"])
+def test_schedules_warm_up_and_decay(schedule):
+    cfg = _cfg(epochs=4, schedule=schedule, warmup_epochs=1.0, step_size=2, step_gamma=0.1, optimizer="sgd")
+    opt = build_optimizer(torch.nn.Linear(2, 2), cfg)
+    sched = build_scheduler(opt, cfg, steps_per_epoch=5)
+    lrs = []
+    for _ in range(20):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] < max(lrs), "no warm-up"
+    assert lrs[-1] < 0.2 * max(lrs), "no decay"
+
+
+def test_bad_choice_is_one_line_error():
+    with pytest.raises(ValueError, match="train.optimizer"):
+        build_optimizer(torch.nn.Linear(2, 2), _cfg(optimizer="adam"))
