@@ -187,7 +187,12 @@ def save_zerodce(path, model: DCENet | None, **meta) -> None:
 
 def load_zerodce(path, device: str = "cpu") -> DCENet:
     """Load weights written by :func:`save_zerodce`; a one-line ValueError when the file holds no trained net."""
-    ckpt = torch.load(path, map_location=device, weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: not found (run `dvc repro train_zerodce` with enhance.method=zerodce)") from None
+    except Exception as err:  # truncated/corrupt files raise EOFError, RuntimeError, UnpicklingError, ...
+        raise ValueError(f"{path}: not a readable Zero-DCE checkpoint ({type(err).__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("arch") != "dcenet":
         raise ValueError(f"{path}: not a Zero-DCE checkpoint")
     if ckpt["state_dict"] is None:
