@@ -63,6 +63,8 @@ def test_switching_methods_recomputes_once_then_restores_from_cache(repo):
         assert (repo / "reports/enhance/strip.png").read_bytes()[:4] == b"\x89PNG"
         seen[method] = digest(repo)
     assert len(set(seen.values())) == 5  # five different teacher views
+    plots = run([sys.executable, "-m", "dvc", "plots", "show", "--json"], repo)
+    assert "reports/enhance/strip.png" in plots  # the dark | enhanced strip is a DVC image plot
     # back to methods used before: nothing runs, the outs come back from DVC's run-cache, byte-identical
     for method in ("clahe", "zerodce", "gamma"):
         assert exp(repo, f"enhance.method={method}") == set(), method
