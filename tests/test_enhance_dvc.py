@@ -90,3 +90,17 @@ def test_enhance_zerodce_without_weights_is_one_line(repo, tmp_path):
                         "--model", str(tmp_path / "empty.pt")], cwd=repo, capture_output=True, text=True)
     run(["git", "checkout", "-q", "--", "params.yaml"], repo)
     assert r.returncode != 0 and r.stderr.strip().startswith("error:") and "Traceback" not in r.stderr, r.stderr
+
+
+def test_unknown_method_is_one_line(repo):
+    import subprocess
+
+    p = yaml.safe_load((repo / "params.yaml").read_text())
+    p["enhance"]["method"] = "retinex"
+    (repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    r = subprocess.run([sys.executable, "stages/enhance.py", "--frames", "data/frames", "--out", "/nonexistent/e"],
+                       cwd=repo, capture_output=True, text=True)
+    run(["git", "checkout", "-q", "--", "params.yaml"], repo)
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip() == "error: params.yaml: enhance.method 'retinex' is not one of " \
+        "gamma, hist_eq, clahe, lime, zerodce"
