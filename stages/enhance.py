@@ -1,29 +1,77 @@
-"""Stage enhance: brighten every cached clip for the teacher's view (the student never sees these)."""
+"""Stage enhance: brighten every cached clip for the teacher's view (the student never sees these).
+
+Also writes what the enhancement did: mean luma and a noise estimate before/after (metrics JSON) and a
+dark | enhanced strip of a few test clips (PNG, shown by `dvc plots show`).
+"""
 import argparse
+import json
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from _common import params_or_exit
 from tqdm import tqdm
 
 from dlkdd.data.frames import read_index, save_array
-from dlkdd.enhance import enhance_clip
+from dlkdd.enhance import METHODS, enhance_clip
+from dlkdd.enhance.report import clip_summary, comparison_strip, write_png
+
+STRIP_CLIPS = 4
+
+
+def load_model(path: str):
+    """The trained Zero-DCE on the GPU when present; one error line when the file is missing or holds none."""
+    import torch
+
+    from dlkdd.enhance.zerodce import load_zerodce
+
+    try:
+        return load_zerodce(path, "cuda" if torch.cuda.is_available() else "cpu")
+    except (OSError, ValueError, RuntimeError) as err:
+        raise SystemExit(f"error: {str(err).splitlines()[0]}") from None
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--frames", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--model", default="models/zerodce.pt", help="Zero-DCE weights (read only for method zerodce)")
+    ap.add_argument("--metrics", default=None, help="JSON: mean luma / noise before and after")
+    ap.add_argument("--strip", default=None, help="PNG: dark | enhanced frames of a few test clips")
     args = ap.parse_args()
     params = params_or_exit()
+    cfg = params.enhance
+    if cfg.method not in METHODS:
+        raise SystemExit(f"error: params.yaml: enhance.method '{cfg.method}' is not one of {', '.join(METHODS)}")
+    model = load_model(args.model) if cfg.method == "zerodce" else None
     index, _ = read_index(args.frames)
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
     (out / "clips").mkdir(parents=True)
-    for cid in tqdm(index["clip_id"].astype(str), desc=f"enhance ({params.enhance.method})", unit="clip"):
+    # strip: the first test clip of the first few classes (fixed choice, so strips of two methods compare)
+    test = index[index["split"] == "test"].drop_duplicates("label").sort_values("label")
+    strip_ids = set(test["clip_id"].astype(str).head(STRIP_CLIPS))
+    rows, pairs = [], []
+    for cid in tqdm(index["clip_id"].astype(str), desc=f"enhance ({cfg.method})", unit="clip"):
         clip = np.load(Path(args.frames) / "clips" / f"{cid}.npy")
-        save_array(out / "clips" / f"{cid}.npy", enhance_clip(clip, params.enhance))
+        enhanced = enhance_clip(clip, cfg, model)
+        save_array(out / "clips" / f"{cid}.npy", enhanced)
+        rows.append(clip_summary(clip, enhanced))
+        if cid in strip_ids:
+            pairs.append((f"{cid}: dark | {cfg.method}", clip, enhanced))
+    summary = {k: round(float(v), 4) for k, v in pd.DataFrame(rows).mean().items()}
+    summary["clips"] = len(rows)
+    print(f"enhance ({cfg.method}): mean luma {summary.get('luma_before', 0):.1f} -> {summary.get('luma_after', 0):.1f}"
+          f", noise {summary.get('noise_before', 0):.2f} -> {summary.get('noise_after', 0):.2f} (luma units)")
+    if args.metrics:
+        Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(args.metrics).with_suffix(".tmp")
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        tmp.replace(args.metrics)
+    if args.strip and pairs:
+        Path(args.strip).parent.mkdir(parents=True, exist_ok=True)
+        write_png(args.strip, comparison_strip(pairs))
 
 
 if __name__ == "__main__":

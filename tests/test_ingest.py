@@ -181,6 +181,27 @@ def test_histogram_stats_equal_numpy_reference():
     s = clip_stats(v, 15.0)
     ref = {"luma_mean": y.mean(), "luma_p05": np.percentile(y, 5), "luma_p50": np.median(y),
            "luma_p95": np.percentile(y, 95), "dark_fraction": (y < 16).mean(),
-           "noise": np.median(np.abs(np.diff(y, axis=0))) * 1.4826 / np.sqrt(2)}
+           "noise": _trimmed_mean(np.abs(np.diff(y, axis=0)).ravel(), 0.9) * np.sqrt(np.pi) / 2}
     for k, want in ref.items():
         assert s[k] == pytest.approx(float(want), abs=1e-4), k
+
+
+def _trimmed_mean(values: np.ndarray, keep: float) -> float:
+    v = np.sort(values)
+    k = keep * len(v)
+    whole = int(np.floor(k))
+    return (v[:whole].sum() + (k - whole) * (v[whole] if whole < len(v) else 0)) / k
+
+
+@pytest.mark.parametrize("sigma", [0.7, 2.0, 5.0])
+def test_noise_estimate_recovers_sensor_noise_and_ignores_a_mover(sigma):
+    from dlkdd.data.frames import clip_stats
+
+    rng = np.random.default_rng(0)
+    scene = np.full((12, 48, 64, 3), 20.0)
+    for t in range(12):  # a bright block moving across 5% of the frame: must barely count
+        scene[t, 10:20, 5 * t : 5 * t + 8] = 200.0
+    frames = np.clip(np.rint(scene + rng.normal(0, sigma, scene.shape[:3])[..., None]), 0, 255).astype(np.uint8)
+    assert clip_stats(frames, 15.0)["noise"] == pytest.approx(sigma, rel=0.25)
+    frozen = np.repeat(frames[:1], 12, axis=0)
+    assert clip_stats(frozen, 15.0)["noise"] == 0.0

@@ -60,9 +60,42 @@ class DataConfig:
 
 
 @dataclass
+class ClaheConfig:
+    clip_limit: float = 2.0  # contrast limit per tile histogram (OpenCV clipLimit)
+    tile: int = 8  # tile grid is tile x tile per frame
+
+
+@dataclass
+class LimeConfig:
+    gamma: float = 0.8  # illumination map is raised to this power before dividing; < 1 keeps some darkness
+    sigma: float = 2.0  # Gaussian smoothing of the max-RGB illumination map, in pixels
+    eps: float = 0.02  # floor of the illumination map (0..1): caps the gain in pure-black regions
+
+
+@dataclass
+class ZeroDCEConfig:
+    """Training of Zero-DCE on the dataset's own dark train frames (zero-reference: no labels, no bright pairs)."""
+
+    epochs: int = 10
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 32
+    crop: int = 32  # random square crop per training frame, pixels (the net is fully convolutional)
+    frames_per_clip: int = 2  # train frames drawn from each cached train clip
+    exposure: float = 0.6  # target mean level E of 16x16 patches, 0..1
+    w_spa: float = 1.0  # spatial consistency
+    w_exp: float = 10.0  # exposure control
+    w_col: float = 5.0  # colour constancy
+    w_tv: float = 200.0  # illumination smoothness of the curve maps
+
+
+@dataclass
 class EnhanceConfig:
-    method: str = "gamma"
+    method: str = "gamma"  # gamma | hist_eq | clahe | lime | zerodce
     gamma: float = 0.4  # out = in ** gamma on [0, 1]; < 1 brightens
+    clahe: ClaheConfig = field(default_factory=ClaheConfig)
+    lime: LimeConfig = field(default_factory=LimeConfig)
+    zerodce: ZeroDCEConfig = field(default_factory=ZeroDCEConfig)
 
 
 @dataclass

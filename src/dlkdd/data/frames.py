@@ -82,15 +82,32 @@ def clip_stats(frames: np.ndarray, fps: float) -> dict[str, float]:
     hist = np.bincount(y.ravel(), minlength=256)
     p05, p50, p95 = (_percentile(hist, q) for q in (5, 50, 95))
     noise = 0.0
-    if len(y) > 1:  # robust std of the difference of consecutive frames (static background dominates)
+    if len(y) > 1:
         d = cv2.absdiff(y[1:].reshape(-1, y.shape[2]), y[:-1].reshape(-1, y.shape[2]))
-        noise = _percentile(np.bincount(d.ravel(), minlength=256), 50) * 1.4826 / np.sqrt(2)
+        noise = temporal_noise(np.bincount(d.ravel(), minlength=256))
     return {
         "frames": int(frames.shape[0]), "fps": fps, "height": int(frames.shape[1]), "width": int(frames.shape[2]),
         "duration_s": frames.shape[0] / fps if fps else 0.0,
         "luma_mean": float(hist @ np.arange(256)) / y.size, "luma_p05": p05, "luma_p50": p50, "luma_p95": p95,
         "dark_fraction": float(hist[:16].sum() / y.size), "noise": float(noise),
     }
+
+
+def temporal_noise(abs_diff_hist: np.ndarray, keep: float = 0.9) -> float:
+    """Sensor noise (std, luma units) from the histogram of |frame t+1 − frame t| over all pixels.
+
+    Gaussian noise of std σ gives differences of std σ√2 and E|d| = σ√2·√(2/π), so σ = mean|d|·√π/2. The mean is
+    trimmed to the smallest ``keep`` share of differences, so moving pixels (actors, camera) barely count; unlike a
+    median, it stays above zero for faint noise on integer luma, and is exactly 0 for a frozen or blank feed.
+    """
+    n = abs_diff_hist.sum()
+    if n == 0:
+        return 0.0
+    cum = np.cumsum(abs_diff_hist)
+    cut = int(np.searchsorted(cum, keep * n))  # the bin holding the keep-quantile
+    kept = abs_diff_hist[: cut + 1].astype(np.float64)
+    kept[cut] -= cum[cut] - keep * n  # take only part of the boundary bin
+    return float((kept @ np.arange(cut + 1)) / (keep * n) * np.sqrt(np.pi) / 2)
 
 
 def _percentile(hist: np.ndarray, q: float) -> float:
