@@ -11,7 +11,7 @@ import yaml
 
 from test_pipeline_e2e import ROOT, TINY, _merge, run
 
-STAGES = ("generate", "frames", "train_zerodce", "enhance")  # the enhancement half of the real dvc.yaml
+STAGES = ("generate", "frames", "validate", "train_zerodce", "enhance")  # the enhancement half of the real dvc.yaml
 ZERODCE_TINY = {"epochs": 1, "batch_size": 8, "crop": 16, "frames_per_clip": 1}
 
 
