@@ -80,6 +80,20 @@ class EvaluateConfig:
 
 
 @dataclass
+class RetrainConfig:
+    """The retrain-on-landing flows (flows/): where footage lands, when to look, when a new student is promoted."""
+
+    inbox: str = "inbox"  # folder polled for new clips: <inbox>/<Class>/*.mp4|avi (labelled) or <inbox>/*.mp4
+    quarantine: str = "quarantine"  # rejected clips + <clip>.reason.txt
+    poll_interval_s: int = 300  # how often the watch deployment looks at the inbox
+    settle_s: float = 10.0  # a clip must be unmodified this long (still being copied otherwise)
+    metric: str = "student.top1"  # key in metrics/evaluate.json compared against production
+    tolerance: float = 0.01  # promote if new >= production - tolerance
+    push_retries: int = 3  # `dvc push` attempts after the first
+    push_retry_delay_s: float = 10.0
+
+
+@dataclass
 class Params:
     seed: int = 0
     generate: GenerateConfig = field(default_factory=GenerateConfig)
@@ -90,6 +104,7 @@ class Params:
     train: TrainConfig = field(default_factory=TrainConfig)
     kd: KDConfig = field(default_factory=KDConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
 
 
 def _one_line(err: OmegaConfBaseException) -> str:
