@@ -79,6 +79,34 @@ class EvaluateConfig:
     latency_clips: int = 20  # clips timed for the inference-cost figure
 
 
+BRIGHTNESS_COLUMNS = ["luma_mean", "luma_p05", "luma_p50", "luma_p95", "dark_fraction"]
+
+
+@dataclass
+class ValidateConfig:
+    """Data-quality gate on the per-clip statistics (src/dlkdd/quality); every bound of every check lives here."""
+
+    luma_mean_min: float = 2.0  # mean luma of every clip must lie in [min, max] of 255: dark, but not black
+    luma_mean_max: float = 45.0
+    dark_fraction_mean_min: float = 0.2  # batch mean of the share of pixels with luma < 16
+    dark_fraction_mean_max: float = 1.0
+    noise_min: float = 0.05  # sensor noise (luma DN) of every clip; a frozen or blank feed has none
+    fps_min: float = 5.0
+    fps_max: float = 120.0
+    side_min: int = 16  # clip height and width in pixels
+    side_max: int = 4096
+    min_clips: int = 1  # row count of the batch
+    class_share_ratio_min: float = 0.5  # each class's share of the train split / (1 / num_classes)
+    class_share_ratio_max: float = 2.0
+    mostly: float = 1.0  # share of clips that must pass each per-clip check (GX `mostly`)
+    drift_columns: list[str] = field(default_factory=lambda: list(BRIGHTNESS_COLUMNS))
+    drift_method: str = "ks"  # Evidently stattest per column (ks, wasserstein, psi, ...)
+    drift_threshold: float = 0.05  # the method's threshold (p-value for ks, distance for wasserstein)
+    drift_share: float = 0.5  # the drift check fails when this share of drift_columns (or more) drifted
+    worst: int = 5  # worst offending clips named in the summary per failed check
+    warn_only: list[str] = field(default_factory=list)  # check names downgraded to warnings (printed + recorded)
+
+
 @dataclass
 class RetrainConfig:
     """The retrain-on-landing flows (flows/): where footage lands, when to look, when a new student is promoted."""
@@ -104,6 +132,7 @@ class Params:
     train: TrainConfig = field(default_factory=TrainConfig)
     kd: KDConfig = field(default_factory=KDConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    validate: ValidateConfig = field(default_factory=ValidateConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
 
 

@@ -1,0 +1,73 @@
+"""Evidently 0.7 data drift of current footage against the reference (training) footage on the brightness columns.
+
+The gate's explicit test: the share of drifted brightness columns must stay below ``drift_share``; each column's
+drift (method and threshold from params) is shown in the report. Evidently is imported lazily (seconds to import).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dlkdd.config import ValidateConfig
+from dlkdd.quality.result import FAIL, PASS, SKIPPED, CheckResult
+
+
+def drift_report(current: pd.DataFrame, reference: pd.DataFrame, cfg: ValidateConfig) -> Any:
+    """Run the drift report (current first, as Evidently 0.7 wants) and return its snapshot."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import DriftedColumnsCount, ValueDrift
+    from evidently.tests import lt
+
+    cols = list(cfg.drift_columns)
+    definition = DataDefinition(numerical_columns=cols)
+    metrics = [DriftedColumnsCount(columns=cols, method=cfg.drift_method, threshold=cfg.drift_threshold,
+                                   drift_share=cfg.drift_share, share_tests=[lt(cfg.drift_share)])]
+    # per-column drift for the report only (tests=[]): the gate is the share test above
+    metrics += [ValueDrift(column=c, method=cfg.drift_method, threshold=cfg.drift_threshold, tests=[]) for c in cols]
+    report = Report(metrics, include_tests=False)
+    return report.run(Dataset.from_pandas(current[cols].astype(float), data_definition=definition),
+                      Dataset.from_pandas(reference[cols].astype(float), data_definition=definition))
+
+
+def check_drift(current: pd.DataFrame, reference: pd.DataFrame | None, cfg: ValidateConfig,
+                out_dir: Path | None = None) -> tuple[CheckResult, dict[str, str]]:
+    """The ``drift`` check; writes ``drift.html`` and ``drift.json`` under ``out_dir`` when given.
+
+    Skipped (and said so) when there is no reference or no current footage: drift needs both.
+    """
+    if reference is None or len(reference) < 2 or len(current) < 2:
+        why = "no reference footage" if reference is None or len(reference) < 2 else "no current footage"
+        return CheckResult("drift", SKIPPED, "DriftedColumnsCount share", f"skipped: {why} (needs >= 2 clips each)"
+                           ), {}
+    snap = drift_report(current, reference, cfg)
+    data = snap.dict()
+    scores, n_drifted = {}, 0
+    for m in data["metrics"]:
+        cfg_m = m["config"]
+        if cfg_m["type"].endswith("ValueDrift"):
+            scores[cfg_m["column"]] = float(m["value"])
+        elif cfg_m["type"].endswith("DriftedColumnsCount"):
+            n_drifted = int(m["value"]["count"])  # Evidently's own count is the truth; ours only orders columns
+    tests = data.get("tests", [])
+    failed = any(str(t["status"]).upper().endswith("FAIL") for t in tests)
+    # which columns drifted: the same rule Evidently applies (p-value methods: score < threshold; distances: >)
+    pvalue = cfg.drift_method in ("ks", "chisquare", "z", "t_test", "mannw", "anderson", "cramer_von_mises",
+                                  "fisher_exact", "g_test", "epps_singleton", "empirical_mmd")
+    drifted = {c: s for c, s in scores.items() if (s < cfg.drift_threshold if pvalue else s > cfg.drift_threshold)}
+    order = sorted(drifted.items(), key=lambda kv: kv[1] if pvalue else -kv[1])
+    rule = f"{cfg.drift_method} {'p-value <' if pvalue else 'score >'} {cfg.drift_threshold:g}"
+    detail = (f"{n_drifted}/{len(scores)} brightness columns drifted ({rule}); the gate allows a share "
+              f"< {cfg.drift_share:g}; current {len(current)} clips vs reference {len(reference)}")
+    result = CheckResult("drift", FAIL if failed else PASS, "Evidently DriftedColumnsCount share < "
+                         f"{cfg.drift_share:g}", detail, unexpected=n_drifted, total=len(scores),
+                         worst=[{"column": c, "score": s} for c, s in order[:cfg.worst]])
+    paths: dict[str, str] = {}
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        snap.save_html(str(out_dir / "drift.html"))
+        (out_dir / "drift.json").write_text(json.dumps(data, indent=1, default=str))
+        paths = {"drift": str(out_dir / "drift.html"), "drift_json": str(out_dir / "drift.json")}
+    return result, paths

@@ -1,0 +1,88 @@
+"""Result types of the data-quality gate: one :class:`CheckResult` per named check, gathered in a :class:`GateResult`."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+PASS, FAIL, WARN, SKIPPED = "pass", "fail", "warn", "skipped"
+
+
+@dataclass
+class CheckResult:
+    """One named check (e.g. ``luma_mean``) and what it found.
+
+    ``expectation`` names the GX expectation (or Evidently test) behind it, ``unexpected`` counts offending clips (or
+    drifted columns), ``total`` what they are counted out of, ``worst`` lists the worst offenders as
+    ``{"clip_id": ..., "value": ...}`` (or ``{"column": ..., "score": ...}`` for drift).
+    """
+
+    name: str
+    status: str
+    expectation: str
+    detail: str
+    unexpected: int = 0
+    total: int = 0
+    worst: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return self.status == FAIL
+
+
+@dataclass
+class GateResult:
+    """All checks of one gate run; ``passed`` is False when any check failed (warnings do not fail)."""
+
+    clips: int
+    checks: list[CheckResult]
+    reports: dict[str, str] = field(default_factory=dict)  # name -> path of the HTML/JSON reports written
+
+    @property
+    def passed(self) -> bool:
+        return not any(c.failed for c in self.checks)
+
+    def by_name(self, name: str) -> CheckResult:
+        return next(c for c in self.checks if c.name == name)
+
+    @property
+    def failed_checks(self) -> list[str]:
+        return [c.name for c in self.checks if c.status == FAIL]
+
+    @property
+    def warned_checks(self) -> list[str]:
+        return [c.name for c in self.checks if c.status == WARN]
+
+    def to_json(self) -> dict[str, Any]:
+        """The DVC metric: flat pass flag and counts first, then every check."""
+        return {
+            "passed": self.passed, "clips": self.clips, "failed": len(self.failed_checks),
+            "warnings": len(self.warned_checks), "failed_checks": self.failed_checks,
+            "warned_checks": self.warned_checks,
+            # GX names its validation pages by run time: leave them out so the metric only changes with the data
+            "reports": {k: v for k, v in self.reports.items() if not k.startswith("data_docs_")},
+            "checks": {c.name: {k: v for k, v in asdict(c).items() if k != "name"} for c in self.checks},
+        }
+
+    def summary(self) -> str:
+        """One readable block: verdict, then a line per failed or warned check with its worst offenders."""
+        main = self.reports.get("index") or self.reports.get("data_docs") or ""
+        where = f"; report: {main}" if main else ""
+        if self.passed:
+            head = f"validate: PASSED {len(self.checks)} checks on {self.clips} clips"
+        else:
+            head = f"validate: FAILED {len(self.failed_checks)} of {len(self.checks)} checks on {self.clips} clips"
+        lines = [head + where]
+        for c in self.checks:
+            if c.status not in (FAIL, WARN):
+                continue
+            tag = "FAIL" if c.status == FAIL else "WARNING (downgraded by validate.warn_only)"
+            worst = ", ".join(f"{w.get('clip_id', w.get('column'))}={_fmt(w.get('value', w.get('score')))}"
+                              for w in c.worst)
+            lines.append(f"  {tag} {c.name} [{c.expectation}]: {c.detail}" + (f"; worst: {worst}" if worst else ""))
+        if "drift" in self.reports:
+            lines.append(f"  drift report: {self.reports['drift']}")
+        return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)

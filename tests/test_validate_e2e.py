@@ -1,0 +1,55 @@
+"""`dvc repro` in a temp git + DVC repo on floodlit footage stops at `validate` and trains nothing."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from test_pipeline_e2e import ROOT, TINY, _merge
+
+
+def test_repro_stops_at_validate_on_floodlit_footage(tmp_path):
+    d = tmp_path / "repo"
+    d.mkdir()
+    for name in ("stages", "src"):
+        shutil.copytree(ROOT / name, d / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copy(ROOT / "dvc.yaml", d / "dvc.yaml")
+    floodlit = _merge(TINY, {"generate": {"luma_min": 120.0, "luma_max": 160.0}})
+    params = _merge(yaml.safe_load((ROOT / "params.yaml").read_text()), floodlit)
+    (d / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1", "GX_ANALYTICS_ENABLED": "false"}
+    for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        subprocess.run(cmd, cwd=d, env=env, check=True)
+
+    r = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=d, env=env, capture_output=True, text=True)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    assert ran == {"generate", "frames", "validate"}, out
+    # one readable summary: which expectation, how many clips, worst offenders, where the report is
+    assert "validate: FAILED" in out and "FAIL luma_mean [expect_column_values_to_be_between]: 21/21 clips" in out
+    assert "worst: " in out and "reports/validate/index.html" in out
+    assert "Traceback" not in out
+    # nothing trained, nothing enhanced, no pass stamp; the reports and the metric are there to look at
+    assert not list(d.rglob("*.pt"))
+    assert not (d / "data/enhanced").exists() and not (d / "data/validated.ok").exists()
+    metric = json.loads((d / "metrics/validate.json").read_text())
+    assert metric["passed"] is False and "luma_mean" in metric["failed_checks"]
+    assert metric["checks"]["luma_mean"]["unexpected"] == 21
+    assert (d / "reports/validate/index.html").is_file() and (d / "reports/validate/drift.html").is_file()
+
+    # a user who decides the floodlit footage is fine downgrades the failed checks: visible warnings, and on it goes
+    failed = metric["failed_checks"]
+    params["validate"]["warn_only"] = failed
+    (d / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    r = subprocess.run([sys.executable, "-m", "dvc", "repro", "validate"], cwd=d, env=env, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "WARNING (downgraded by validate.warn_only) luma_mean" in r.stdout
+    metric = json.loads((d / "metrics/validate.json").read_text())
+    assert metric["passed"] is True and metric["warned_checks"] == failed
+    assert (d / "data/validated.ok").is_file()
