@@ -23,7 +23,7 @@ from dlkdd.data.footage import Landed, NewClip, add_clips, file_md5, read_footag
 from dlkdd.data.frames import clip_stats
 from dlkdd.data.video import VideoDecodeError, read_video
 from flows import ops
-from flows.gate import gate_batch
+from flows.gate import BatchVerdict, gate_batch
 
 
 @dataclass
@@ -79,9 +79,20 @@ def inspect_clips(landed: list[Landed], classes: list[str]) -> tuple[pd.DataFram
             refused[key] = f"cannot decode: {err}"
             continue
         label = classes.index(item.class_name) if item.class_name else -1
-        rows.append({"clip_id": key, "split": "train", "label": label, "class_name": item.class_name or "",
+        rows.append({"clip_id": key, "split": "train" if item.class_name else "unlabelled", "label": label, "class_name": item.class_name or "",
                      **clip_stats(video, fps)})
     return pd.DataFrame(rows), refused
+
+
+@task(cache_policy=NO_CACHE)
+def run_gate(stats: pd.DataFrame, params: Params, repo: Path, classes: list[str], run_id: str) -> BatchVerdict:
+    """The data-quality gate on the batch; drift is measured against production's training-clip statistics."""
+    ref_path = repo / "data/frames/stats.csv"
+    reference = None
+    if ref_path.is_file():
+        ref = pd.read_csv(ref_path)
+        reference = ref[ref["split"] == "train"]
+    return gate_batch(stats, params, reference, classes, repo / "reports/retrain" / run_id / "gate")
 
 
 @task(cache_policy=NO_CACHE)
@@ -152,8 +163,9 @@ def retrain(repo: str = ".", set_params: list[str] | None = None, push: bool = T
         return vars(_finish(summary, repo_p))
 
     # 1. decode + quality gate; refused clips are quarantined with their reason
-    stats, refused = inspect_clips(landed, _classes(repo_p, params))
-    gate = gate_batch(stats, params) if len(stats) else None
+    classes = _classes(repo_p, params)
+    stats, refused = inspect_clips(landed, classes)
+    gate = run_gate(stats, params, repo_p, classes, run_id) if len(stats) else None
     if gate is not None:
         summary.gate = ("passed" if gate.passed else "FAILED") + (f": {gate.report}" if gate.report else "")
         refused.update(gate.rejected)
