@@ -78,7 +78,7 @@ def cleanup_stale(repo: Path) -> list[str]:
 
 
 def open_worktree(repo: Path, run_id: str) -> tuple[Path, str, str]:
-    """A fresh worktree on branch ``retrain/<run_id>`` from HEAD, sharing the DVC cache; returns (path, branch, base)."""
+    """A fresh worktree on branch ``retrain/<run_id>`` from HEAD sharing the DVC cache; returns (path, branch, base)."""
     base = git(repo, "rev-parse", "HEAD")
     branch = f"retrain/{run_id}"
     ws = repo / WORKTREES / run_id
@@ -107,7 +107,8 @@ def commit_all(ws: Path, message: str) -> str:
     return git(ws, "rev-parse", "HEAD")
 
 
-def metric_diff(ws: Path, old_rev: str, key: str, path: str = "metrics/evaluate.json") -> tuple[float | None, float | None]:
+def metric_diff(ws: Path, old_rev: str, key: str,
+                path: str = "metrics/evaluate.json") -> tuple[float | None, float | None]:
     """(production, candidate) value of ``key`` from ``dvc metrics diff --json --all <old_rev> HEAD``."""
     out = dvc(ws, "metrics", "diff", "--json", "--all", old_rev, "HEAD").stdout
     entry = (json.loads(out or "{}").get(path) or {}).get(key) or {}

@@ -59,6 +59,17 @@ class Summary:
                          + [f"| {k} | {esc(v)} |" for k, v in rows]) + "\n"
 
 
+def decide(production: float | None, candidate: float | None, tolerance: float, metric: str) -> tuple[bool, str]:
+    """Promote iff the candidate is not worse than production beyond ``tolerance`` (< 0: it must beat production)."""
+    if candidate is None:
+        return False, f"the new run has no {metric}"
+    if production is None:
+        return True, f"no production {metric} to beat"
+    if candidate >= production - tolerance:
+        return True, f"{metric} {candidate:.4f} >= production {production:.4f} - tolerance {tolerance}"
+    return False, f"{metric} {candidate:.4f} is worse than production {production:.4f} beyond tolerance {tolerance}"
+
+
 def _classes(repo: Path, params: Params) -> list[str]:
     known = repo / "data/frames/classes.txt"  # the trained class list; params only before the first run
     return [c for c in known.read_text().split("\n") if c] if known.is_file() else list(params.generate.classes)
@@ -79,7 +90,8 @@ def inspect_clips(landed: list[Landed], classes: list[str]) -> tuple[pd.DataFram
             refused[key] = f"cannot decode: {err}"
             continue
         label = classes.index(item.class_name) if item.class_name else -1
-        rows.append({"clip_id": key, "split": "train" if item.class_name else "unlabelled", "label": label, "class_name": item.class_name or "",
+        split = "train" if item.class_name else "unlabelled"  # unlabelled rows stay out of the class balance
+        rows.append({"clip_id": key, "split": split, "label": label, "class_name": item.class_name or "",
                      **clip_stats(video, fps)})
     return pd.DataFrame(rows), refused
 
@@ -144,11 +156,17 @@ def _finish(summary: Summary, repo: Path) -> Summary:
 
 
 @flow(name="retrain", log_prints=True)
-def retrain(repo: str = ".", set_params: list[str] | None = None, push: bool = True) -> dict:
-    """Retrain on whatever has landed in the inbox; promote the new student only if it is not worse."""
+def retrain(repo: str = ".", set_params: list[str] | None = None, push: bool = True,
+            tolerance: float | None = None) -> dict:
+    """Retrain on whatever has landed in the inbox; promote the new student only if it is not worse.
+
+    set_params: ``dvc exp run -S`` overrides for this run (e.g. ``["kd.alpha=0.7"]``); tolerance: overrides
+    ``retrain.tolerance`` for this run (negative: the new student must beat production by that much).
+    """
     repo_p = Path(repo).resolve()
     params = load_params(repo_p / "params.yaml")
     cfg = params.retrain
+    tolerance = cfg.tolerance if tolerance is None else tolerance
     inbox, quarantine = repo_p / cfg.inbox, repo_p / cfg.quarantine
     run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
     summary = Summary(run_id, metric=cfg.metric)
@@ -206,19 +224,12 @@ def retrain(repo: str = ".", set_params: list[str] | None = None, push: bool = T
             return vars(_finish(summary, repo_p))
         # 4. compare with the production student
         summary.production, summary.candidate = ops.metric_diff(ws, prod, cfg.metric)
-        ok = summary.candidate is not None and (
-            summary.production is None or summary.candidate >= summary.production - cfg.tolerance)
+        promote, why = decide(summary.production, summary.candidate, tolerance, cfg.metric)
         keep_branch = True
         # 5. promote (fast-forward + prod-* tag + dvc checkout) or keep production and say why
-        if summary.candidate is None:
-            summary.decision, summary.reason = "kept", f"the new run has no {cfg.metric}"
-        elif not ok:
-            summary.decision = "kept"
-            summary.reason = (f"{cfg.metric} {summary.candidate:.4f} is worse than production "
-                              f"{summary.production:.4f} beyond the tolerance {cfg.tolerance}; candidate on {branch}")
+        if not promote:
+            summary.decision, summary.reason = "kept", f"{why}; candidate on {branch}"
         else:
-            why = ("no production metric to beat" if summary.production is None else
-                   f"{cfg.metric} {summary.candidate:.4f} >= production {summary.production:.4f} - {cfg.tolerance}")
             try:
                 summary.tag = ops.promote(repo_p, branch, base, f"retrain {run_id}: {why}")
                 summary.decision, summary.reason = "promoted", why
