@@ -141,12 +141,15 @@ def test_drifted_batch_fails_evidently_and_undrifted_passes(dark, tmp_path):
 def test_warn_only_downgrades_visibly(dark, tmp_path):
     manifest, _ = dark
     lit = rewrite(manifest, tmp_path / "lit", lambda f: np.clip(f.astype(np.int16) + 130, 0, 255).astype(np.uint8))
-    res = gate(stats_of(lit, tmp_path / "lit_frames"), warn_only=["luma_mean", "dark_fraction"])
+    lit_stats = stats_of(lit, tmp_path / "lit_frames")
+    res = gate(lit_stats, warn_only=["luma_mean", "dark_fraction"])
     assert res.passed and res.warned_checks == ["luma_mean", "dark_fraction"]
     assert "WARNING (downgraded by validate.warn_only) luma_mean" in res.summary()
     assert res.to_json()["warned_checks"] == ["luma_mean", "dark_fraction"]
     with pytest.raises(GateInputError, match="unknown check"):
         gate(pd.DataFrame(), warn_only=["lumamean"])
+    with pytest.raises(GateInputError, match="validate.drift_method: No stattest found of name foo"):
+        gate(lit_stats, reference=lit_stats, drift_method="foo")
     with pytest.raises(GateInputError, match="lack column"):
         gate(pd.DataFrame({"clip_id": ["a"]}))
 

@@ -9,10 +9,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from dlkdd.config import ValidateConfig
-from dlkdd.quality.result import FAIL, PASS, SKIPPED, CheckResult
+from dlkdd.quality.result import FAIL, PASS, SKIPPED, CheckResult, GateInputError
 
 
 def drift_report(current: pd.DataFrame, reference: pd.DataFrame, cfg: ValidateConfig) -> Any:
@@ -28,8 +29,9 @@ def drift_report(current: pd.DataFrame, reference: pd.DataFrame, cfg: ValidateCo
     # per-column drift for the report only (tests=[]): the gate is the share test above
     metrics += [ValueDrift(column=c, method=cfg.drift_method, threshold=cfg.drift_threshold, tests=[]) for c in cols]
     report = Report(metrics, include_tests=False)
-    return report.run(Dataset.from_pandas(current[cols].astype(float), data_definition=definition),
-                      Dataset.from_pandas(reference[cols].astype(float), data_definition=definition))
+    with np.errstate(invalid="ignore", divide="ignore"):  # constant columns (all-dark clips) in Evidently's plots
+        return report.run(Dataset.from_pandas(current[cols].astype(float), data_definition=definition),
+                          Dataset.from_pandas(reference[cols].astype(float), data_definition=definition))
 
 
 def check_drift(current: pd.DataFrame, reference: pd.DataFrame | None, cfg: ValidateConfig,
@@ -42,7 +44,13 @@ def check_drift(current: pd.DataFrame, reference: pd.DataFrame | None, cfg: Vali
         why = "no reference footage" if reference is None or len(reference) < 2 else "no current footage"
         return CheckResult("drift", SKIPPED, "DriftedColumnsCount share", f"skipped: {why} (needs >= 2 clips each)"
                            ), {}
-    snap = drift_report(current, reference, cfg)
+    from evidently.legacy.calculations.stattests.registry import StatTestNotFoundError
+
+    try:
+        snap = drift_report(current, reference, cfg)
+    except StatTestNotFoundError as err:
+        raise GateInputError(f"validate.drift_method: {str(err).split('. Available')[0]}; see the Evidently "
+                             "drift methods (ks, wasserstein, psi, ...)") from None
     data = snap.dict()
     scores, n_drifted = {}, 0
     for m in data["metrics"]:

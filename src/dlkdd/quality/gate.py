@@ -15,13 +15,9 @@ from dlkdd.quality.drift import check_drift
 from dlkdd.quality.expectations import (BALANCE_CHECKS, CLIP_CHECKS, REQUIRED_COLUMNS, balance_expectations,
                                         class_balance, clip_expectations, run_suite, to_checks)
 from dlkdd.quality.report import write_index
-from dlkdd.quality.result import FAIL, SKIPPED, WARN, CheckResult, GateResult
+from dlkdd.quality.result import FAIL, SKIPPED, WARN, CheckResult, GateInputError, GateResult
 
 CHECKS = CLIP_CHECKS + BALANCE_CHECKS + ["drift"]
-
-
-class GateInputError(ValueError):
-    """Input the gate cannot judge (missing columns, unknown check names); the message is one line."""
 
 
 def check_footage(stats: pd.DataFrame, cfg: ValidateConfig, min_frames: int, reference: pd.DataFrame | None = None,

@@ -7,6 +7,10 @@ from typing import Any
 PASS, FAIL, WARN, SKIPPED = "pass", "fail", "warn", "skipped"
 
 
+class GateInputError(ValueError):
+    """Input the gate cannot judge (missing columns, unknown check or method names); the message is one line."""
+
+
 @dataclass
 class CheckResult:
     """One named check (e.g. ``luma_mean``) and what it found.
