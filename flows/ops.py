@@ -8,6 +8,8 @@ fast-forward of the production branch + an annotated ``prod-*`` tag + ``dvc chec
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -58,6 +60,27 @@ def dvc_retrying(cwd: str | Path, *args: str, attempts: int = 5, delay_s: float 
         if i == attempts - 1 or "lock" not in (r.stderr + r.stdout).lower():
             raise CommandFailed(f"`dvc {' '.join(args)}` exited {r.returncode}: {r.stderr[-2000:]}")
         time.sleep(delay_s)
+
+
+@contextlib.contextmanager
+def exclusive(repo: Path):
+    """Yield True if this process holds the repo's retrain lock, False if another retrain holds it.
+
+    The deployment's concurrency limit covers served runs; this flock also covers a retrain started by hand, and the
+    kernel releases it when a run is killed.
+    """
+    path = repo / ".dvc/tmp/retrain.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def production_rev(repo: Path) -> str:

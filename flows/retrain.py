@@ -164,6 +164,14 @@ def retrain(repo: str = ".", set_params: list[str] | None = None, push: bool = T
     ``retrain.tolerance`` for this run (negative: the new student must beat production by that much).
     """
     repo_p = Path(repo).resolve()
+    with ops.exclusive(repo_p) as mine:
+        if not mine:
+            get_run_logger().warning("another retrain is running on %s; the next poll starts a follow-up", repo_p)
+            return {"decision": "busy", "reason": "another retrain holds the lock"}
+        return _retrain(repo_p, list(set_params or []), push, tolerance)
+
+
+def _retrain(repo_p: Path, set_params: list[str], push: bool, tolerance: float | None) -> dict:
     params = load_params(repo_p / "params.yaml")
     cfg = params.retrain
     tolerance = cfg.tolerance if tolerance is None else tolerance
@@ -217,7 +225,7 @@ def retrain(repo: str = ".", set_params: list[str] | None = None, push: bool = T
         add_to_dataset(ws, fresh, run_id)
         prod = ops.production_rev(repo_p)
         try:
-            run_pipeline(ws, list(set_params or []), run_id)
+            run_pipeline(ws, set_params, run_id)
         except ops.CommandFailed as err:
             summary.decision, summary.reason = "training failed", f"nothing promoted: {str(err).splitlines()[0]}"
             error = err

@@ -132,6 +132,19 @@ def test_empty_inbox_does_nothing(prod):
     assert not sh(["git", "branch", "--list", "retrain/*"], prod)
 
 
+def test_second_retrain_on_the_same_checkout_waits_its_turn(prod):
+    from flows import ops
+    from flows.retrain import retrain
+
+    before = snapshot(prod)
+    dark_clip(prod / "inbox/Jump/early.avi", "Jump", 808)
+    with ops.exclusive(prod) as held:  # a retrain is running (e.g. one started by hand)
+        assert held
+        assert retrain(repo=str(prod))["decision"] == "busy"
+    assert (prod / "inbox/Jump/early.avi").is_file() and snapshot(prod) == before
+    (prod / "inbox/Jump/early.avi").unlink()
+
+
 def test_batch_failing_quality_gate_trains_and_promotes_nothing(prod):
     from flows.retrain import retrain
 
