@@ -25,3 +25,13 @@ test: $(STAMP)
 
 clean-data:
 	rm -rf data/raw data/frames data/enhanced models/*.pt
+
+# Retrain when footage lands (README: "Retrain when new footage lands"). Two terminals: the server, then the flows.
+.PHONY: prefect-server serve
+PREFECT_API_URL ?= http://127.0.0.1:4200/api
+
+prefect-server: $(STAMP)
+	prefect server start --host 127.0.0.1 --port 4200
+
+serve: $(STAMP)
+	PREFECT_API_URL=$(PREFECT_API_URL) python -m flows.serve

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 from _common import params_or_exit
 
+from dlkdd.data.footage import FootageError, footage_manifest
 from dlkdd.data.frames import MANIFEST_COLUMNS, REQUIRED_SPLITS, SamplingSpec, build_frame_cache
 
 SAMPLING = ("uniform", "random")
@@ -37,6 +38,7 @@ def main() -> None:
     ap.add_argument("--manifest", required=True, help="CSV: path,label,class_name,split,video_id")
     ap.add_argument("--root", help="folder the manifest's paths are relative to (default: the manifest's folder)")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--footage", help="landed footage sidecar (data/footage.csv): extra training clips, see footage.py")
     args = ap.parse_args()
     params = params_or_exit()
     f = params.frames
@@ -49,6 +51,14 @@ def main() -> None:
     if not root.is_dir():
         sys.exit(f"error: dataset root {root} is not a folder (set data.root in params.yaml)")
     manifest, classes = read_manifest(manifest_path)
+    if args.footage:
+        try:
+            extra = footage_manifest(args.footage, classes)
+        except FootageError as err:
+            sys.exit(f"error: {err}")
+        if len(extra):  # an empty footage folder leaves the manifest (and so every result) unchanged
+            print(f"frames: + {len(extra)} landed footage clips from {args.footage}")
+            manifest = pd.concat([manifest, extra], ignore_index=True)
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
     spec = SamplingSpec(clips_per_video=f.clips_per_video, train_sampling=f.train_sampling, stride=f.stride,

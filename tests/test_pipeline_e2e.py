@@ -44,6 +44,8 @@ def repo(tmp_path_factory) -> Path:
     for name in ("stages", "src"):
         shutil.copytree(ROOT / name, d / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copy(ROOT / "dvc.yaml", d / "dvc.yaml")
+    (d / "data").mkdir(exist_ok=True)
+    shutil.copy(ROOT / "data/footage.csv", d / "data/footage.csv")  # the frames stage's landed-footage sidecar
     params = _merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
     (d / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], d)

@@ -17,6 +17,8 @@ def test_repro_stops_at_validate_on_floodlit_footage(tmp_path):
     for name in ("stages", "src"):
         shutil.copytree(ROOT / name, d / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copy(ROOT / "dvc.yaml", d / "dvc.yaml")
+    (d / "data").mkdir(exist_ok=True)
+    shutil.copy(ROOT / "data/footage.csv", d / "data/footage.csv")  # the frames stage's landed-footage sidecar
     floodlit = _merge(TINY, {"generate": {"luma_min": 120.0, "luma_max": 160.0}})
     params = _merge(yaml.safe_load((ROOT / "params.yaml").read_text()), floodlit)
     (d / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -180,6 +180,20 @@ class CIConfig:
 
 
 @dataclass
+class RetrainConfig:
+    """The retrain-on-landing flows (flows/): where footage lands, when to look, when a new student is promoted."""
+
+    inbox: str = "inbox"  # folder polled for new clips: <inbox>/<Class>/*.mp4|avi (labelled) or <inbox>/*.mp4
+    quarantine: str = "quarantine"  # rejected clips + <clip>.reason.txt
+    poll_interval_s: int = 300  # how often the watch deployment looks at the inbox
+    settle_s: float = 10.0  # a clip must be unmodified this long (still being copied otherwise)
+    metric: str = "student.top1"  # key in metrics/evaluate.json compared against production
+    tolerance: float = 0.01  # promote if new >= production - tolerance
+    push_retries: int = 3  # `dvc push` attempts after the first
+    push_retry_delay_s: float = 10.0
+
+
+@dataclass
 class Params:
     seed: int = 0
     generate: GenerateConfig = field(default_factory=GenerateConfig)
@@ -193,6 +207,7 @@ class Params:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     ci: CIConfig = field(default_factory=CIConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
 
 
 def _one_line(err: OmegaConfBaseException) -> str:

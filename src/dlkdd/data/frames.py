@@ -173,7 +173,8 @@ def _process(job: tuple[dict, Path, Path, SamplingSpec, int, int]) -> _Outcome:
 
 def build_frame_cache(manifest: pd.DataFrame, root: Path, out_dir: Path, num_frames: int, size: int,
                       classes: list[str], workers: int = 1, spec: SamplingSpec | None = None) -> FramesResult:
-    """Decode every clip in ``manifest`` (paths relative to ``root``) into ``out_dir`` (layout in the module doc).
+    """Decode every clip in ``manifest`` (paths relative to ``root``, or to a row's own ``root`` column) into
+    ``out_dir`` (layout in the module doc).
 
     ``spec`` adds sampling options (``num_frames`` and ``size`` given here win); ``workers`` > 1 decodes in that many
     processes. Bad rows and files go to ``quarantine.csv`` and the rest goes on.
@@ -182,7 +183,9 @@ def build_frame_cache(manifest: pd.DataFrame, root: Path, out_dir: Path, num_fra
     clips = out_dir / "clips"
     clips.mkdir(parents=True, exist_ok=True)
     records = manifest.to_dict("records")
-    jobs = [(rec, Path(root), clips, spec, len(classes), i) for i, rec in enumerate(records)]
+    # an optional ``root`` column gives a row its own root (landed footage lives beside the dataset, not inside it)
+    jobs = [(rec, Path(rec["root"]) if isinstance(rec.get("root"), str) else Path(root), clips, spec, len(classes), i)
+            for i, rec in enumerate(records)]
     rows, stats, bad = [], [], []
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:

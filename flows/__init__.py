@@ -1,0 +1,1 @@
+"""Prefect flows: watch the inbox, retrain, compare, promote (see flows/serve.py)."""

@@ -1,0 +1,43 @@
+"""The one place the retrain flow asks the data-quality gate (``dlkdd.quality.check_footage``) about landed clips."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from dlkdd.config import Params
+from dlkdd.quality import GateInputError, check_footage
+
+
+@dataclass
+class BatchVerdict:
+    passed: bool  # False: the batch as a whole is refused, nothing of it is trained on
+    rejected: dict[str, str] = field(default_factory=dict)  # clip_id -> why (named offenders of failed checks)
+    report: str = ""  # the gate's readable summary, for the run summary
+
+
+def gate_batch(stats: pd.DataFrame, params: Params, reference: pd.DataFrame | None = None,
+               classes: list[str] | None = None, report_dir: str | Path | None = None) -> BatchVerdict:
+    """Run the project's gate on a batch of new clips (``stats``: one row per clip, ``clip_stats`` columns).
+
+    The same GX expectations as the ``validate`` stage, and Evidently drift against ``reference`` (the production
+    train split's statistics). Class balance is a property of the whole training set, not of one night's landing
+    (a batch of only ``Jump`` clips is fine): it is downgraded to a recorded warning here and enforced by the
+    pipeline's ``validate`` stage after the clips are merged.
+    """
+    cfg = dataclasses.replace(params.validate, warn_only=[*params.validate.warn_only, "class_balance"])
+    try:
+        result = check_footage(stats, cfg, params.frames.num_frames, reference=reference, classes=classes,
+                               balance_split="train", report_dir=report_dir)
+    except GateInputError as err:
+        return BatchVerdict(False, {}, f"gate could not judge the batch: {err}")
+    rejected: dict[str, str] = {}
+    for check in result.checks:
+        if check.failed:
+            for w in check.worst:
+                if "clip_id" in w and w["clip_id"] in set(stats["clip_id"]):
+                    why = f"{check.name}={w.get('value')}: {check.detail}"
+                    rejected[w["clip_id"]] = f"{rejected[w['clip_id']]}; {why}" if w["clip_id"] in rejected else why
+    return BatchVerdict(result.passed, rejected, result.summary())

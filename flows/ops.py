@@ -1,0 +1,159 @@
+"""git and DVC as subprocesses: the only way the flows touch the repository (Prefect orchestrates, DVC computes).
+
+A retrain never works in the production checkout. It works in a throw-away git worktree on a branch
+``retrain/<run_id>`` under ``.dvc/tmp/retrain/`` that shares the production checkout's DVC cache, so a crash or a kill
+at any point leaves the production dataset, models and git history exactly as they were. Promotion is then a
+fast-forward of the production branch + an annotated ``prod-*`` tag + ``dvc checkout``: recorded and reversible
+(``git reset --hard <previous prod tag> && dvc checkout``).
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+WORKTREES = Path(".dvc/tmp/retrain")
+
+
+class CommandFailed(RuntimeError):
+    """A git/DVC command exited non-zero; the message carries the command and the tail of its output."""
+
+
+def _env() -> dict[str, str]:
+    # the venv's bin first so `dvc` stages run `python` from the same environment; identity for commits in CI sandboxes
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "DVC_NO_ANALYTICS": "1"}
+    for k, v in (("GIT_AUTHOR_NAME", "dlkdd-retrain"), ("GIT_AUTHOR_EMAIL", "retrain@dlkdd.local")):
+        env.setdefault(k, v)
+        env.setdefault(k.replace("AUTHOR", "COMMITTER"), v)
+    return env
+
+
+def sh(args: list[str], cwd: str | Path, check: bool = True) -> subprocess.CompletedProcess:
+    r = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True)
+    if check and r.returncode != 0:
+        tail = (r.stdout[-1500:] + "\n" + r.stderr[-2500:]).strip()
+        raise CommandFailed(f"`{' '.join(map(str, args))}` exited {r.returncode}:\n{tail}")
+    return r
+
+
+def git(cwd: str | Path, *args: str, check: bool = True) -> str:
+    return sh(["git", *args], cwd, check).stdout.strip()
+
+
+def dvc(cwd: str | Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return sh([sys.executable, "-m", "dvc", *args], cwd, check)
+
+
+def dvc_retrying(cwd: str | Path, *args: str, attempts: int = 5, delay_s: float = 2.0) -> None:
+    """A DVC command that may meet another DVC process's workspace lock: wait and try again."""
+    for i in range(attempts):
+        r = dvc(cwd, *args, check=False)
+        if r.returncode == 0:
+            return
+        if i == attempts - 1 or "lock" not in (r.stderr + r.stdout).lower():
+            raise CommandFailed(f"`dvc {' '.join(args)}` exited {r.returncode}: {r.stderr[-2000:]}")
+        time.sleep(delay_s)
+
+
+@contextlib.contextmanager
+def exclusive(repo: Path):
+    """Yield True if this process holds the repo's retrain lock, False if another retrain holds it.
+
+    The deployment's concurrency limit covers served runs; this flock also covers a retrain started by hand, and the
+    kernel releases it when a run is killed.
+    """
+    path = repo / ".dvc/tmp/retrain.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def production_rev(repo: Path) -> str:
+    """The commit of the production model: the newest ``prod-*`` tag, else the checked-out commit."""
+    tags = git(repo, "tag", "--list", "prod-*", "--sort=-refname").split()
+    return git(repo, "rev-parse", f"{tags[0]}^{{commit}}") if tags else git(repo, "rev-parse", "HEAD")
+
+
+def cleanup_stale(repo: Path) -> list[str]:
+    """Remove worktrees left by killed runs (their branches stay, unmerged, for a post-mortem)."""
+    root = repo / WORKTREES
+    stale = [p.name for p in root.iterdir()] if root.is_dir() else []
+    for name in stale:
+        git(repo, "worktree", "remove", "--force", str(root / name), check=False)
+        shutil.rmtree(root / name, ignore_errors=True)
+    git(repo, "worktree", "prune")
+    return stale
+
+
+def open_worktree(repo: Path, run_id: str) -> tuple[Path, str, str]:
+    """A fresh worktree on branch ``retrain/<run_id>`` from HEAD sharing the DVC cache; returns (path, branch, base)."""
+    base = git(repo, "rev-parse", "HEAD")
+    branch = f"retrain/{run_id}"
+    ws = repo / WORKTREES / run_id
+    ws.parent.mkdir(parents=True, exist_ok=True)
+    git(repo, "worktree", "add", "-q", "-b", branch, str(ws), base)
+    cache = dvc(repo, "cache", "dir").stdout.strip()
+    local = repo / ".dvc" / "config.local"  # remote endpoint/credentials live here, never in git
+    if local.is_file():
+        shutil.copy(local, ws / ".dvc" / "config.local")
+    dvc(ws, "config", "--local", "cache.dir", cache)
+    dvc(ws, "checkout", check=False)  # what the cache has; the pipeline rebuilds or restores the rest
+    return ws, branch, base
+
+
+def close_worktree(repo: Path, ws: Path, branch: str, keep_branch: bool) -> None:
+    git(repo, "worktree", "remove", "--force", str(ws), check=False)
+    shutil.rmtree(ws, ignore_errors=True)
+    git(repo, "worktree", "prune")
+    if not keep_branch:
+        git(repo, "branch", "-D", branch, check=False)
+
+
+def commit_all(ws: Path, message: str) -> str:
+    git(ws, "add", "-A")
+    git(ws, "commit", "-q", "--allow-empty", "-m", message)
+    return git(ws, "rev-parse", "HEAD")
+
+
+def metric_diff(ws: Path, old_rev: str, key: str,
+                path: str = "metrics/evaluate.json") -> tuple[float | None, float | None]:
+    """(production, candidate) value of ``key`` from ``dvc metrics diff --json --all <old_rev> HEAD``."""
+    out = dvc(ws, "metrics", "diff", "--json", "--all", old_rev, "HEAD").stdout
+    entry = (json.loads(out or "{}").get(path) or {}).get(key) or {}
+    return entry.get("old"), entry.get("new")
+
+
+def has_remote(ws: Path) -> bool:
+    return bool(dvc(ws, "remote", "list").stdout.strip())
+
+
+def promote(repo: Path, branch: str, base: str, tag_message: str) -> str:
+    """Fast-forward the production checkout to ``branch``, tag it ``prod-<UTC time>`` and check the data out."""
+    if git(repo, "status", "--porcelain", "--untracked-files=no"):
+        raise CommandFailed("the production checkout has uncommitted changes; commit or stash them first")
+    if git(repo, "rev-parse", "HEAD") != base:
+        raise CommandFailed("the production branch moved during the retrain; rerun to retrain on top of it")
+    git(repo, "merge", "-q", "--ff-only", branch)
+    tag = time.strftime("prod-%Y%m%d-%H%M%S", time.gmtime())
+    n = 1
+    while git(repo, "tag", "--list", tag):
+        n += 1
+        tag = time.strftime("prod-%Y%m%d-%H%M%S", time.gmtime()) + f"-{n}"
+    git(repo, "tag", "-a", tag, "-m", tag_message)
+    dvc_retrying(repo, "checkout")
+    return tag

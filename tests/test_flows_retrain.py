@@ -1,0 +1,309 @@
+"""The retrain-on-landing flows under a real Prefect server (prefect_test_harness), on a real temp git + DVC repo
+holding this project's pipeline with a tiny params.yaml. The tests share one production repo and run in file order:
+each starts from the state the previous one left (as nights do in production)."""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the flows/ package lives at the repository root
+
+from prefect.client.orchestration import get_client  # noqa: E402
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName  # noqa: E402
+from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+
+from dlkdd.config import GenerateConfig  # noqa: E402
+from dlkdd.data.synthetic import generate_dataset  # noqa: E402
+
+TINY = {
+    "generate": {"classes": ["Drink", "Jump", "Sit"], "train_per_class": 4, "val_per_class": 1, "test_per_class": 2,
+                 "num_frames": 12, "width": 64, "height": 48},
+    "frames": {"num_frames": 4, "size": 32},
+    "train": {"epochs": 2, "batch_size": 4},
+    "evaluate": {"latency_clips": 2},
+    "retrain": {"settle_s": 0.0, "tolerance": 0.0, "push_retries": 1, "push_retry_delay_s": 0.5},
+}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(base.get(k, {}), v) if isinstance(v, dict) else v
+    return out
+
+
+def sh(cmd: list[str], cwd: Path) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, f"{' '.join(cmd)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r.stdout.strip()
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def snapshot(repo: Path) -> dict:
+    """Everything production is: git state, the footage sidecar and folder, the served student's bytes."""
+    footage = repo / "data/footage"
+    return {"head": sh(["git", "rev-parse", "HEAD"], repo), "tags": sh(["git", "tag", "-l"], repo),
+            "footage_csv": (repo / "data/footage.csv").read_text(),
+            "footage": sorted((str(p.relative_to(footage)), md5(p)) for p in footage.rglob("*") if p.is_file())
+            if footage.is_dir() else [],
+            "student": md5(repo / "models/student.pt"), "lock": (repo / "dvc.lock").read_text(),
+            "status": sh(["git", "status", "--porcelain"], repo)}
+
+
+def dark_clip(dest: Path, cls: str, seed: int) -> Path:
+    """A real dark clip of ``cls`` rendered by the project's synthetic footage generator."""
+    cfg = GenerateConfig(classes=[cls], train_per_class=1, val_per_class=0, test_per_class=0, num_frames=12,
+                         width=64, height=48, luma_min=5.0, luma_max=12.0)  # a single clip must pass the batch mean
+    tmp = dest.parent / f".render-{seed}"
+    generate_dataset(tmp, cfg, seed)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(tmp / cls / f"{cls}_train_000.avi", dest)
+    shutil.rmtree(tmp)
+    return dest
+
+
+def floodlit_clip(dest: Path, seed: int) -> Path:
+    """A decodable but far-too-bright clip (lights on): the quality gate must refuse it."""
+    rng = np.random.default_rng(seed)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    wr = cv2.VideoWriter(str(dest), cv2.VideoWriter_fourcc(*"MJPG"), 15.0, (64, 48))
+    for _ in range(12):
+        wr.write(rng.integers(170, 255, (48, 64, 3), dtype=np.uint8))
+    wr.release()
+    return dest
+
+
+def retrain_runs() -> list:
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["retrain"])))
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+@pytest.fixture(scope="module")
+def prod(tmp_path_factory, prefect_server) -> Path:
+    """The production checkout: pipeline run once and committed, with a local-directory DVC remote."""
+    d = tmp_path_factory.mktemp("prod")
+    for name in ("stages", "src"):
+        shutil.copytree(ROOT / name, d / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("dvc.yaml", ".gitignore", ".dvcignore", "data/.gitignore", "data/footage.csv", "models/.gitignore"):
+        (d / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, d / name)
+    params = _merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
+    (d / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(["git", "init", "-q", "-b", "main"], d)
+    sh([sys.executable, "-m", "dvc", "init", "-q"], d)
+    sh([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], d)
+    sh([sys.executable, "-m", "dvc", "remote", "add", "-d", "local", str(tmp_path_factory.mktemp("remote"))], d)
+    sh([sys.executable, "-m", "dvc", "repro"], d)
+    sh(["git", "add", "-A"], d)
+    sh(["git", "commit", "-qm", "tiny production"], d)
+    return d
+
+
+def test_empty_inbox_does_nothing(prod):
+    from flows.watch import watch
+
+    before = snapshot(prod)
+    out = watch(repo=str(prod))
+    assert out == {"landed": 0, "triggered": None}
+    assert retrain_runs() == []
+    assert snapshot(prod) == before
+    assert not sh(["git", "branch", "--list", "retrain/*"], prod)
+
+
+def test_second_retrain_on_the_same_checkout_waits_its_turn(prod):
+    from flows import ops
+    from flows.retrain import retrain
+
+    before = snapshot(prod)
+    dark_clip(prod / "inbox/Jump/early.avi", "Jump", 808)
+    with ops.exclusive(prod) as held:  # a retrain is running (e.g. one started by hand)
+        assert held
+        assert retrain(repo=str(prod))["decision"] == "busy"
+    assert (prod / "inbox/Jump/early.avi").is_file() and snapshot(prod) == before
+    (prod / "inbox/Jump/early.avi").unlink()
+
+
+def test_batch_failing_quality_gate_trains_and_promotes_nothing(prod):
+    from flows.retrain import retrain
+
+    before = snapshot(prod)
+    floodlit_clip(prod / "inbox/Jump/lights_on.avi", 1)
+    dark_clip(prod / "inbox/Sit/fine.avi", "Sit", 101)  # fine alone, but refused with its batch
+    out = retrain(repo=str(prod))
+    assert out["decision"] == "gate failed"
+    assert "luma_mean" in out["quarantined"]["Jump/lights_on.avi"]  # the offender is named with its check
+    assert "batch failed the quality gate" in out["quarantined"]["Sit/fine.avi"]
+    q = prod / "quarantine" / out["run_id"]
+    assert (q / "Jump/lights_on.avi").is_file() and "luma_mean" in (q / "Jump/lights_on.avi.reason.txt").read_text()
+    assert (q / "Sit/fine.avi.reason.txt").is_file()
+    assert not any((prod / "inbox").rglob("*.avi"))
+    assert snapshot(prod) == before  # no training, no dataset change, no promotion
+    assert not sh(["git", "branch", "--list", "retrain/*"], prod)
+    report = (prod / "reports/retrain" / f"{out['run_id']}.md").read_text()
+    assert "| decision | **gate failed** |" in report
+
+
+def test_new_clip_retrains_once_corrupt_clip_quarantined(prod):
+    from flows.watch import watch
+
+    before = snapshot(prod)
+    good = dark_clip(prod / "inbox/Jump/night_cam.avi", "Jump", 202)
+    good_md5 = md5(good)
+    (prod / "inbox/Sit").mkdir(parents=True, exist_ok=True)
+    (prod / "inbox/Sit/broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 truncated upload" * 20)
+    runs_before = len(retrain_runs())
+    out = watch(repo=str(prod))
+    assert out["landed"] == 2 and out["triggered"] == "subflow"
+    res = out["result"]
+    assert len(retrain_runs()) == runs_before + 1  # exactly one retrain for the landing
+    assert "cannot decode" in res["quarantined"]["Sit/broken.mp4"]
+    assert (prod / "quarantine" / res["run_id"] / "Sit/broken.mp4.reason.txt").is_file()
+    assert res["accepted"] == ["Jump/night_cam.avi"] and not good.exists()
+    assert res["decision"] in {"promoted", "kept"} and res["reason"]
+    assert res["production"] is not None and res["candidate"] is not None
+    assert res["push"] == "pushed"
+    report = (prod / "reports/retrain" / f"{res['run_id']}.md").read_text()
+    assert f"**{res['decision']}**" in report and res["reason"].split(" ")[0] in report
+    branch = res["branch"]
+    landed = sh(["git", "show", f"{branch}:data/footage.csv"], prod)
+    assert good_md5 in landed and "Jump/night_cam_" in landed
+    if res["decision"] == "promoted":  # production fast-forwarded, tagged, data checked out
+        after = snapshot(prod)
+        assert after["head"] == sh(["git", "rev-parse", branch], prod) != before["head"]
+        assert sh(["git", "rev-parse", f"{res['tag']}^{{commit}}"], prod) == after["head"]
+        assert [m for _, m in after["footage"]] == [good_md5]
+        assert after["status"] == ""  # workspace = the promoted commit (dvc checkout done)
+        sh([sys.executable, "-m", "dvc", "status", "--quiet"], prod)
+    else:
+        assert snapshot(prod) == before
+    frames_index = sh(["git", "show", f"{branch}:dvc.lock"], prod)
+    assert "data/footage.csv" in frames_index  # the frames stage consumed the landed footage
+
+
+def test_promotion_rule():
+    from flows.retrain import decide
+
+    assert decide(0.70, 0.69, 0.01, "student.top1")[0]  # within the tolerance
+    assert decide(0.70, 0.71, 0.0, "student.top1")[0]
+    ok, why = decide(0.70, 0.60, 0.01, "student.top1")
+    assert not ok and "worse than production 0.7000" in why
+    assert not decide(0.70, 0.70, -0.05, "student.top1")[0]  # negative tolerance: must beat production
+    assert decide(None, 0.4, 0.0, "student.top1")[0] and not decide(0.7, None, 0.0, "student.top1")[0]
+
+
+def test_crippled_training_is_not_promoted(prod):
+    """lr=0: the new student never learns. At this tiny scale production is itself near chance, so a crippled
+    student can tie it; the run therefore demands a real improvement (tolerance -0.05), which untrained weights
+    cannot deliver, and must be kept with its reason while production stays as it was."""
+    from flows.retrain import retrain
+
+    before = snapshot(prod)
+    dark_clip(prod / "inbox/Drink/dusk.avi", "Drink", 303)
+    out = retrain(repo=str(prod), set_params=["train.lr=0.0", "train.epochs=1"], tolerance=-0.05)
+    assert out["decision"] == "kept", out
+    assert out["candidate"] < out["production"] + 0.05
+    assert "worse than production" in out["reason"] and out["branch"] in out["reason"]
+    prod_metrics = json.loads(sh(["git", "show", "HEAD:metrics/evaluate.json"], prod))
+    cand_metrics = json.loads(sh(["git", "show", f"{out['branch']}:metrics/evaluate.json"], prod))
+    assert (out["production"], out["candidate"]) == (prod_metrics["student"]["top1"], cand_metrics["student"]["top1"])
+    ckpt = sh(["git", "show", f"{out['branch']}:params.yaml"], prod)
+    assert "lr: 0.0" in ckpt  # the crippled recipe is what the candidate branch records
+    assert snapshot(prod) == before  # production untouched
+    assert out["push"] == "pushed"
+
+
+def test_failed_retrain_leaves_production_exactly_as_before(prod):
+    from flows.retrain import retrain
+
+    before = snapshot(prod)
+    clip = dark_clip(prod / "inbox/Sit/late.avi", "Sit", 404)
+    # the dataset change is committed on the branch, then the pipeline dies (an enhance method that does not exist)
+    state = retrain(repo=str(prod), set_params=["enhance.method=nope"], return_state=True)
+    assert state.is_failed()
+    assert snapshot(prod) == before
+    assert clip.is_file()  # the landed clip waits for the next run
+    assert not (prod / ".dvc/tmp/retrain").exists() or not any((prod / ".dvc/tmp/retrain").iterdir())
+    reports = sorted((prod / "reports/retrain").glob("*.md"), key=lambda p: p.stat().st_mtime)
+    assert "**training failed**" in reports[-1].read_text()
+
+
+def test_killed_retrain_is_cleaned_up_by_the_next_run(prod):
+    """SIGKILL leaves no chance to clean up: simulate its leftovers (a worktree with the dataset change committed)."""
+    from flows import ops
+    from flows.retrain import add_to_dataset, retrain
+    from dlkdd.data.footage import NewClip
+
+    before = snapshot(prod)
+    ws, branch, _ = ops.open_worktree(prod, "killed-run")
+    clip = prod / "inbox/Sit/late.avi"
+    add_to_dataset.fn(ws, [NewClip(clip, "Sit", md5(clip))], "killed-run")
+    assert md5(clip) in (ws / "data/footage.csv").read_text()
+    assert snapshot(prod) == before  # production never saw the dataset change
+    clip.unlink()  # nothing else landed: the next run only cleans up
+    out = retrain(repo=str(prod))
+    assert out["decision"] == "nothing to do"
+    assert not ws.exists()
+    assert "killed-run" not in sh(["git", "worktree", "list"], prod)
+    assert snapshot(prod) == before
+
+
+def test_served_deployments_schedule_and_concurrency(prod, monkeypatch):
+    from prefect.client.schemas.objects import ConcurrencyLimitStrategy
+
+    from flows.serve import deployments
+
+    monkeypatch.delenv("DLKDD_WATCH_CRON", raising=False)
+    monkeypatch.delenv("DLKDD_WATCH_INTERVAL_S", raising=False)
+    watch_dep, retrain_dep = deployments(str(prod))
+    poll = yaml.safe_load((prod / "params.yaml").read_text())["retrain"]["poll_interval_s"]
+    assert watch_dep.schedules[0].schedule.interval.total_seconds() == poll
+    assert retrain_dep.concurrency_limit == 1
+    assert retrain_dep.concurrency_options.collision_strategy == ConcurrencyLimitStrategy.ENQUEUE
+    assert watch_dep.concurrency_options.collision_strategy == ConcurrencyLimitStrategy.CANCEL_NEW
+    monkeypatch.setenv("DLKDD_WATCH_CRON", "0 2 * * *")
+    assert deployments(str(prod))[0].schedules[0].schedule.cron == "0 2 * * *"
+
+
+def test_landings_during_a_run_cause_one_follow_up_not_a_pile_up(prod):
+    """Against the real server: the retrain deployment registered, no worker, so runs stay where watch put them."""
+    from prefect.states import Running
+
+    from flows.serve import RETRAIN_DEPLOYMENT, deployments
+    from flows.watch import watch
+
+    deployment_id = deployments(str(prod))[1].apply()
+    dark_clip(prod / "inbox/Jump/one.avi", "Jump", 505)
+    first = watch(repo=str(prod), deployment=RETRAIN_DEPLOYMENT)["triggered"]
+    assert first
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(first, Running(), force=True)  # the first retrain is now busy
+    dark_clip(prod / "inbox/Jump/two.avi", "Jump", 606)  # lands during the run
+    follow_up = watch(repo=str(prod), deployment=RETRAIN_DEPLOYMENT)["triggered"]
+    assert follow_up and follow_up != first
+    dark_clip(prod / "inbox/Jump/three.avi", "Jump", 707)  # lands too: the waiting follow-up will take it
+    assert watch(repo=str(prod), deployment=RETRAIN_DEPLOYMENT)["triggered"] is None
+    with get_client(sync_client=True) as client:
+        runs = [r for r in client.read_flow_runs() if r.deployment_id == deployment_id]
+    assert sorted(r.state_type.value for r in runs) == ["RUNNING", "SCHEDULED"]
