@@ -40,3 +40,30 @@ def tiny_frames(tiny_dataset, tmp_path_factory) -> Path:
         clip = np.load(out / "clips" / f"{cid}.npy")
         save_array(out / "enhanced" / "clips" / f"{cid}.npy", enhance_clip(clip, EnhanceConfig()))
     return out
+
+
+PIPELINE_FILES = ("dvc.yaml", ".gitignore", ".dvcignore", "data/.gitignore", "data/footage.csv", "models/.gitignore")
+
+
+def copy_pipeline(dest: Path, params_override: dict | None = None) -> Path:
+    """Copy what `dvc repro` needs of this project (stages, library, dvc.yaml, the landed-footage sidecar, ignores)
+    into ``dest`` and write params.yaml = the project's params merged with ``params_override``."""
+    import shutil
+
+    import yaml
+
+    for name in ("stages", "src"):
+        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in PIPELINE_FILES:
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, dest / name)
+    params = merge_dicts(yaml.safe_load((ROOT / "params.yaml").read_text()), params_override or {})
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return dest
+
+
+def merge_dicts(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge_dicts(base.get(k, {}), v) if isinstance(v, dict) else v
+    return out

@@ -2,12 +2,12 @@
 before is restored from the run-cache (not recomputed), and Zero-DCE training only costs when it is used."""
 import hashlib
 import json
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import copy_pipeline
 
 from test_pipeline_e2e import ROOT, TINY, _merge, run
 
@@ -28,16 +28,12 @@ def digest(d: Path) -> str:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("enh")
-    for name in ("stages", "src"):
-        shutil.copytree(ROOT / name, d / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    # the test's starting point is gamma, whatever the checkout's params say
+    d = copy_pipeline(tmp_path_factory.mktemp("enh"),
+                      _merge(TINY, {"enhance": {"method": "gamma", "zerodce": ZERODCE_TINY}}))
     pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     pipeline = {"stages": {k: v for k, v in pipeline["stages"].items() if k in STAGES}}
     (d / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
-    params = _merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
-    params["enhance"]["method"] = "gamma"  # the test's starting point, whatever the checkout's params say
-    params["enhance"]["zerodce"].update(ZERODCE_TINY)
-    (d / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"],
                 [sys.executable, "-m", "dvc", "config", "core.analytics", "false"],
                 [sys.executable, "-m", "dvc", "repro"], ["git", "add", "-A"], ["git", "commit", "-qm", "gamma"]):

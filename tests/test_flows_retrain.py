@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -22,6 +21,8 @@ from prefect.client.orchestration import get_client  # noqa: E402
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
+from conftest import copy_pipeline  # noqa: E402
+
 from dlkdd.config import GenerateConfig  # noqa: E402
 from dlkdd.data.synthetic import generate_dataset  # noqa: E402
 
@@ -33,13 +34,6 @@ TINY = {
     "evaluate": {"latency_clips": 2},
     "retrain": {"settle_s": 0.0, "tolerance": 0.0, "push_retries": 1, "push_retry_delay_s": 0.5},
 }
-
-
-def _merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(base.get(k, {}), v) if isinstance(v, dict) else v
-    return out
 
 
 def sh(cmd: list[str], cwd: Path) -> str:
@@ -103,14 +97,7 @@ def prefect_server():
 @pytest.fixture(scope="module")
 def prod(tmp_path_factory, prefect_server) -> Path:
     """The production checkout: pipeline run once and committed, with a local-directory DVC remote."""
-    d = tmp_path_factory.mktemp("prod")
-    for name in ("stages", "src"):
-        shutil.copytree(ROOT / name, d / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for name in ("dvc.yaml", ".gitignore", ".dvcignore", "data/.gitignore", "data/footage.csv", "models/.gitignore"):
-        (d / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(ROOT / name, d / name)
-    params = _merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
-    (d / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    d = copy_pipeline(tmp_path_factory.mktemp("prod"), TINY)
     sh(["git", "init", "-q", "-b", "main"], d)
     sh([sys.executable, "-m", "dvc", "init", "-q"], d)
     sh([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], d)

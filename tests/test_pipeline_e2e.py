@@ -1,14 +1,13 @@
 """The real pipeline: `dvc repro` and `dvc exp run -S kd.temperature=4` in a temp git + DVC repo, tiny config."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
+from conftest import copy_pipeline, merge_dicts
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
@@ -21,11 +20,7 @@ TINY = {
 }
 
 
-def _merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(base.get(k, {}), v) if isinstance(v, dict) else v
-    return out
+_merge = merge_dicts  # other test modules import it from here
 
 
 def run(cmd: list[str], cwd: Path) -> str:
@@ -40,14 +35,7 @@ def run(cmd: list[str], cwd: Path) -> str:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     """A fresh git + DVC repo holding this project's pipeline with a tiny params.yaml, after `dvc repro`."""
-    d = tmp_path_factory.mktemp("repo")
-    for name in ("stages", "src"):
-        shutil.copytree(ROOT / name, d / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    shutil.copy(ROOT / "dvc.yaml", d / "dvc.yaml")
-    (d / "data").mkdir(exist_ok=True)
-    shutil.copy(ROOT / "data/footage.csv", d / "data/footage.csv")  # the frames stage's landed-footage sidecar
-    params = _merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
-    (d / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    d = copy_pipeline(tmp_path_factory.mktemp("repo"), TINY)
     run(["git", "init", "-q"], d)
     run([sys.executable, "-m", "dvc", "init", "-q"], d)
     run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], d)

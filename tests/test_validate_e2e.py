@@ -1,27 +1,18 @@
 """`dvc repro` in a temp git + DVC repo on floodlit footage stops at `validate` and trains nothing."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 
-from test_pipeline_e2e import ROOT, TINY, _merge
+from conftest import copy_pipeline
+from test_pipeline_e2e import TINY, _merge
 
 
 def test_repro_stops_at_validate_on_floodlit_footage(tmp_path):
-    d = tmp_path / "repo"
-    d.mkdir()
-    for name in ("stages", "src"):
-        shutil.copytree(ROOT / name, d / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    shutil.copy(ROOT / "dvc.yaml", d / "dvc.yaml")
-    (d / "data").mkdir(exist_ok=True)
-    shutil.copy(ROOT / "data/footage.csv", d / "data/footage.csv")  # the frames stage's landed-footage sidecar
-    floodlit = _merge(TINY, {"generate": {"luma_min": 120.0, "luma_max": 160.0}})
-    params = _merge(yaml.safe_load((ROOT / "params.yaml").read_text()), floodlit)
-    (d / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    d = copy_pipeline(tmp_path / "repo", _merge(TINY, {"generate": {"luma_min": 120.0, "luma_max": 160.0}}))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "DVC_NO_ANALYTICS": "1", "GX_ANALYTICS_ENABLED": "false"}
     for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
@@ -46,6 +37,7 @@ def test_repro_stops_at_validate_on_floodlit_footage(tmp_path):
 
     # a user who decides the floodlit footage is fine downgrades the failed checks: visible warnings, and on it goes
     failed = metric["failed_checks"]
+    params = yaml.safe_load((d / "params.yaml").read_text())
     params["validate"]["warn_only"] = failed
     (d / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     r = subprocess.run([sys.executable, "-m", "dvc", "repro", "validate"], cwd=d, env=env, capture_output=True,
