@@ -67,3 +67,32 @@ def merge_dicts(base: dict, over: dict) -> dict:
     for k, v in over.items():
         out[k] = merge_dicts(base.get(k, {}), v) if isinstance(v, dict) else v
     return out
+
+
+# the smallest pipeline config that still runs every stage (3 classes, 21 clips, 4x32x32 frames, 2 epochs)
+TINY_PIPELINE = {
+    "generate": {"classes": ["Drink", "Jump", "Sit"], "train_per_class": 4, "val_per_class": 1, "test_per_class": 2,
+                 "num_frames": 12, "width": 64, "height": 48},
+    "frames": {"num_frames": 4, "size": 32},
+    "train": {"epochs": 2, "batch_size": 4},
+    "evaluate": {"latency_clips": 2},
+}
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    """Environment for dvc/git subprocesses: this venv first on PATH, no analytics, a git identity."""
+    import os
+    import sys
+
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "DVC_NO_ANALYTICS": "1", "GX_ANALYTICS_ENABLED": "false", "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t", **extra}
+
+
+def run_ok(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
+    """Run ``cmd`` in ``cwd``; fail the test with the tail of its output unless it exits 0. Returns stdout."""
+    import subprocess
+
+    r = subprocess.run(cmd, cwd=cwd, env=env or tool_env(), capture_output=True, text=True)
+    assert r.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r.stdout

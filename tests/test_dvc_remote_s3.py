@@ -2,19 +2,17 @@
 says: the remote URL in .dvc/config, the endpoint in .dvc/config.local (never committed), keys from the environment."""
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import boto3
 import pytest
+from conftest import run_ok
 from moto import server as moto_server
 
 
 def sh(cmd: list[str], cwd: Path, env: dict) -> str:
-    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert r.returncode == 0, f"{' '.join(cmd)} failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
-    return r.stdout
+    return run_ok(cmd, cwd, env)
 
 
 @pytest.fixture

@@ -3,9 +3,7 @@ holding this project's pipeline with a tiny params.yaml. The tests share one pro
 each starts from the state the previous one left (as nights do in production)."""
 import hashlib
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,28 +19,17 @@ from prefect.client.orchestration import get_client  # noqa: E402
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
-from conftest import copy_pipeline  # noqa: E402
+from conftest import TINY_PIPELINE, copy_pipeline, merge_dicts, run_ok  # noqa: E402
 
 from dlkdd.config import GenerateConfig  # noqa: E402
 from dlkdd.data.synthetic import generate_dataset  # noqa: E402
 
-TINY = {
-    "generate": {"classes": ["Drink", "Jump", "Sit"], "train_per_class": 4, "val_per_class": 1, "test_per_class": 2,
-                 "num_frames": 12, "width": 64, "height": 48},
-    "frames": {"num_frames": 4, "size": 32},
-    "train": {"epochs": 2, "batch_size": 4},
-    "evaluate": {"latency_clips": 2},
-    "retrain": {"settle_s": 0.0, "tolerance": 0.0, "push_retries": 1, "push_retry_delay_s": 0.5},
-}
+TINY = merge_dicts(TINY_PIPELINE, {"retrain": {"settle_s": 0.0, "tolerance": 0.0, "push_retries": 1,
+                                              "push_retry_delay_s": 0.5}})
 
 
 def sh(cmd: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
-    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert r.returncode == 0, f"{' '.join(cmd)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
-    return r.stdout.strip()
+    return run_ok(cmd, cwd).strip()
 
 
 def md5(path: Path) -> str:

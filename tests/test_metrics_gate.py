@@ -1,11 +1,11 @@
 """The CI metric gate, against real `dvc metrics diff` in a temp git + DVC repo."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import tool_env
 
 from dlkdd.regression import MetricRow, check_regression, parse_metrics_diff, to_markdown
 
@@ -15,10 +15,7 @@ METRICS = {"teacher": {"top1": 0.7, "top5": 1.0}, "baseline": {"top1": 0.76, "to
 
 
 def sh(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
-    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    r = subprocess.run(cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True)
     assert not check or r.returncode == 0, r.stderr
     return r
 

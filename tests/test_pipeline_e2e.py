@@ -1,35 +1,20 @@
 """The real pipeline: `dvc repro` and `dvc exp run -S kd.temperature=4` in a temp git + DVC repo, tiny config."""
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import copy_pipeline, merge_dicts
+from conftest import TINY_PIPELINE, copy_pipeline, merge_dicts, run_ok
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {
-    "generate": {"classes": ["Drink", "Jump", "Sit"], "train_per_class": 4, "val_per_class": 1, "test_per_class": 2,
-                 "num_frames": 12, "width": 64, "height": 48},
-    "frames": {"num_frames": 4, "size": 32},
-    "train": {"epochs": 2, "batch_size": 4},
-    "evaluate": {"latency_clips": 2},
-    "kd": {"temperature": 2.0},  # so that -S kd.temperature=4 is a change
-}
+TINY = merge_dicts(TINY_PIPELINE, {"kd": {"temperature": 2.0}})  # so that -S kd.temperature=4 is a change
 
 
 _merge = merge_dicts  # other test modules import it from here
 
 
-def run(cmd: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
-    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert r.returncode == 0, f"{' '.join(cmd)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
-    return r.stdout
+run = run_ok  # other test modules import it from here
 
 
 @pytest.fixture(scope="module")
