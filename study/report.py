@@ -31,6 +31,9 @@ def _records(node: dict) -> list[dict]:
             row[m] = metrics[m]["top1"]
         rows.append(row)
     for exp in node.get("experiments") or []:
+        state = (exp.get("executor") or {}).get("state", "success")
+        if state != "success":  # queued/running/failed experiments show their base commit's metrics: skip them
+            continue
         for rev in exp.get("revs") or []:
             rows += _records(rev)
     return rows
