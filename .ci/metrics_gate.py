@@ -14,7 +14,7 @@ def main() -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    out = subprocess.run(["dvc", "metrics", "diff", "--json", "--all", ci.baseline_rev],
+    out = subprocess.run([sys.executable, "-m", "dvc", "metrics", "diff", "--json", "--all", ci.baseline_rev],
                          capture_output=True, text=True)
     if out.returncode != 0:
         print(f"error: dvc metrics diff failed: {out.stderr.strip().splitlines()[-1:]}", file=sys.stderr)

@@ -20,12 +20,21 @@ class MetricRow:
         return None if self.old is None or self.new is None else self.new - self.old
 
 
+def _numeric(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def parse_metrics_diff(diff: dict[str, Any]) -> list[MetricRow]:
-    """``{file: {metric: {"old": x, "new": y, "diff": d}}}`` (DVC 3 format) → rows sorted by file and metric."""
+    """``{file: {metric: {"old": x, "new": y, "diff": d}}}`` (DVC 3 format) → rows sorted by file and metric.
+
+    Only numbers are kept: metric files also hold strings and booleans (the quality gate's statuses)."""
     rows = []
     for file, metrics in diff.items():
         for name, vals in metrics.items():
-            rows.append(MetricRow(file, name, vals.get("old"), vals.get("new")))
+            old, new = vals.get("old"), vals.get("new")
+            if not (_numeric(old) or _numeric(new)):  # statuses, names, lists: not something to diff
+                continue
+            rows.append(MetricRow(file, name, old if _numeric(old) else None, new if _numeric(new) else None))
     return sorted(rows, key=lambda r: (r.file, r.metric))
 
 
