@@ -5,6 +5,7 @@ import sys
 
 import pandas as pd
 
+from dlkdd.atomic import atomic_path
 from dlkdd.config import ConfigError, Params, load_params
 
 
@@ -17,12 +18,8 @@ def params_or_exit(path: str = "params.yaml") -> Params:
 
 def write_history(history: list[dict[str, float]], path: str) -> None:
     """Training curves as CSV for ``dvc plots`` (temp file + rename: never a half-written CSV)."""
-    import os
-    from pathlib import Path
-
-    tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp")
-    pd.DataFrame(history).to_csv(tmp, index=False)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        pd.DataFrame(history).to_csv(tmp, index=False)
 
 
 def train_and_save(name: str, params: Params, frames_dir: str, clip_dirs: list[str], model_cfg, out: str, history: str,

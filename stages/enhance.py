@@ -13,6 +13,7 @@ import pandas as pd
 from _common import params_or_exit
 from tqdm import tqdm
 
+from dlkdd.atomic import write_text_atomic
 from dlkdd.data.frames import read_index, save_array
 from dlkdd.enhance import METHODS, enhance_clip
 from dlkdd.enhance.report import clip_summary, comparison_strip, write_png
@@ -65,10 +66,7 @@ def main() -> None:
     print(f"enhance ({cfg.method}): mean luma {summary.get('luma_before', 0):.1f} -> {summary.get('luma_after', 0):.1f}"
           f", noise {summary.get('noise_before', 0):.2f} -> {summary.get('noise_after', 0):.2f} (luma units)")
     if args.metrics:
-        Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(args.metrics).with_suffix(".tmp")
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        tmp.replace(args.metrics)
+        write_text_atomic(args.metrics, json.dumps(summary, indent=2) + "\n")
     if args.strip and pairs:
         Path(args.strip).parent.mkdir(parents=True, exist_ok=True)
         write_png(args.strip, comparison_strip(pairs))

@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 from _common import params_or_exit
 
+from dlkdd.atomic import write_text_atomic
 from dlkdd.data.dataset import ClipDataset
 from dlkdd.data.frames import read_index
 from dlkdd.distill.checkpoint import load_model
@@ -15,8 +16,7 @@ from dlkdd.distill.trainer import seed_everything
 
 
 def write_json(obj: dict, path: str) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(obj, indent=2) + "\n")
+    write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 def main() -> None:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from dlkdd.atomic import atomic_path
+
 FOOTAGE_COLUMNS = ["path", "class_name", "md5"]
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov")
 
@@ -61,9 +63,8 @@ def read_footage_csv(path: str | Path) -> pd.DataFrame:
 
 
 def _write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_csv(tmp, index=False)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
 
 
 def footage_manifest(footage_csv: str | Path, classes: list[str]) -> pd.DataFrame:

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from dlkdd.atomic import atomic_path
 from dlkdd.data.video import VideoDecodeError, probe_video, resize_frames, sample_clips
 
 INDEX_COLUMNS = ["clip_id", "path", "label", "class_name", "split", "video_id"]
@@ -121,10 +122,8 @@ def _percentile(hist: np.ndarray, q: float) -> float:
 
 def save_array(path: Path, arr: np.ndarray) -> None:
     """Write a ``.npy`` atomically: a temp file in the same folder, then rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, arr)
-    tmp.replace(path)
 
 
 def check_row(rec: dict, root: Path, num_classes: int) -> tuple[str, str] | None:

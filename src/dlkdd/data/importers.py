@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dlkdd.atomic import write_text_atomic
 from dlkdd.data.frames import MANIFEST_COLUMNS, QUARANTINE_COLUMNS, REQUIRED_SPLITS
 
 VIDEO_EXTS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
@@ -331,9 +332,7 @@ def write_import(imp: Imported, root: Path, out_dir: Path, val_fraction: float =
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_text_atomic(path, text)
 
 
 def _atomic_csv(df: pd.DataFrame, path: Path) -> None:

@@ -1,22 +1,19 @@
 """Checkpoints: plain dicts of tensors and primitives, written atomically, read with ``weights_only=True``."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from dlkdd.atomic import atomic_path
 from dlkdd.models.build import Normalized, build_model
 
 
 def save_atomic(obj: Any, path: str | Path) -> None:
     """torch.save to a temp file beside ``path``, then rename: a crash never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def save_model(path: str | Path, model: torch.nn.Module, arch: str, classes: list[str], num_frames: int, size: int,

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dlkdd.atomic import atomic_path
 from dlkdd.distill.checkpoint import load_model
 
 META = "dlkdd.json"  # extra file inside the TorchScript archive: classes, num_frames, size, arch
@@ -25,10 +25,8 @@ def export_torchscript(model_path: str | Path, out: str | Path) -> dict[str, Any
         if not torch.allclose(traced(example), model(example), atol=1e-5):
             raise ValueError(f"{model_path}: the traced model disagrees with the original; cannot export")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    torch.jit.save(traced, str(tmp), _extra_files={META: json.dumps(meta)})
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        torch.jit.save(traced, str(tmp), _extra_files={META: json.dumps(meta)})
     return meta
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from dlkdd.atomic import write_bytes_atomic
 from dlkdd.data.frames import luma
 
 # Immerkaer (1996): this 3x3 kernel cancels locally linear image structure, leaving mostly noise
@@ -52,13 +53,10 @@ def comparison_strip(pairs: list[tuple[str, np.ndarray, np.ndarray]], frames_per
 
 def write_png(path, rgb: np.ndarray) -> None:
     """Write an RGB uint8 image as PNG atomically (temp file + rename)."""
-    import os
     from pathlib import Path
 
     path = Path(path)
     ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise ValueError(f"could not encode {path} as PNG")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(buf.tobytes())
-    tmp.replace(path)
+    write_bytes_atomic(path, buf.tobytes())

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from dlkdd.atomic import write_bytes_atomic
+
 ITERATIONS = 8
 
 
@@ -172,7 +174,6 @@ def zerodce_enhance(frames: np.ndarray, model: DCENet, batch_size: int = 64) -> 
 def save_zerodce(path, model: DCENet | None, **meta) -> None:
     """Write weights (or, with ``model=None``, a fixed 'unused' marker) atomically with ``torch.save``."""
     import io
-    import os
     from pathlib import Path
 
     path = Path(path)
@@ -180,9 +181,7 @@ def save_zerodce(path, model: DCENet | None, **meta) -> None:
                {k: v.detach().cpu() for k, v in model.state_dict().items()}, **meta}
     buf = io.BytesIO()  # not torch.save(path): the zip records the file name, and the marker's hash must not vary
     torch.save(payload, buf)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(path)
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def load_zerodce(path, device: str = "cpu") -> DCENet:

@@ -6,6 +6,7 @@ import html
 import os
 from pathlib import Path
 
+from dlkdd.atomic import write_text_atomic
 from dlkdd.quality.result import GateResult, _fmt
 
 _COLOURS = {"pass": "#1b7f3b", "fail": "#b00020", "warn": "#b26a00", "skipped": "#666"}
@@ -46,7 +47,4 @@ padding:4px 8px;text-align:left;vertical-align:top}}pre{{background:#f4f4f4;padd
 
 def write_index(result: GateResult, path: Path) -> None:
     """Write the overview atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(render_index(result, path.parent))
-    tmp.replace(path)
+    write_text_atomic(path, render_index(result, path.parent))
