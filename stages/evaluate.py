@@ -1,4 +1,4 @@
-"""Stage evaluate: teacher, baseline and student on the dark test split; metrics JSON, confusion data, cost."""
+"""Stage evaluate: teacher, baseline, student and the two-stream alternative on the test split; metrics, cost."""
 import argparse
 import json
 from pathlib import Path
@@ -10,7 +10,8 @@ from dlkdd.atomic import write_text_atomic
 from dlkdd.data.dataset import ClipDataset
 from dlkdd.data.frames import read_index
 from dlkdd.distill.checkpoint import load_model
-from dlkdd.distill.evaluation import evaluate_split, inference_cost, per_class_accuracy, two_stream_cost
+from dlkdd.distill.evaluation import (evaluate_split, evaluate_two_stream, inference_cost, per_class_accuracy,
+                                     two_stream_cost)
 from dlkdd.enhance import enhance_clip
 from dlkdd.distill.trainer import seed_everything
 
@@ -45,6 +46,8 @@ def main() -> None:
             pd.DataFrame({"actual": [classes[i] for i in test.labels], "predicted": [classes[i] for i in preds]}
                          ).to_csv(args.confusion, index=False)
     # the alternative DL-KDD avoids: enhancement + a bright-stream and a dark-stream backbone at inference
+    metrics["two_stream"], preds = evaluate_two_stream(models["teacher"], models["baseline"], test)
+    metrics["two_stream"]["per_class"] = per_class_accuracy(preds, test.labels, classes)
     cost["two_stream"] = two_stream_cost(lambda f: enhance_clip(f, params.enhance), models["teacher"],
                                          models["baseline"], test.views[0][0], params.evaluate.latency_clips)
     cost["student_vs_two_stream_latency"] = round(cost["student"]["latency_ms"] / cost["two_stream"]["latency_ms"], 3)

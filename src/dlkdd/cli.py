@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-MODELS = ("teacher", "baseline", "student")
+MODELS = ("teacher", "baseline", "student", "two_stream")
+INPUTS = ("enhanced", "dark", "dark", "both")
 
 
 def summary(metrics_path: Path) -> int:
@@ -17,7 +18,9 @@ def summary(metrics_path: Path) -> int:
         return 1
     m = json.loads(metrics_path.read_text())
     print(f"\n{'model':10s} {'input':9s} {'top-1':>6s} {'top-5':>6s}   (dark test split, {m['student']['clips']} clips)")
-    for name, view in zip(MODELS, ("enhanced", "dark", "dark")):
+    for name, view in zip(MODELS, INPUTS):
+        if name not in m:  # metrics written before the two-stream row existed
+            continue
         print(f"{name:10s} {view:9s} {m[name]['top1']:6.3f} {m[name]['top5']:6.3f}")
     print(f"\nmetrics: {metrics_path}, metrics/cost.json  (dvc metrics show)")
     print("plots:   plots/train/*.csv, plots/confusion_student.csv  (dvc plots show → dvc_plots/index.html)")

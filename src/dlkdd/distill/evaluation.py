@@ -17,17 +17,28 @@ from dlkdd.distill.trainer import predict
 from dlkdd.models.build import count_params
 
 
-def evaluate_split(model: nn.Module, dataset: ClipDataset, view: int = 0) -> tuple[dict[str, float], torch.Tensor]:
-    """Accuracy of ``model`` on every clip of ``dataset`` (from view ``view``); returns metrics and (N,) predictions.
-
-    Video-level scores average the clips' softmax per ``video_id``.
-    """
-    logits, labels = predict(model, DataLoader(dataset, batch_size=64), view)
+def split_metrics(logits: torch.Tensor, labels: torch.Tensor, dataset: ClipDataset) -> dict[str, float]:
+    """Clip-level top-1/top-5 of (N, K) scores and video-level ones (softmax averaged per ``video_id``)."""
     clip = accuracy(logits, labels)
     vprobs, vlabels = video_level(logits.softmax(1), labels, dataset.index["video_id"].astype(str).tolist())
     video = accuracy(vprobs.log(), vlabels)
-    metrics = {**clip, "video_top1": video["top1"], "video_top5": video["top5"], "clips": len(labels)}
-    return metrics, logits.argmax(1)
+    return {**clip, "video_top1": video["top1"], "video_top5": video["top5"], "clips": len(labels)}
+
+
+def evaluate_split(model: nn.Module, dataset: ClipDataset, view: int = 0) -> tuple[dict[str, float], torch.Tensor]:
+    """Accuracy of ``model`` on every clip of ``dataset`` (from view ``view``); returns metrics and (N,) predictions."""
+    logits, labels = predict(model, DataLoader(dataset, batch_size=64), view)
+    return split_metrics(logits, labels, dataset), logits.argmax(1)
+
+
+def evaluate_two_stream(bright: nn.Module, dark: nn.Module, dataset: ClipDataset) -> tuple[dict[str, float], torch.Tensor]:
+    """The two-stream alternative: ``bright`` on view 1 (enhanced), ``dark`` on view 0, softmaxes averaged (late
+    fusion of the two trained streams). Costs enhancement plus both backbones at inference, unlike the student."""
+    loader = DataLoader(dataset, batch_size=64)
+    bright_logits, labels = predict(bright, loader, 1)
+    dark_logits, _ = predict(dark, loader, 0)
+    fused = ((bright_logits.softmax(1) + dark_logits.softmax(1)) / 2).log()
+    return split_metrics(fused, labels, dataset), fused.argmax(1)
 
 
 @torch.inference_mode()

@@ -52,7 +52,7 @@ def train_classifier(index: pd.DataFrame, num_classes: int, clip_dirs: list[Path
     train_set = ClipDataset(index, clip_dirs, "train")
     _, t, h, w = train_set.views[0].shape[1:]
     check_input(model_cfg.arch, t, h)
-    model = build_model(model_cfg.arch, num_classes, model_cfg.dropout, model_cfg.pretrained)
+    model = build_model(model_cfg.arch, num_classes, model_cfg.dropout, model_cfg.pretrained, model_cfg.width)
     dataset: Dataset = train_set
     if teacher_logits is not None:
         if not isinstance(teacher_logits, torch.Tensor):

@@ -71,15 +71,19 @@ def _replace_head(arch: str, net: nn.Module, num_classes: int, dropout: float) -
         net.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(net.fc.in_features, num_classes))
 
 
-def build_model(arch: str, num_classes: int, dropout: float = 0.3, pretrained: str | Path = "") -> Normalized:
+def build_model(arch: str, num_classes: int, dropout: float = 0.3, pretrained: str | Path = "",
+                width: int = 24) -> Normalized:
     """A classifier by name, randomly initialised or from a local weights file (nothing is ever downloaded).
 
     ``pretrained``: path to a state dict of the bare torchvision backbone (e.g. Kinetics weights saved with
     ``torch.save(model.state_dict())``) or of a dlkdd model / checkpoint. Keys and shapes are checked; only the
-    classifier head may differ (it is re-initialised for ``num_classes``).
+    classifier head may differ (it is re-initialised for ``num_classes``). ``width`` sizes ``tiny3d`` only; the
+    torchvision backbones have their published widths and reject any other value.
     """
+    if arch != "tiny3d" and width != 24:
+        raise ValueError(f"width={width} applies to tiny3d only; {arch} has a fixed size (leave width at 24)")
     if arch == "tiny3d":
-        model = Normalized(Tiny3DNet(num_classes, dropout=dropout))
+        model = Normalized(Tiny3DNet(num_classes, width=width, dropout=dropout))
     elif arch in TORCHVISION_ARCHS:
         net = TORCHVISION_ARCHS[arch](weights=None)
         _replace_head(arch, net, num_classes, dropout)
