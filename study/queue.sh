@@ -1,18 +1,29 @@
 #!/usr/bin/env bash
 # Queue the KD study as DVC experiments and run them one at a time (DVC allows one process per workspace, and a
 # 2-core machine gains nothing from more). Then: python study/report.py  → reports/kd_study.{md,png,csv}
-#   bash study/queue.sh                                    # what BENCHMARKS.md reports
-#   SEEDS="0 1 2 3 4" TEMPS="1 2 8" ALPHAS="0.25 0.75 0.9" ALPHA_SEEDS="0 1 2" bash study/queue.sh   # the full grid
+# Each sweep moves one knob off its params.yaml default; the run-cache reuses every stage a run shares with an
+# earlier one (e.g. the baseline across methods/T/α, the teacher across T/α).
+#   bash study/queue.sh                                     # what BENCHMARKS.md reports (≈ 36 runs, ≈ 2 h on 2 cores)
+#   SEEDS="0 1 2 3 4" bash study/queue.sh                   # more seeds
+#   SWEEPS="methods" bash study/queue.sh                    # one sweep only (methods | temps | alphas | sizes)
 set -euo pipefail
-SEEDS=${SEEDS:-"0 1 2"}           # training seeds (the data seed generate.seed stays fixed)
-TEMPS=${TEMPS:-"1 8"}             # temperatures besides the default 4, at alpha 0.5
-ALPHAS=${ALPHAS:-"0.9"}           # alphas besides the default 0.5, at T 4
-ALPHA_SEEDS=${ALPHA_SEEDS:-"0"}   # seeds for the alpha sweep
-for s in $SEEDS; do
-  dvc exp run --queue -S seed=$s -n "s${s}-T4-a0.5"        # default: teacher, baseline (no KD), student
-  for t in $TEMPS; do dvc exp run --queue -S seed=$s -S kd.temperature=$t -n "s${s}-T${t}-a0.5"; done
-done
-for s in $ALPHA_SEEDS; do
-  for a in $ALPHAS; do dvc exp run --queue -S seed=$s -S kd.alpha=$a -n "s${s}-T4-a${a}"; done
+SEEDS=${SEEDS:-"0 1 2"}                          # training seeds (the data seed generate.seed stays fixed)
+SWEEPS=${SWEEPS:-"methods sizes temps alphas"}
+METHODS=${METHODS:-"gamma clahe hist_eq lime zerodce"}
+TEMPS=${TEMPS:-"1 2 8"}                          # besides the default
+ALPHAS=${ALPHAS:-"0.25 0.9"}                     # besides the default
+SIZES=${SIZES:-"48/24 24/12"}                    # teacher/student tiny3d width, besides the default
+q() { dvc exp run --queue "$@"; }
+for sweep in $SWEEPS; do
+  for s in $SEEDS; do
+    case $sweep in
+      methods) for m in $METHODS; do q -S seed=$s -S enhance.method=$m -n "s$s-$m"; done ;;
+      temps)   for t in $TEMPS; do q -S seed=$s -S kd.temperature=$t -n "s$s-T$t"; done ;;
+      alphas)  for a in $ALPHAS; do q -S seed=$s -S kd.alpha=$a -n "s$s-a$a"; done ;;
+      sizes)   for wh in $SIZES; do
+                 q -S seed=$s -S teacher.width=${wh%/*} -S student.width=${wh#*/} -n "s$s-w${wh%/*}x${wh#*/}"; done ;;
+      *) echo "unknown sweep '$sweep' (methods | temps | alphas | sizes)" >&2; exit 1 ;;
+    esac
+  done
 done
 dvc exp run --run-all --jobs 1

@@ -1,12 +1,17 @@
 """Tables and plots of the KD study from `dvc exp show --json` (run study/queue.sh first).
 
-Writes reports/kd_study.md (mean ± std over seeds, paired t-test of KD student vs no-KD baseline) and
-reports/kd_study.png. Usage: python study/report.py [--json exp_show.json]
+Each sweep varies one knob and holds the others at their params.yaml defaults: the teacher's enhancement method,
+the temperature T, α, and the teacher/student sizes (tiny3d width). For each setting: teacher, no-KD baseline, KD
+student and the two-stream alternative (teacher on enhanced + baseline on dark, softmax averaged), mean ± std over
+seeds, and a paired t-test of KD student vs baseline over the same seeds.
+
+Writes reports/kd_study.{md,csv,png}. Usage: python study/report.py [--json exp_show.json] [--params params.yaml]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 from pathlib import Path
 
@@ -15,7 +20,23 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
 from scipy import stats  # noqa: E402
+
+MODELS = ("teacher", "baseline", "student", "two_stream")
+# (column, title): one sweep per knob, the other knobs at their defaults
+SWEEPS = (("method", "Teacher's enhancement method"), ("T", "Temperature T"), ("alpha", "α (weight of the KD term)"),
+          ("sizes", "Teacher / student size (tiny3d width)"))
+KNOBS = ("method", "T", "alpha", "sizes")
+
+
+def knobs(params: dict) -> dict:
+    """The study's knobs from a params.yaml dict (missing keys take the schema defaults)."""
+    kd, enh = params.get("kd", {}), params.get("enhance", {})
+    tw = (params.get("teacher") or {}).get("width", 24)
+    sw = (params.get("student") or {}).get("width", 24)
+    return {"seed": params.get("seed", 0), "method": enh.get("method", "gamma"), "T": float(kd.get("temperature", 4)),
+            "alpha": float(kd.get("alpha", 0.5)), "sizes": f"{tw}/{sw}"}
 
 
 def _records(node: dict) -> list[dict]:
@@ -25,10 +46,9 @@ def _records(node: dict) -> list[dict]:
     metrics = ((data.get("metrics") or {}).get("metrics/evaluate.json") or {}).get("data") or {}
     rows = []
     if metrics and params:
-        row = {"name": node.get("name") or data.get("name") or node.get("rev"), "seed": params.get("seed"),
-               "T": params["kd"]["temperature"], "alpha": params["kd"]["alpha"]}
-        for m in ("teacher", "baseline", "student"):
-            row[m] = metrics[m]["top1"]
+        row = {"name": node.get("name") or data.get("name") or node.get("rev"), **knobs(params)}
+        for m in MODELS:
+            row[m] = (metrics.get(m) or {}).get("top1", math.nan)
         rows.append(row)
     for exp in node.get("experiments") or []:
         state = (exp.get("executor") or {}).get("state", "success")
@@ -40,40 +60,73 @@ def _records(node: dict) -> list[dict]:
 
 
 def load(exp_show: list[dict]) -> pd.DataFrame:
+    """Study experiments only (named s<seed>-...), one row each."""
     rows = [r for node in exp_show for r in _records(node)]
     df = pd.DataFrame(rows)
-    return df[df["name"].astype(str).str.match(r"^s\d+-T")].drop_duplicates("name")
+    return df[df["name"].astype(str).str.match(r"^s\d+-")].drop_duplicates("name").reset_index(drop=True)
+
+
+def sweep(df: pd.DataFrame, knob: str, defaults: dict) -> pd.DataFrame:
+    """Rows where every knob but ``knob`` is at its default."""
+    mask = pd.Series(True, index=df.index)
+    for k in KNOBS:
+        if k != knob:
+            mask &= df[k] == defaults[k]
+    return df[mask]
 
 
 def mean_std(x: pd.Series) -> str:
-    return f"{x.mean():.3f} ± {x.std(ddof=1) if len(x) > 1 else 0:.3f} (n={len(x)})"
+    x = x.dropna()
+    if x.empty:
+        return "–"
+    return f"{x.mean():.3f} ± {x.std(ddof=1) if len(x) > 1 else 0:.3f}"
 
 
-def report(df: pd.DataFrame) -> str:
-    out = ["## KD study on the embedded synthetic dark footage", ""]
-    out += ["| T | α | teacher | baseline (no KD) | KD student | student − baseline |", "|---|---|---|---|---|---|"]
-    for (t, a), g in df.groupby(["T", "alpha"]):
-        out.append(f"| {t:g} | {a:g} | {mean_std(g.teacher)} | {mean_std(g.baseline)} | {mean_std(g.student)} | "
-                   f"{mean_std(g.student - g.baseline)} |")
-    d = df[(df["T"] == 4) & (df["alpha"] == 0.5)].sort_values("seed")
+def paired(g: pd.DataFrame) -> str:
+    """KD student − baseline over the same seeds: mean gap, paired t-test p (two-sided)."""
+    if len(g) < 2 or (g.student - g.baseline).std() == 0:
+        return "–"
+    return f"{stats.ttest_rel(g.student, g.baseline).pvalue:.3f}"
+
+
+def report(df: pd.DataFrame, defaults: dict) -> str:
+    fixed = ", ".join(f"{k}={defaults[k]}" for k in KNOBS)
+    out = ["## KD study on the embedded synthetic dark footage", "",
+           f"Top-1 on the dark test split (110 clips), mean ± std over seeds (n). Defaults: {fixed} "
+           "(sizes = teacher/student width). p: paired t-test, KD student vs no-KD baseline over the same seeds.", ""]
+    for knob, title in SWEEPS:
+        s = sweep(df, knob, defaults)
+        if s.empty:
+            continue
+        out += [f"### {title}", "", f"| {knob} | n | teacher | baseline (no KD) | KD student | two-stream | "
+                "student − baseline | p |", "|---|---|---|---|---|---|---|---|"]
+        for value, g in s.groupby(knob):
+            mark = " (default)" if value == defaults[knob] else ""
+            v = f"{value:g}" if isinstance(value, float) else str(value)
+            out.append(f"| {v}{mark} | {len(g)} | {mean_std(g.teacher)} | {mean_std(g.baseline)} | "
+                       f"{mean_std(g.student)} | {mean_std(g.two_stream)} | {mean_std(g.student - g.baseline)} | "
+                       f"{paired(g)} |")
+        out.append("")
+    d = df[(df[list(KNOBS)] == pd.Series({k: defaults[k] for k in KNOBS})).all(axis=1)].sort_values("seed")
     if len(d) > 1:
         t, p = stats.ttest_rel(d.student, d.baseline)
-        out += ["", f"Default (T=4, α=0.5), paired over {len(d)} seeds: KD − no-KD = "
-                    f"{(d.student - d.baseline).mean():+.3f}, paired t = {t:.2f}, p = {p:.3f}."]
+        out += [f"Default setup, paired over {len(d)} seeds: KD − no-KD = {(d.student - d.baseline).mean():+.3f}, "
+                f"paired t = {t:.2f}, p = {p:.3f}."]
     return "\n".join(out) + "\n"
 
 
-def plot(df: pd.DataFrame, path: Path) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, (key, fixed, label) in zip(axes, (("T", ("alpha", 0.5), "temperature T (α=0.5)"),
-                                             ("alpha", ("T", 4.0), "α (T=4)"))):
-        g = df[df[fixed[0]] == fixed[1]].groupby(key)
-        for col in ("student", "baseline", "teacher"):
+def plot(df: pd.DataFrame, defaults: dict, path: Path) -> None:
+    fig, axes = plt.subplots(1, len(SWEEPS), figsize=(4.5 * len(SWEEPS), 4))
+    for ax, (knob, title) in zip(axes, SWEEPS):
+        g = sweep(df, knob, defaults).groupby(knob)
+        for i, col in enumerate(MODELS):
             m, s = g[col].mean(), g[col].std(ddof=1).fillna(0)
-            ax.errorbar(m.index, m.values, yerr=s.values, marker="o", capsize=3, label=col)
-        ax.set_xlabel(label)
+            x = [j + (i - 1.5) * 0.08 for j in range(len(m))]  # categorical axis, models side by side
+            ax.errorbar(x, m.values, yerr=s.values, marker="o", capsize=3, linestyle="", label=col)
+        ax.set_xticks(range(len(m)), [f"{v:g}" if isinstance(v, float) else str(v) for v in m.index])
+        ax.set_title(title, fontsize=9)
         ax.set_ylabel("top-1 (dark test split)")
-        ax.legend()
+    axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -81,16 +134,19 @@ def plot(df: pd.DataFrame, path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--json", type=Path, help="saved `dvc exp show --json` output (default: run it)")
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"), help="the defaults each sweep holds fixed")
     ap.add_argument("--out", type=Path, default=Path("reports"))
     args = ap.parse_args()
     raw = args.json.read_text() if args.json else subprocess.run(
         ["dvc", "exp", "show", "--json"], capture_output=True, text=True, check=True).stdout
     df = load(json.loads(raw))
+    defaults = knobs(yaml.safe_load(args.params.read_text()))
     args.out.mkdir(parents=True, exist_ok=True)
-    df.sort_values(["T", "alpha", "seed"]).to_csv(args.out / "kd_study.csv", index=False)
-    (args.out / "kd_study.md").write_text(report(df))
-    plot(df, args.out / "kd_study.png")
-    print(report(df))
+    df.sort_values(["method", "T", "alpha", "sizes", "seed"]).to_csv(args.out / "kd_study.csv", index=False)
+    md = report(df, defaults)
+    (args.out / "kd_study.md").write_text(md)
+    plot(df, defaults, args.out / "kd_study.png")
+    print(md)
 
 
 if __name__ == "__main__":
