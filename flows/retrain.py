@@ -20,7 +20,7 @@ from prefect.cache_policies import NO_CACHE
 
 from dlkdd.config import Params, load_params
 from dlkdd.data.footage import Landed, NewClip, add_clips, file_md5, read_footage_csv, scan_inbox
-from dlkdd.data.frames import clip_stats
+from dlkdd.data.clipstats import clip_stats
 from dlkdd.data.video import VideoDecodeError, read_video
 from flows import ops
 from flows.gate import BatchVerdict, gate_batch

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from dlkdd.config import ClaheConfig, EnhanceConfig, LimeConfig
-from dlkdd.data.frames import luma
+from dlkdd.data.clipstats import luma
 from dlkdd.enhance import METHODS, enhance_clip
 from dlkdd.enhance.histeq import clahe, hist_eq
 from dlkdd.enhance.lime import illumination_map, lime_enhance

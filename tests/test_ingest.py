@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from dlkdd.config import GenerateConfig
 from dlkdd.data.frames import SamplingSpec, build_frame_cache, read_index
 from dlkdd.data.importers import read_csv_manifest, write_import
 from dlkdd.data.video import probe_video, read_video, sample_clips
@@ -137,6 +138,21 @@ def test_decoding_survives_odd_real_files(tmp_path):
     assert stats.loc["wide", "width"] == 96 and stats.loc["wide", "duration_s"] == pytest.approx(6 / 15)
 
 
+def test_memory_cap_keeps_frames_small_with_identical_clips(tmp_path):
+    from dlkdd.data.frames import decode_for_cache
+
+    clip = write_clip(tmp_path / "long.avi", frames=30, width=96, height=72)
+    full, stats_full, _ = decode_for_cache(clip, 16)
+    capped, stats_capped, _ = decode_for_cache(clip, 16, max_bytes=5 * 96 * 72 * 3)  # room for 5 full frames
+    assert full[0].shape == (72, 96, 3) and {f.shape for f in capped} == {(16, 16, 3)}
+    assert stats_capped == stats_full  # statistics are taken before any shrinking
+    m = pd.DataFrame([{"path": "long.avi", "label": 0, "class_name": "a", "split": "test", "video_id": "long"}])
+    build_frame_cache(m, tmp_path, tmp_path / "f", 8, 16, ["a"])
+    cached = np.load(tmp_path / "f/clips/long.npy")
+    for i, idx in enumerate(sample_clips(30, 8)[0]):  # the cache's clip equals the capped frames, RGB
+        assert np.array_equal(cached[i], cv2.cvtColor(capped[idx], cv2.COLOR_BGR2RGB))
+
+
 def test_sampling_policies():
     assert sample_clips(32, 4, 1)[0].tolist() == [4, 12, 20, 28]  # segment centres
     three = sample_clips(32, 4, 3)
@@ -172,7 +188,7 @@ def test_parallel_clips_per_video_and_random_train(tiny_dataset, tmp_path):
 
 
 def test_histogram_stats_equal_numpy_reference():
-    from dlkdd.data.frames import clip_stats, luma
+    from dlkdd.data.clipstats import clip_stats, luma
 
     v = np.random.default_rng(1).integers(0, 60, (5, 7, 9, 3), dtype=np.uint8)
     exact = luma(v)
@@ -186,6 +202,33 @@ def test_histogram_stats_equal_numpy_reference():
         assert s[k] == pytest.approx(float(want), abs=1e-4), k
 
 
+def test_large_frames_use_the_pixel_grid_and_stay_close_to_full_resolution(tmp_path):
+    from dlkdd.data.clipstats import clip_stats, grid_step
+    from dlkdd.data.synthetic import generate_dataset
+
+    cfg = GenerateConfig(classes=["Wave"], train_per_class=1, val_per_class=0, test_per_class=0)
+    manifest = generate_dataset(tmp_path, cfg, seed=3)  # one real dark clip at the default 160x120
+    v, fps = read_video(manifest.parent / pd.read_csv(manifest).path[0])
+    assert grid_step(120, 160) == 2 and grid_step(240, 320) == 4 and grid_step(1080, 1920) == 22
+    assert grid_step(48, 64) == 1  # small frames are read whole
+    for h, w in ((121, 161), (240, 320), (1081, 1919)):  # the shrink picks exactly frame[::k, ::k]
+        f = np.random.default_rng(h).integers(0, 256, (1, h, w, 3), dtype=np.uint8)
+        k = grid_step(h, w)
+        assert clip_stats(f, 0.0) | {"height": 0, "width": 0} == (
+            clip_stats(np.ascontiguousarray(f[:, :h // k * k:k, :w // k * k:k]), 0.0) | {"height": 0, "width": 0})
+    grid = clip_stats(v, fps)
+    assert grid == clip_stats(np.ascontiguousarray(v[:, ::2, ::2]), fps) | {"height": 120, "width": 160}
+    y = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in v]).astype(np.float64)  # every pixel
+    full = {"luma_mean": y.mean(), "luma_p05": np.percentile(y, 5), "luma_p50": np.median(y),
+            "luma_p95": np.percentile(y, 95), "dark_fraction": (y < 16).mean(),
+            "noise": _trimmed_mean(np.abs(np.diff(y, axis=0)).ravel(), 0.9) * np.sqrt(np.pi) / 2}
+    assert grid["luma_mean"] == pytest.approx(full["luma_mean"], abs=0.2)
+    for k in ("luma_p05", "luma_p50", "luma_p95"):
+        assert abs(grid[k] - full[k]) <= 1.0, k
+    assert grid["dark_fraction"] == pytest.approx(full["dark_fraction"], abs=0.01)
+    assert grid["noise"] == pytest.approx(full["noise"], rel=0.05)
+
+
 def _trimmed_mean(values: np.ndarray, keep: float) -> float:
     v = np.sort(values)
     k = keep * len(v)
@@ -195,7 +238,7 @@ def _trimmed_mean(values: np.ndarray, keep: float) -> float:
 
 @pytest.mark.parametrize("sigma", [0.7, 2.0, 5.0])
 def test_noise_estimate_recovers_sensor_noise_and_ignores_a_mover(sigma):
-    from dlkdd.data.frames import clip_stats
+    from dlkdd.data.clipstats import clip_stats
 
     rng = np.random.default_rng(0)
     scene = np.full((12, 48, 64, 3), 20.0)

@@ -103,7 +103,7 @@ class ModelConfig:
     arch: str = "tiny3d"  # tiny3d | r3d_18 | mc3_18 | r2plus1d_18 | s3d | swin3d_t | mvit_v1_b (16x224x224 only)
     dropout: float = 0.3
     pretrained: str = ""  # local state-dict file to start from ("" = random init); never downloaded
-    width: int = 24  # tiny3d only: channels of the first block (params ~ width²: 12 ≈ 0.13M, 24 ≈ 0.53M, 48 ≈ 2.1M)
+    width: int = 24  # tiny3d only: first block's channels (params ~ width²: 12 ≈ 0.13M, 24 ≈ 0.53M, 48 ≈ 2.1M)
 
 
 @dataclass

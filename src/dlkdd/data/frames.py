@@ -25,13 +25,15 @@ import pandas as pd
 from tqdm import tqdm
 
 from dlkdd.atomic import atomic_path
-from dlkdd.data.video import VideoDecodeError, probe_video, resize_frames, sample_clips
+from dlkdd.data.clipstats import LumaStats
+from dlkdd.data.video import VideoDecodeError, bgr_frames, no_frames_error, open_video, sample_clips
 
 INDEX_COLUMNS = ["clip_id", "path", "label", "class_name", "split", "video_id"]
 MANIFEST_COLUMNS = INDEX_COLUMNS[1:]  # what generate and the importers write
 REQUIRED_SPLITS = ("train", "val", "test")  # the training and evaluation stages need all three
 QUARANTINE_COLUMNS = ["path", "reason", "kind"]
 EVAL_SPLITS = ("val", "test")
+MAX_DECODED_BYTES = 512 << 20  # full-size frames of one video kept up to this; beyond it they are kept resized
 
 
 @dataclass
@@ -67,57 +69,39 @@ class _Outcome:
     bad: dict | None = None
 
 
-def luma(frames: np.ndarray) -> np.ndarray:
-    """ITU-R BT.601 luma of RGB uint8 (..., 3) as float32 in 0..255."""
-    return frames[..., 0] * np.float32(0.299) + frames[..., 1] * np.float32(0.587) + frames[..., 2] * np.float32(0.114)
+def decode_for_cache(path: Path, size: int, max_bytes: int = MAX_DECODED_BYTES
+                     ) -> tuple[list[np.ndarray], dict[str, float], int]:
+    """Decode ``path`` once: its BGR frames, their stats row (computed on the way) and the container's frame count.
 
-
-def clip_stats(frames: np.ndarray, fps: float) -> dict[str, float]:
-    """Brightness statistics of a decoded clip (T, H, W, 3) uint8: the input of the data-quality gate.
-
-    Luma is OpenCV's BT.601 grey (uint8, within 0.5 of the exact value), so the mean, percentiles, dark fraction and
-    noise median are read off 256-bin histograms: no float image, no sort. This keeps the stats pass cheaper than
-    decoding (bench/bench_ingest.py), which a full-precision float pass was not.
+    Frames are kept full size while the video fits in ``max_bytes``; past that, every frame (those kept so far too)
+    is resized to ``size`` on arrival, so a long high-resolution video costs bounded memory and the sampled clip is
+    the same either way (resizing is per frame, done once). A frame whose size differs from the first one's (a
+    mid-stream resolution change) is resized to it. Raises :class:`VideoDecodeError`.
     """
-    y = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])  # (T, H, W) uint8
-    hist = np.bincount(y.ravel(), minlength=256)
-    p05, p50, p95 = (_percentile(hist, q) for q in (5, 50, 95))
-    noise = 0.0
-    if len(y) > 1:
-        d = cv2.absdiff(y[1:].reshape(-1, y.shape[2]), y[:-1].reshape(-1, y.shape[2]))
-        noise = temporal_noise(np.bincount(d.ravel(), minlength=256))
-    return {
-        "frames": int(frames.shape[0]), "fps": fps, "height": int(frames.shape[1]), "width": int(frames.shape[2]),
-        "duration_s": frames.shape[0] / fps if fps else 0.0,
-        "luma_mean": float(hist @ np.arange(256)) / y.size, "luma_p05": p05, "luma_p50": p50, "luma_p95": p95,
-        "dark_fraction": float(hist[:16].sum() / y.size), "noise": float(noise),
-    }
+    cap, fps, reported = open_video(path)
+    stats = LumaStats()
+    frames: list[np.ndarray] = []
+    small = False
+    for frame in bgr_frames(cap):
+        if frames and frame.shape != (h, w, 3):
+            frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+        elif not frames:
+            h, w = frame.shape[:2]
+        stats.add(frame)
+        if not small and (len(frames) + 1) * frame.nbytes > max_bytes:
+            small = True
+            frames = [shrink(f, size) for f in frames]
+        frames.append(shrink(frame, size) if small else frame)
+    if not frames:
+        raise no_frames_error(Path(path))
+    return frames, stats.result(fps, h, w), reported
 
 
-def temporal_noise(abs_diff_hist: np.ndarray, keep: float = 0.9) -> float:
-    """Sensor noise (std, luma units) from the histogram of |frame t+1 − frame t| over all pixels.
-
-    Gaussian noise of std σ gives differences of std σ√2 and E|d| = σ√2·√(2/π), so σ = mean|d|·√π/2. The mean is
-    trimmed to the smallest ``keep`` share of differences, so moving pixels (actors, camera) barely count; unlike a
-    median, it stays above zero for faint noise on integer luma, and is exactly 0 for a frozen or blank feed.
-    """
-    n = abs_diff_hist.sum()
-    if n == 0:
-        return 0.0
-    cum = np.cumsum(abs_diff_hist)
-    cut = int(np.searchsorted(cum, keep * n))  # the bin holding the keep-quantile
-    kept = abs_diff_hist[: cut + 1].astype(np.float64)
-    kept[cut] -= cum[cut] - keep * n  # take only part of the boundary bin
-    return float((kept @ np.arange(cut + 1)) / (keep * n) * np.sqrt(np.pi) / 2)
-
-
-def _percentile(hist: np.ndarray, q: float) -> float:
-    """``np.percentile(values, q)`` (linear interpolation) of the integers counted in ``hist``."""
-    cum = np.cumsum(hist)
-    h = (cum[-1] - 1) * q / 100.0
-    lo = int(np.floor(h))
-    a, b = np.searchsorted(cum, [lo + 1, min(lo + 2, cum[-1])])  # values of order statistics lo and lo + 1
-    return float(a + (h - lo) * (b - a))
+def shrink(frame: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, 3) → (size, size, 3), area interpolation (averages away some sensor noise); a no-op at that size."""
+    if frame.shape[:2] == (size, size):
+        return frame
+    return cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
 
 
 def save_array(path: Path, arr: np.ndarray) -> None:
@@ -147,23 +131,23 @@ def _process(job: tuple[dict, Path, Path, SamplingSpec, int, int]) -> _Outcome:
     if problem:
         return _Outcome(bad={"path": rec["path"], "reason": problem[0], "kind": problem[1]})
     try:
-        video, fps, reported = probe_video(root / rec["path"])
+        frames, stats, reported = decode_for_cache(root / rec["path"], spec.size)
     except VideoDecodeError as err:
         return _Outcome(bad={"path": rec["path"], "reason": str(err), "kind": err.kind})
-    if reported and len(video) < spec.min_decoded_fraction * reported:
+    if reported and len(frames) < spec.min_decoded_fraction * reported:
         return _Outcome(bad={"path": rec["path"], "kind": "incomplete", "reason": (
-            f"{root / rec['path']}: truncated or corrupt: decoded {len(video)} of the {reported} frames the "
+            f"{root / rec['path']}: truncated or corrupt: decoded {len(frames)} of the {reported} frames the "
             "container reports")})
     vid = str(rec["video_id"])
     is_eval = rec["split"] in EVAL_SPLITS
     k = spec.clips_per_video if is_eval else 1
     policy = "uniform" if is_eval else spec.train_sampling
     rng = np.random.default_rng([spec.seed, position]) if policy == "random" else None
-    stats = clip_stats(video, fps)
     out = _Outcome()
-    for j, idx in enumerate(sample_clips(len(video), spec.num_frames, k, policy, spec.stride, rng)):
+    for j, idx in enumerate(sample_clips(len(frames), spec.num_frames, k, policy, spec.stride, rng)):
         clip_id = vid.replace("/", "_") + (f"__{j}" if k > 1 else "")
-        save_array(clips_dir / f"{clip_id}.npy", resize_frames(video[idx], spec.size))
+        clip = np.stack([cv2.cvtColor(shrink(frames[i], spec.size), cv2.COLOR_BGR2RGB) for i in idx])
+        save_array(clips_dir / f"{clip_id}.npy", clip)
         out.rows.append({"clip_id": clip_id, **{c: rec[c] for c in INDEX_COLUMNS[1:]}})
         out.stats.append({"clip_id": clip_id, "split": rec["split"], "label": rec["label"], **stats,
                           "video_id": vid, "reported_frames": reported})
@@ -186,13 +170,20 @@ def build_frame_cache(manifest: pd.DataFrame, root: Path, out_dir: Path, num_fra
     jobs = [(rec, Path(rec["root"]) if isinstance(rec.get("root"), str) else Path(root), clips, spec, len(classes), i)
             for i, rec in enumerate(records)]
     rows, stats, bad = [], [], []
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            # map keeps the manifest's order, so the index does not depend on scheduling
-            results = list(tqdm(pool.map(_process, jobs, chunksize=max(1, len(jobs) // (workers * 8))),
-                                total=len(jobs), desc="frames", unit="video"))
-    else:
-        results = [_process(job) for job in tqdm(jobs, desc="frames", unit="video")]
+    # one OpenCV thread per process: parallelism comes from the workers, and OpenCV's own thread pool only added
+    # overhead on these small per-frame calls (measured in CPU time: histograms cost 1.6x with 2 threads)
+    cv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        if workers > 1 and len(jobs) > 1:
+            with ProcessPoolExecutor(max_workers=workers, initializer=cv2.setNumThreads, initargs=(1,)) as pool:
+                # map keeps the manifest's order, so the index does not depend on scheduling
+                results = list(tqdm(pool.map(_process, jobs, chunksize=max(1, len(jobs) // (workers * 8))),
+                                    total=len(jobs), desc="frames", unit="video"))
+        else:
+            results = [_process(job) for job in tqdm(jobs, desc="frames", unit="video")]
+    finally:
+        cv2.setNumThreads(cv_threads)
     videos = 0
     for res in results:
         if res.bad:

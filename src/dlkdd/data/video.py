@@ -18,6 +18,7 @@ frame, so a 3-frame clip gives 0,0,0,1,1,2,2,2 for 8); a stride window that does
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -76,34 +77,52 @@ def probe_video(path: str | Path) -> tuple[np.ndarray, float, int]:
     return np.stack(frames), fps, reported
 
 
-def _decode(path: Path) -> tuple[list[np.ndarray], float, int]:
+def open_video(path: str | Path) -> tuple[cv2.VideoCapture, float, int]:
+    """Open ``path`` for :func:`bgr_frames`: the capture, the fps (0.0 when unknown) and the container's frame count
+    (0 when implausible). Raises :class:`VideoDecodeError` for a missing, empty or unopenable file."""
+    path = Path(path)
     if not path.is_file():
         raise VideoDecodeError(f"{path}: no such file", "missing")
     if path.stat().st_size == 0:
         raise VideoDecodeError(f"{path}: empty file (0 bytes)", "empty")
     cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        cap.release()
+        raise _unopenable(path)
+    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    reported = reported_frame_count(float(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0))
+    return cap, (fps if np.isfinite(fps) and 0 < fps < 1000 else 0.0), reported
+
+
+def bgr_frames(cap: cv2.VideoCapture) -> Iterator[np.ndarray]:
+    """Every frame of an opened capture as BGR uint8 (H, W, 3), grayscale and BGRA converted; releases it at the end."""
     try:
-        if not cap.isOpened():
-            raise _unopenable(path)
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        reported = reported_frame_count(float(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0))
-        frames = []
         while True:
             ok, frame = cap.read()
             if not ok or frame is None:
-                break
+                return
             if frame.ndim == 2:  # grayscale streams (when OpenCV does not convert them)
                 frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
             elif frame.shape[2] == 4:
                 frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
-            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            yield frame
     finally:
         cap.release()
+
+
+def no_frames_error(path: Path) -> VideoDecodeError:
+    """The error for a file that opened but gave no frame."""
+    if not looks_like_video(path):
+        return VideoDecodeError(f"{path}: not a video file (no known container header)", "not_video")
+    return VideoDecodeError(f"{path}: no decodable frames (truncated or corrupt)", "unreadable")
+
+
+def _decode(path: Path) -> tuple[list[np.ndarray], float, int]:
+    cap, fps, reported = open_video(path)
+    frames = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in bgr_frames(cap)]
     if not frames:
-        if not looks_like_video(path):
-            raise VideoDecodeError(f"{path}: not a video file (no known container header)", "not_video")
-        raise VideoDecodeError(f"{path}: no decodable frames (truncated or corrupt)", "unreadable")
-    return frames, (fps if np.isfinite(fps) and 0 < fps < 1000 else 0.0), reported
+        raise no_frames_error(path)
+    return frames, fps, reported
 
 
 def _unopenable(path: Path) -> VideoDecodeError:

@@ -31,7 +31,8 @@ def evaluate_split(model: nn.Module, dataset: ClipDataset, view: int = 0) -> tup
     return split_metrics(logits, labels, dataset), logits.argmax(1)
 
 
-def evaluate_two_stream(bright: nn.Module, dark: nn.Module, dataset: ClipDataset) -> tuple[dict[str, float], torch.Tensor]:
+def evaluate_two_stream(bright: nn.Module, dark: nn.Module,
+                        dataset: ClipDataset) -> tuple[dict[str, float], torch.Tensor]:
     """The two-stream alternative: ``bright`` on view 1 (enhanced), ``dark`` on view 0, softmaxes averaged (late
     fusion of the two trained streams). Costs enhancement plus both backbones at inference, unlike the student."""
     loader = DataLoader(dataset, batch_size=64)

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 
 from dlkdd.atomic import write_bytes_atomic
-from dlkdd.data.frames import luma
+from dlkdd.data.clipstats import luma
 
 # Immerkaer (1996): this 3x3 kernel cancels locally linear image structure, leaving mostly noise
 _NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
