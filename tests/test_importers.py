@@ -6,8 +6,8 @@ import pytest
 
 from dlkdd.cli import main as cli
 from dlkdd.data.frames import MANIFEST_COLUMNS, build_frame_cache
-from dlkdd.data.importers import (DatasetImportError, parse_split_list, read_arid_v1, read_arid_v15,
-                                  read_folder, read_mapping_table, write_import)
+from dlkdd.data.importers import (DatasetImportError, arid_group, assign_splits, parse_split_list, read_arid_v1,
+                                  read_arid_v15, read_csv_manifest, read_folder, read_mapping_table, write_import)
 from footage import write_clip
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,13 +23,14 @@ def write_arid_list(path: Path, rows: list[tuple[int, str]]) -> None:
 
 @pytest.fixture(scope="module")
 def arid(tmp_path_factory) -> tuple[Path, Path]:
-    """A tiny ARID v1.0: clips_v1/avi/<Class>/<Class>_<g>_<n>.avi + list_cvt (3 of the 11 classes used)."""
+    """A tiny ARID v1.0: clips_v1/avi/<Class>/<Class>_<g>_<n>.avi + list_cvt (3 of the 11 classes used); per class
+    two train groups (1, 4), one test group (2) and one ``other`` group (3), disjoint as in the real lists."""
     base = tmp_path_factory.mktemp("arid")
     videos, lists = base / "clips_v1" / "avi", base / "list_cvt"
     used = {0: "Drink", 5: "Run", 10: "Wave"}
     split_rows: dict[str, list] = {"train": [], "test": [], "other": []}
     for cid, cls in used.items():
-        for g, split, n_clips in ((1, "train", 4), (2, "test", 2), (3, "other", 1)):
+        for g, split, n_clips in ((1, "train", 2), (4, "train", 2), (2, "test", 2), (3, "other", 1)):
             for n in range(1, n_clips + 1):
                 rel = f"{cls}/{cls}_{g}_{n}.avi"
                 write_clip(videos / rel, frames=6, seed=cid * 100 + g * 10 + n)
@@ -45,11 +46,14 @@ def test_arid_v1_manifest(arid, tmp_path):
     videos, lists = arid
     res = write_import(read_arid_v1(lists, 1), videos, tmp_path / "m", val_fraction=0.25, seed=3)
     m = pd.read_csv(res.manifest)
-    assert list(m.columns) == MANIFEST_COLUMNS
-    assert res.quarantined == 0 and res.per_split == {"train": 9, "val": 3, "test": 6}
+    assert list(m.columns) == MANIFEST_COLUMNS + ["group"]
+    # val takes one whole train group (2 clips) per class: 0.25 of 4 clips rounds to 1, reached by one group
+    assert res.quarantined == 0 and res.per_split == {"train": 6, "val": 6, "test": 6}
     assert not m["path"].str.contains("_3_").any()  # the "other" list is not imported
     assert set(m[m.split == "test"]["path"].str.split("_").str[1]) == {"2"}  # the list's test group, untouched
     assert set(m[m.split == "val"]["class_name"]) == {"Drink", "Run", "Wave"}  # val carved per class
+    assert (m.groupby("group").split.nunique() == 1).all()  # no recording group straddles two splits
+    assert set(m.group) == {f"{c}_{g}" for c in ("Drink", "Run", "Wave") for g in (1, 2, 4)}
     # class list = ARID's mapping table, all 11, labels = the ARID ids
     assert res.classes == ARID_MAP and (tmp_path / "m/classes.txt").read_text().split() == ARID_MAP
     assert dict(zip(m.class_name, m.label)) == {"Drink": 0, "Run": 5, "Wave": 10}
@@ -66,7 +70,7 @@ def test_arid_v1_cli_split_choice_and_bad_args(arid, tmp_path, capsys):
     assert cli(["import-arid", "--root", str(videos), "--lists", str(lists), "--split", "2",
                 "--out", str(tmp_path / "m")]) == 0
     out = capsys.readouterr().out
-    assert "18 clips imported (train 9, val 3, test 6; 11 classes)" in out and "data.manifest" in out
+    assert "18 clips imported (train 6, val 6, test 6; 11 classes)" in out and "data.manifest" in out
     assert cli(["import-arid", "--root", str(videos), "--lists", str(lists), "--split", "3",
                 "--out", str(tmp_path / "x")]) == 2  # this fixture has no split 3 lists
     err = capsys.readouterr().err
