@@ -118,7 +118,7 @@ def _import_parsers(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--mapping", type=Path, required=True, help="mapping_table_t1.txt")
     f = sub.add_parser("import-folder", help="folder per class: <root>/<Class>/* or <root>/{train,val,test}/<Class>/*")
     common(f, root_positional=True)
-    c = sub.add_parser("import-csv", help="plain CSV manifest: path,label[,split]")
+    c = sub.add_parser("import-csv", help="plain CSV manifest: path,label[,split][,group]")
     c.add_argument("csv", type=Path)
     common(c)
     c.add_argument("--classes", type=Path, help="class names, one per line (default: the sorted labels)")

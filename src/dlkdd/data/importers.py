@@ -4,7 +4,8 @@ Every reader returns :class:`Imported` (rows + class list + rows already known b
 row (label in the class list, path inside the root, file present), writes into an output folder (never into the
 dataset)::
 
-    manifest.csv            path, label, class_name, split, video_id   (paths relative to the dataset root)
+    manifest.csv            path, label, class_name, split, video_id[, group]   (paths relative to the dataset root;
+                            group only when the rows carry one: ARID's recording groups, a CSV's group column)
     classes.txt             class names in label order (labels are 0..K-1; dataset class ids are remapped in order)
     import_quarantine.csv   path, reason, kind   (rows left out, and why)
 
@@ -12,13 +13,15 @@ Formats (exactly as the datasets ship them):
 
 - ARID v1.0: ``list_cvt/ARID_split{1,2,3}_{train,test,other}.txt``, lines ``<idx>\\t<class_id>\\t<Class>/<file>.avi``,
   ``mapping_table.txt`` lines ``<class_id>\\t<Class>``. train → train, test → test, ``other`` is left out; ARID has
-  no val split, so a seeded, class-stratified fraction of train becomes val.
+  no val split, so a seeded, class-stratified fraction of train becomes val, whole recording groups at a time
+  (``<Class>_<g>_<n>.avi``: clips of one group share scene and actors; the official lists keep groups disjoint).
 - ARID V1.5: ``list_cvt/split_{0,1}/`` holding train/test(/val) lists in the v1.0 line format or the ARID1.1 CSV
   format, with a ``mapping_table*.txt`` in the split folder, ``list_cvt/`` or its parent.
 - UG2+ 2021 (ARID1.1): CSV ``VideoID,Video,ClassID`` (train and validation files) + ``mapping_table_t1.txt``.
 - Folder per class (Dark-48 and any other): ``<root>/<Class>/*.{avi,mp4,mkv,...}`` or
   ``<root>/{train,val,test}/<Class>/*``; class list = the class folders.
-- Plain CSV manifest: ``path,label[,split]`` with class names as labels (class list from ``--classes`` or sorted).
+- Plain CSV manifest: ``path,label[,split][,group]`` with class names as labels (class list from ``--classes`` or
+  sorted); rows sharing a ``group`` are kept in one split when splits are carved.
 """
 from __future__ import annotations
 
@@ -45,7 +48,7 @@ class DatasetImportError(ValueError):
 class Imported:
     """What a reader found: rows (path, class_id, split), the class names by dataset class id, rows known bad."""
 
-    rows: list[dict] = field(default_factory=list)  # {"path", "class_id", "split"}
+    rows: list[dict] = field(default_factory=list)  # {"path", "class_id", "split"[, "group"]}
     class_names: dict[int, str] = field(default_factory=dict)  # dataset class id -> name
     bad: list[dict] = field(default_factory=list)  # {"path", "reason", "kind"}
     source: str = ""
@@ -82,6 +85,24 @@ def read_mapping_table(path: Path) -> dict[int, str]:
     if not out:
         raise DatasetImportError(f"{path}: no classes in the mapping table")
     return out
+
+
+ARID_NAME = re.compile(r"^(?P<group>.+_\d+)_\d+$")  # <Class>_<g>_<n>: g numbers a recording (scene, actors)
+
+
+def arid_group(path: str) -> str | None:
+    """ARID's recording group of a clip: ``Drink/Drink_10_1.avi`` → ``Drink_10``; None when the name is not ARID's."""
+    m = ARID_NAME.match(Path(path).stem)
+    return m["group"] if m else None
+
+
+def with_arid_groups(rows: list[dict]) -> list[dict]:
+    """Set ``group`` on the rows whose file names follow ARID's ``<Class>_<g>_<n>`` (in place; returns ``rows``)."""
+    for r in rows:
+        group = arid_group(r["path"])
+        if group:
+            r["group"] = group
+    return rows
 
 
 def _find(dirs: list[Path], patterns: tuple[str, ...], what: str) -> Path:
@@ -134,7 +155,7 @@ def read_arid_v1(lists_dir: Path, split: int = 1) -> Imported:
         if not f.is_file():
             raise DatasetImportError(f"{f} not found: --lists must be ARID's list_cvt folder")
         rows, bad = parse_split_list(f, name)
-        out.rows += rows
+        out.rows += with_arid_groups(rows)
         out.bad += bad
     return out
 
@@ -156,7 +177,7 @@ def read_arid_v15(lists_dir: Path, split: int = 0) -> Imported:
         if kind is None:
             continue
         rows, bad = parse_split_list(f, kind)
-        out.rows += rows
+        out.rows += with_arid_groups(rows)
         out.bad += bad
     if not any(r["split"] == "train" for r in out.rows) or not any(r["split"] == "test" for r in out.rows):
         raise DatasetImportError(f"{d}: needs a train list and a test list (file names containing train / test)")
@@ -202,8 +223,9 @@ def read_folder(root: Path) -> Imported:
 
 
 def read_csv_manifest(path: Path, classes_file: Path | None = None) -> Imported:
-    """A plain ``path,label[,split]`` CSV; labels are class names (class ids if ``classes_file`` is given and
-    the labels are integers). Classes come from ``classes_file`` (one name per line) or the sorted labels."""
+    """A plain ``path,label[,split][,group]`` CSV; labels are class names (class ids if ``classes_file`` is given
+    and the labels are integers). Classes come from ``classes_file`` (one name per line) or the sorted labels.
+    A non-empty ``group`` (e.g. a recording session) keeps its rows together when splits are carved."""
     path = Path(path)
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -211,7 +233,7 @@ def read_csv_manifest(path: Path, classes_file: Path | None = None) -> Imported:
         raise DatasetImportError(f"{path}: cannot read it as CSV ({str(err).splitlines()[0]})") from None
     df.columns = [c.strip().lower() for c in df.columns]
     if not {"path", "label"} <= set(df.columns):
-        raise DatasetImportError(f"{path}: needs columns path,label[,split]; has {','.join(df.columns)}")
+        raise DatasetImportError(f"{path}: needs columns path,label[,split][,group]; has {','.join(df.columns)}")
     if classes_file:
         names = [c.strip() for c in Path(classes_file).read_text().splitlines() if c.strip()]
     else:
@@ -226,7 +248,10 @@ def read_csv_manifest(path: Path, classes_file: Path | None = None) -> Imported:
             out.bad.append({"path": rec["path"], "kind": "bad_split",
                             "reason": f"{path}:{n}: split {split!r} is not one of {REQUIRED_SPLITS}"})
             continue
-        out.rows.append({"path": rec["path"].strip(), "class_id": cid, "split": split, "label_text": lab})
+        row = {"path": rec["path"].strip(), "class_id": cid, "split": split, "label_text": lab}
+        if rec.get("group", "").strip():
+            row["group"] = rec["group"].strip()
+        out.rows.append(row)
     return out
 
 
@@ -252,25 +277,55 @@ def row_problem(path: str, class_id: int, class_names: dict[int, str], root: Pat
 def assign_splits(rows: list[dict], val_fraction: float, test_fraction: float, seed: int) -> None:
     """Give rows with no split one, in place: per class, a seeded shuffle puts ``test_fraction`` in test and
     ``val_fraction`` in val (at least one each when the class has enough rows); also carves val out of train when
-    the dataset has no val split at all. Deterministic in (rows' paths, seed)."""
+    the dataset has no val split at all. Deterministic in (rows' paths and groups, seed).
+
+    Rows sharing a ``group`` (a recording: same scene and actors) move together, so a group never straddles train
+    and val/test; a class with a single group keeps it in train. A row without a group is a group of its own.
+    """
     has_val = any(r["split"] == "val" for r in rows)
     by_class: dict[int, list[dict]] = {}
     for r in rows:
         if not r["split"] or (r["split"] == "train" and not has_val):
             by_class.setdefault(r["class_id"], []).append(r)
     for cid in sorted(by_class):
-        group = sorted(by_class[cid], key=lambda r: r["path"])
-        order = np.random.default_rng([seed, cid]).permutation(len(group))
-        unsplit = [group[i] for i in order if not group[i]["split"]]
-        train = [group[i] for i in order if group[i]["split"] == "train"]
-        n_test = _share(len(unsplit), test_fraction, keep=1)
-        for r in unsplit[:n_test]:
-            r["split"] = "test"
-        for r in unsplit[n_test:]:
-            r["split"] = "train"
-            train.append(r)
-        for r in train[:_share(len(train), val_fraction, keep=1)]:
-            r["split"] = "val"
+        groups = _recording_groups(by_class[cid])
+        order = np.random.default_rng([seed, cid]).permutation(len(groups))
+        unsplit = [groups[i] for i in order if not groups[i][0]["split"]]
+        train = [groups[i] for i in order if groups[i][0]["split"] == "train"]
+        n_test = _groups_to_take(unsplit, test_fraction)
+        for g in unsplit[:n_test]:
+            _set_split(g, "test")
+        for g in unsplit[n_test:]:
+            _set_split(g, "train")
+            train.append(g)
+        for g in train[:_groups_to_take(train, val_fraction)]:
+            _set_split(g, "val")
+
+
+def _recording_groups(rows: list[dict]) -> list[list[dict]]:
+    """One class's rows in path order, gathered by (given split, group) in order of first appearance; a row
+    without a group is alone. Ungrouped rows thus give one row per group, the order the split carving always had."""
+    groups: dict[tuple, list[dict]] = {}
+    for i, r in enumerate(sorted(rows, key=lambda r: r["path"])):
+        key = (r["split"], "group", r["group"]) if r.get("group") else (r["split"], "row", i)
+        groups.setdefault(key, []).append(r)
+    return list(groups.values())
+
+
+def _groups_to_take(groups: list[list[dict]], fraction: float) -> int:
+    """How many leading groups hold round(rows * fraction) rows: at least one when fraction > 0 and there are
+    two groups or more, never the last group (train keeps at least one)."""
+    target = _share(sum(len(g) for g in groups), fraction, keep=1)
+    taken = n = 0
+    while taken < target and n < len(groups) - 1:
+        taken += len(groups[n])
+        n += 1
+    return n
+
+
+def _set_split(group: list[dict], split: str) -> None:
+    for r in group:
+        r["split"] = split
 
 
 def _share(n: int, fraction: float, keep: int) -> int:
@@ -315,14 +370,20 @@ def write_import(imp: Imported, root: Path, out_dir: Path, val_fraction: float =
     counts = {s: sum(r["split"] == s for r in good) for s in REQUIRED_SPLITS}
     empty = [s for s, n in counts.items() if n == 0]
     if empty:
-        raise DatasetImportError(f"{imp.source}: split(s) {empty} would have no clips; use a larger --val-fraction/"
-                                 "--test-fraction or add files")
+        grouped = " (rows of one recording group stay together, so a class needs 2+ groups to give any)" if any(
+            r.get("group") for r in good) else ""
+        raise DatasetImportError(f"{imp.source}: split(s) {empty} would have no clips{grouped}; use a larger "
+                                 "--val-fraction/--test-fraction or add files")
     ids = sorted(imp.class_names)  # dataset class ids in order → labels 0..K-1
     label = {cid: i for i, cid in enumerate(ids)}
     classes = [imp.class_names[c] for c in ids]
     vids = _video_ids([r["path"] for r in good])
+    # ``group`` rides along only when there are groups: frames reads the manifest's required columns and ignores
+    # extras, and ungrouped datasets keep exactly the columns they always had
+    columns = MANIFEST_COLUMNS + (["group"] if any(r.get("group") for r in good) else [])
     manifest = pd.DataFrame([{"path": r["path"], "label": label[r["class_id"]], "class_name": imp.class_names[
-        r["class_id"]], "split": r["split"], "video_id": v} for r, v in zip(good, vids)], columns=MANIFEST_COLUMNS)
+        r["class_id"]], "split": r["split"], "video_id": v, "group": r.get("group", "")}
+        for r, v in zip(good, vids)], columns=columns)
     out_dir.mkdir(parents=True, exist_ok=True)
     _atomic_csv(manifest, out_dir / "manifest.csv")
     _atomic_csv(pd.DataFrame(bad, columns=QUARANTINE_COLUMNS), out_dir / "import_quarantine.csv")
