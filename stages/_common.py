@@ -1,12 +1,20 @@
-"""What every stage script shares: read params.yaml through the schema, exiting with one line on a bad key."""
+"""What every stage script shares: read params.yaml through the schema, exiting with one line on a bad key.
+
+Importing this module puts the workspace's own ``src/`` first on ``sys.path``: a stage run by ``dvc exp run --queue``
+or ``--temp`` happens in a copy of the repository, and must run that copy's library (the one DVC hashed as a dep),
+not whatever an editable install points at.
+"""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-import pandas as pd
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from dlkdd.atomic import atomic_path
-from dlkdd.config import ConfigError, Params, load_params
+import pandas as pd  # noqa: E402
+
+from dlkdd.atomic import atomic_path  # noqa: E402
+from dlkdd.config import ConfigError, Params, load_params  # noqa: E402
 
 
 def params_or_exit(path: str = "params.yaml") -> Params:
@@ -14,6 +22,18 @@ def params_or_exit(path: str = "params.yaml") -> Params:
         return load_params(path)
     except ConfigError as err:
         sys.exit(f"error: {err}")
+
+
+def load_zerodce_or_exit(path: str):
+    """The trained Zero-DCE (GPU when present); one error line when the file is missing or holds none."""
+    import torch
+
+    from dlkdd.enhance.zerodce import load_zerodce
+
+    try:
+        return load_zerodce(path, "cuda" if torch.cuda.is_available() else "cpu")
+    except (OSError, ValueError, RuntimeError) as err:
+        raise SystemExit(f"error: {str(err).splitlines()[0]}") from None
 
 
 def write_history(history: list[dict[str, float]], path: str) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _common import params_or_exit
+from _common import load_zerodce_or_exit, params_or_exit
 from tqdm import tqdm
 
 from dlkdd.atomic import write_text_atomic
@@ -19,18 +19,6 @@ from dlkdd.enhance import METHODS, enhance_clip
 from dlkdd.enhance.report import clip_summary, comparison_strip, write_png
 
 STRIP_CLIPS = 4
-
-
-def load_model(path: str):
-    """The trained Zero-DCE on the GPU when present; one error line when the file is missing or holds none."""
-    import torch
-
-    from dlkdd.enhance.zerodce import load_zerodce
-
-    try:
-        return load_zerodce(path, "cuda" if torch.cuda.is_available() else "cpu")
-    except (OSError, ValueError, RuntimeError) as err:
-        raise SystemExit(f"error: {str(err).splitlines()[0]}") from None
 
 
 def main() -> None:
@@ -45,7 +33,7 @@ def main() -> None:
     cfg = params.enhance
     if cfg.method not in METHODS:
         raise SystemExit(f"error: params.yaml: enhance.method '{cfg.method}' is not one of {', '.join(METHODS)}")
-    model = load_model(args.model) if cfg.method == "zerodce" else None
+    model = load_zerodce_or_exit(args.model) if cfg.method == "zerodce" else None
     index, _ = read_index(args.frames)
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
-from _common import params_or_exit
+from _common import load_zerodce_or_exit, params_or_exit
 
 from dlkdd.atomic import write_text_atomic
 from dlkdd.data.dataset import ClipDataset
@@ -26,6 +26,7 @@ def main() -> None:
     ap.add_argument("--clips", required=True, help="dark clips")
     ap.add_argument("--enhanced-clips", required=True, help="the same clips enhanced (the teacher's input)")
     ap.add_argument("--models", required=True, help="folder with teacher.pt, baseline.pt, student.pt")
+    ap.add_argument("--zerodce", default="models/zerodce.pt", help="Zero-DCE weights (read only for method zerodce)")
     ap.add_argument("--metrics", required=True)
     ap.add_argument("--cost", required=True)
     ap.add_argument("--confusion", required=True)
@@ -48,7 +49,8 @@ def main() -> None:
     # the alternative DL-KDD avoids: enhancement + a bright-stream and a dark-stream backbone at inference
     metrics["two_stream"], preds = evaluate_two_stream(models["teacher"], models["baseline"], test)
     metrics["two_stream"]["per_class"] = per_class_accuracy(preds, test.labels, classes)
-    cost["two_stream"] = two_stream_cost(lambda f: enhance_clip(f, params.enhance), models["teacher"],
+    zerodce = load_zerodce_or_exit(args.zerodce) if params.enhance.method == "zerodce" else None
+    cost["two_stream"] = two_stream_cost(lambda f: enhance_clip(f, params.enhance, zerodce), models["teacher"],
                                          models["baseline"], test.views[0][0], params.evaluate.latency_clips)
     cost["student_vs_two_stream_latency"] = round(cost["student"]["latency_ms"] / cost["two_stream"]["latency_ms"], 3)
     write_json(metrics, args.metrics)

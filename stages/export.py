@@ -2,6 +2,8 @@
 import argparse
 import sys
 
+import _common  # noqa: F401  (this workspace's src/ first on sys.path)
+
 from dlkdd.distill.export import export_torchscript
 
 

@@ -32,7 +32,7 @@ def repo(tmp_path_factory) -> Path:
 
 def test_repro_writes_metrics_contract(repo):
     metrics = json.loads((repo / "metrics/evaluate.json").read_text())
-    for model in ("teacher", "baseline", "student"):
+    for model in ("teacher", "baseline", "student", "two_stream"):
         for key in ("top1", "top5", "video_top1"):
             assert 0.0 <= metrics[model][key] <= 1.0
         assert metrics[model]["clips"] == 6
@@ -71,3 +71,28 @@ def test_exp_run_kd_temperature_retrains_only_student(repo):
             for r in exp.get("revs", []):
                 temps.append(r["data"]["params"]["params.yaml"]["data"]["kd"]["temperature"])
     assert 4 in temps, json.dumps(shown)[:2000]
+
+
+def test_stages_import_their_own_workspace_library(repo):
+    # `dvc exp run --queue/--temp` runs stages in a copy of the repo; they must use that copy's src/, not the
+    # editable install's, or queued experiments would run whatever the main checkout holds at the time
+    out = run([sys.executable, "-c", "import sys; sys.path.insert(0, 'stages'); import _common, dlkdd; "
+               "print(dlkdd.__file__)"], repo)
+    assert Path(out.strip()).resolve().is_relative_to((repo / "src").resolve()), out
+
+
+def test_queued_experiment_with_zerodce_and_other_sizes(repo):
+    run(["git", "checkout", "--", "."], repo)
+    sets = ["enhance.method=zerodce", "enhance.zerodce.epochs=1", "enhance.zerodce.batch_size=8",
+            "enhance.zerodce.crop=16", "teacher.width=12", "student.width=8"]
+    run([sys.executable, "-m", "dvc", "exp", "run", "--queue", "-n", "zd", *[a for s in sets for a in ("-S", s)]],
+        repo)
+    run([sys.executable, "-m", "dvc", "exp", "run", "--run-all", "--jobs", "1"], repo)
+    shown = json.loads(run([sys.executable, "-m", "dvc", "exp", "show", "--json"], repo))
+    exps = [r for rev in shown for e in (rev.get("experiments") or []) for r in e.get("revs", [])
+            if r.get("name") == "zd"]
+    assert exps, json.dumps(shown)[:2000]
+    data = exps[0]["data"]
+    assert data["params"]["params.yaml"]["data"]["enhance"]["method"] == "zerodce"
+    metrics = data["metrics"]["metrics/evaluate.json"]["data"]
+    assert 0.0 <= metrics["two_stream"]["top1"] <= 1.0 and metrics["student"]["clips"] == 6
