@@ -138,19 +138,29 @@ def test_decoding_survives_odd_real_files(tmp_path):
     assert stats.loc["wide", "width"] == 96 and stats.loc["wide", "duration_s"] == pytest.approx(6 / 15)
 
 
-def test_memory_cap_keeps_frames_small_with_identical_clips(tmp_path):
+def test_decode_converts_only_planned_frames_and_survives_wrong_counts(tmp_path):
+    from dlkdd.data.clipstats import clip_stats
     from dlkdd.data.frames import decode_for_cache
 
-    clip = write_clip(tmp_path / "long.avi", frames=30, width=96, height=72)
-    full, stats_full, _ = decode_for_cache(clip, 16)
-    capped, stats_capped, _ = decode_for_cache(clip, 16, max_bytes=5 * 96 * 72 * 3)  # room for 5 full frames
-    assert full[0].shape == (72, 96, 3) and {f.shape for f in capped} == {(16, 16, 3)}
-    assert stats_capped == stats_full  # statistics are taken before any shrinking
-    m = pd.DataFrame([{"path": "long.avi", "label": 0, "class_name": "a", "split": "test", "video_id": "long"}])
-    build_frame_cache(m, tmp_path, tmp_path / "f", 8, 16, ["a"])
-    cached = np.load(tmp_path / "f/clips/long.npy")
-    for i, idx in enumerate(sample_clips(30, 8)[0]):  # the cache's clip equals the capped frames, RGB
-        assert np.array_equal(cached[i], cv2.cvtColor(capped[idx], cv2.COLOR_BGR2RGB))
+    clip = write_clip(tmp_path / "v.avi", frames=30, width=96, height=72)
+    full, fps = read_video(clip)  # every frame, RGB
+    planned: list[int] = []
+
+    def plan(n: int) -> list[np.ndarray]:
+        planned.append(n)
+        return sample_clips(n, 8, 2)
+
+    for count in (30, 0, 7, 200):  # the header's frame count: true, missing, too low, too high
+        set_avi_frame_count(clip, count)
+        planned.clear()
+        clips, stats, _ = decode_for_cache(clip, plan)
+        assert planned[-1] == 30 and stats["frames"] == 30, count  # the clips are planned on the real count
+        for idx, frames in zip(sample_clips(30, 8, 2), clips, strict=True):
+            for i, f in zip(idx, frames, strict=True):
+                assert np.array_equal(cv2.cvtColor(f, cv2.COLOR_BGR2RGB), full[i]), count
+    whole = clip_stats(full, fps)  # kept frames only (sampled + the next ones) vs every frame
+    assert stats["luma_mean"] == pytest.approx(whole["luma_mean"], abs=0.5)
+    assert stats["noise"] == pytest.approx(whole["noise"], rel=0.1)
 
 
 def test_sampling_policies():

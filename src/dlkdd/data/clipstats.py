@@ -2,7 +2,8 @@
 
 Luma is OpenCV's BT.601 grey (uint8, within 0.5 of the exact value), so the mean, percentiles, dark fraction and noise
 are read off 256-bin histograms: no float image, no sort, and nothing kept but two histograms and the previous frame.
-That lets the frames stage compute them while it decodes, at a fraction of the decoding cost (bench/bench_ingest.py).
+The frames stage feeds the frames it samples and the frame after a few of them (:mod:`dlkdd.data.frames`): a fixed
+cost per clip, far below decoding it (bench/bench_ingest.py), with pairs of consecutive frames for the noise estimate.
 
 Frames are read on a regular grid, every k-th pixel of every k-th row, with the largest k that still leaves at least
 ``GRID_PIXELS`` pixels a frame (k = 2 at 160x120, 4 at 320x240, 22 at 1080p; frames under 2 x GRID_PIXELS are read
@@ -33,58 +34,45 @@ def luma(frames: np.ndarray) -> np.ndarray:
 
 
 class LumaStats:
-    """Histograms of luma and of |frame t+1 − frame t| luma over a clip, fed frame by frame with :meth:`add`.
+    """Histograms of luma and of |frame t+1 − frame t| luma, fed frame by frame with :meth:`add`.
 
-    Grey frames (on the pixel grid of the module doc) are gathered in a small buffer and counted a chunk at a time: one
-    histogram call per chunk instead of two per frame. All frames of a clip must share a size.
+    Frames may be a subset of a clip (the frames stage feeds the sampled frames and the one after a few of them): a
+    difference is counted only between frames whose indices follow each other.
     """
 
     def __init__(self) -> None:
         self.hist = np.zeros(256, np.int64)
         self.diff_hist = np.zeros(256, np.int64)
-        self.frames = 0
-        self._grey: np.ndarray | None = None  # (chunk + 1, H, W): slot 0 = the last frame of the previous chunk
-        self._n = 0  # frames waiting in slots 1..n
-        self._step = 1  # grid step k, set by the first frame
+        self.added = 0
+        self._prev: tuple[int, np.ndarray] | None = None  # (index, grey grid) of the last frame added
+        self._step = 0  # grid step k, set by the first frame
 
-    def add(self, frame: np.ndarray, code: int = cv2.COLOR_BGR2GRAY) -> None:
-        """One uint8 frame (H, W, 3), in BGR order unless ``code`` says otherwise (e.g. ``cv2.COLOR_RGB2GRAY``)."""
-        if self._grey is None:
-            h, w = frame.shape[:2]
-            self._step = grid_step(h, w)
-            h, w = h // self._step, w // self._step
-            # float32 counts are exact below 2**24 per bin: keep a chunk under that many pixels
-            chunk = int(np.clip(2**24 // (h * w), 1, 32))
-            self._grey = np.empty((chunk + 1, h, w), np.uint8)
-        if self._step > 1:  # nearest-neighbour shrink of the crop to a multiple of k is exactly frame[::k, ::k]
-            h, w = self._grey.shape[1:]
-            k = self._step
+    def add(self, frame: np.ndarray, index: int | None = None, code: int = cv2.COLOR_BGR2GRAY) -> None:
+        """Frame number ``index`` (default: the one after the last), uint8 (H, W, 3), BGR unless ``code`` says
+        otherwise (e.g. ``cv2.COLOR_RGB2GRAY``)."""
+        if index is None:
+            index = self._prev[0] + 1 if self._prev else 0
+        if not self._step:
+            self._step = grid_step(*frame.shape[:2])
+        k = self._step
+        if k > 1:  # nearest-neighbour shrink of the crop to a multiple of k is exactly frame[::k, ::k], contiguous
+            h, w = frame.shape[0] // k, frame.shape[1] // k
             frame = cv2.resize(frame[:k * h, :k * w], (w, h), interpolation=cv2.INTER_NEAREST)
-        cv2.cvtColor(frame, code, dst=self._grey[self._n + 1])
-        self._n += 1
-        self.frames += 1
-        if self._n == len(self._grey) - 1:
-            self._flush()
+        y = cv2.cvtColor(frame, code)
+        self.hist += _hist(y)
+        if self._prev is not None and self._prev[0] == index - 1 and self._prev[1].shape == y.shape:
+            self.diff_hist += _hist(cv2.absdiff(y, self._prev[1]))
+        self._prev = (index, y)
+        self.added += 1
 
-    def _flush(self) -> None:
-        n, g = self._n, self._grey
-        if n == 0 or g is None:
-            return
-        w = g.shape[2]
-        self.hist += _hist(g[1:n + 1].reshape(-1, w))
-        first = 1 if self.frames == n else 0  # no previous frame before the first chunk
-        if n + 1 - first > 1:
-            self.diff_hist += _hist(cv2.absdiff(g[first + 1:n + 1].reshape(-1, w), g[first:n].reshape(-1, w)))
-        g[0] = g[n]
-        self._n = 0
-
-    def result(self, fps: float, height: int, width: int) -> dict[str, float]:
-        """The stats row: frames, fps, size, duration, luma mean/p05/p50/p95, dark fraction, noise (luma std)."""
-        self._flush()
+    def result(self, fps: float, height: int, width: int, frames: int | None = None) -> dict[str, float]:
+        """The stats row: frames (``frames``, default the number added), fps, size, duration, luma mean/p05/p50/p95,
+        dark fraction, noise (luma std)."""
+        frames = self.added if frames is None else frames
         n = max(int(self.hist.sum()), 1)
         return {
-            "frames": self.frames, "fps": fps, "height": height, "width": width,
-            "duration_s": self.frames / fps if fps else 0.0,
+            "frames": frames, "fps": fps, "height": height, "width": width,
+            "duration_s": frames / fps if fps else 0.0,
             "luma_mean": float(self.hist @ np.arange(256)) / n, "luma_p05": _percentile(self.hist, 5),
             "luma_p50": _percentile(self.hist, 50), "luma_p95": _percentile(self.hist, 95),
             "dark_fraction": float(self.hist[:DARK_LEVEL].sum() / n), "noise": temporal_noise(self.diff_hist),
@@ -95,12 +83,12 @@ def clip_stats(frames: np.ndarray, fps: float) -> dict[str, float]:
     """:class:`LumaStats` of a whole decoded clip (T, H, W, 3) RGB uint8."""
     acc = LumaStats()
     for f in frames:
-        acc.add(f, cv2.COLOR_RGB2GRAY)
+        acc.add(f, code=cv2.COLOR_RGB2GRAY)
     return acc.result(fps, int(frames.shape[1]), int(frames.shape[2]))
 
 
 def _hist(y: np.ndarray) -> np.ndarray:
-    """256-bin histogram of a 2-D uint8 array, as int64 counts (exact while a bin holds < 2**24)."""
+    """256-bin histogram of a 2-D uint8 array as int64 (calcHist counts in float32: exact for < 2**24 pixels)."""
     return cv2.calcHist([y], [0], None, [256], [0, 256]).ravel().astype(np.int64)
 
 

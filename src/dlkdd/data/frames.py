@@ -1,4 +1,7 @@
-"""The frame cache: each clip decoded once, sampled, resized and stored as one packed uint8 ``.npy`` file.
+"""The frame cache: each video decoded, sampled, resized and stored as one packed uint8 ``.npy`` file per clip.
+
+A video is decoded in one pass that converts only the frames it keeps (the sampled ones and the frame after a few of
+them, for the statistics); a second pass happens only when the container misreports its frame count.
 
 Layout of a frames directory::
 
@@ -15,6 +18,7 @@ Videos are decoded in parallel worker processes (``workers``); results keep the 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,14 +30,14 @@ from tqdm import tqdm
 
 from dlkdd.atomic import atomic_path
 from dlkdd.data.clipstats import LumaStats
-from dlkdd.data.video import VideoDecodeError, bgr_frames, no_frames_error, open_video, sample_clips
+from dlkdd.data.video import VideoDecodeError, grab_frames, no_frames_error, open_video, sample_clips
 
 INDEX_COLUMNS = ["clip_id", "path", "label", "class_name", "split", "video_id"]
 MANIFEST_COLUMNS = INDEX_COLUMNS[1:]  # what generate and the importers write
 REQUIRED_SPLITS = ("train", "val", "test")  # the training and evaluation stages need all three
 QUARANTINE_COLUMNS = ["path", "reason", "kind"]
 EVAL_SPLITS = ("val", "test")
-MAX_DECODED_BYTES = 512 << 20  # full-size frames of one video kept up to this; beyond it they are kept resized
+NOISE_PAIRS = 4  # consecutive-frame pairs per video for the noise estimate
 
 
 @dataclass
@@ -69,32 +73,49 @@ class _Outcome:
     bad: dict | None = None
 
 
-def decode_for_cache(path: Path, size: int, max_bytes: int = MAX_DECODED_BYTES
-                     ) -> tuple[list[np.ndarray], dict[str, float], int]:
-    """Decode ``path`` once: its BGR frames, their stats row (computed on the way) and the container's frame count.
+def decode_for_cache(path: Path, plan: Callable[[int], list[np.ndarray]]
+                     ) -> tuple[list[list[np.ndarray]], dict[str, float], int]:
+    """Decode ``path``, keeping only the frames ``plan(frame_count)`` asks for (index arrays, one per clip) and the
+    frame after a few of them (:func:`frames_to_keep`), from which the stats row is computed. Returns the clips' BGR frames, the stats row and the
+    container's frame count (0 when implausible).
 
-    Frames are kept full size while the video fits in ``max_bytes``; past that, every frame (those kept so far too)
-    is resized to ``size`` on arrival, so a long high-resolution video costs bounded memory and the sampled clip is
-    the same either way (resizing is per frame, done once). A frame whose size differs from the first one's (a
-    mid-stream resolution change) is resized to it. Raises :class:`VideoDecodeError`.
+    The plan needs the real frame count, which containers misreport: the reported count is trusted for one pass, and
+    when the decoded count differs the video is decoded once more on the real count (a missing count costs a cheap
+    counting pass first). Memory holds a few frames per clip whatever the video's length. A frame whose size differs
+    from the first kept one's (a mid-stream resolution change) is resized to it. Raises :class:`VideoDecodeError`.
     """
     cap, fps, reported = open_video(path)
+    expected = reported
+    if not expected:
+        expected = grab_frames(cap, (), path)[1]
+        cap = open_video(path)[0]
+    for _ in range(3):
+        clips = plan(expected) if expected else []
+        wanted = frames_to_keep(clips, expected)
+        got, n = grab_frames(cap, set(wanted), path)
+        if n == 0:
+            raise no_frames_error(Path(path))
+        if n == expected:
+            break
+        expected = n  # the container's count was wrong: plan again on the real one
+        cap = open_video(path)[0]
+    else:
+        raise VideoDecodeError(f"{path}: decodes to a different number of frames each time (corrupt)", "unreadable")
+    h, w = got[wanted[0]].shape[:2]
     stats = LumaStats()
-    frames: list[np.ndarray] = []
-    small = False
-    for frame in bgr_frames(cap):
-        if frames and frame.shape != (h, w, 3):
-            frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
-        elif not frames:
-            h, w = frame.shape[:2]
-        stats.add(frame)
-        if not small and (len(frames) + 1) * frame.nbytes > max_bytes:
-            small = True
-            frames = [shrink(f, size) for f in frames]
-        frames.append(shrink(frame, size) if small else frame)
-    if not frames:
-        raise no_frames_error(Path(path))
-    return frames, stats.result(fps, h, w), reported
+    for i in wanted:
+        if got[i].shape != (h, w, 3):
+            got[i] = cv2.resize(got[i], (w, h), interpolation=cv2.INTER_AREA)
+        stats.add(got[i], i)
+    return [[got[int(i)] for i in idx] for idx in clips], stats.result(fps, h, w, frames=n), reported
+
+
+def frames_to_keep(clips: list[np.ndarray], total: int) -> list[int]:
+    """The sampled frames of every clip plus the frame after ``NOISE_PAIRS`` of them, spread out (the noise estimate
+    needs consecutive frames; a few pairs at the stats grid's size give thousands of differences)."""
+    sampled = sorted({int(i) for idx in clips for i in idx})
+    every = -(-len(sampled) // NOISE_PAIRS)  # ceil: at most NOISE_PAIRS successors
+    return sorted(set(sampled) | {i + 1 for i in sampled[::every] if i + 1 < total})
 
 
 def shrink(frame: np.ndarray, size: int) -> np.ndarray:
@@ -125,28 +146,33 @@ def check_row(rec: dict, root: Path, num_classes: int) -> tuple[str, str] | None
 
 
 def _process(job: tuple[dict, Path, Path, SamplingSpec, int, int]) -> _Outcome:
-    """Decode one video once, cut its clips, write them; runs in a worker process. Never raises on bad input."""
+    """Decode one video (see :func:`decode_for_cache`), cut its clips, write them; runs in a worker process. Never
+    raises on bad input."""
     rec, root, clips_dir, spec, num_classes, position = job
     problem = check_row(rec, root, num_classes)
     if problem:
         return _Outcome(bad={"path": rec["path"], "reason": problem[0], "kind": problem[1]})
-    try:
-        frames, stats, reported = decode_for_cache(root / rec["path"], spec.size)
-    except VideoDecodeError as err:
-        return _Outcome(bad={"path": rec["path"], "reason": str(err), "kind": err.kind})
-    if reported and len(frames) < spec.min_decoded_fraction * reported:
-        return _Outcome(bad={"path": rec["path"], "kind": "incomplete", "reason": (
-            f"{root / rec['path']}: truncated or corrupt: decoded {len(frames)} of the {reported} frames the "
-            "container reports")})
     vid = str(rec["video_id"])
     is_eval = rec["split"] in EVAL_SPLITS
     k = spec.clips_per_video if is_eval else 1
     policy = "uniform" if is_eval else spec.train_sampling
-    rng = np.random.default_rng([spec.seed, position]) if policy == "random" else None
+
+    def plan(total: int) -> list[np.ndarray]:  # a fresh seeded generator each call: the same plan for the same count
+        rng = np.random.default_rng([spec.seed, position]) if policy == "random" else None
+        return sample_clips(total, spec.num_frames, k, policy, spec.stride, rng)
+
+    try:
+        clips, stats, reported = decode_for_cache(root / rec["path"], plan)
+    except VideoDecodeError as err:
+        return _Outcome(bad={"path": rec["path"], "reason": str(err), "kind": err.kind})
+    if reported and stats["frames"] < spec.min_decoded_fraction * reported:
+        return _Outcome(bad={"path": rec["path"], "kind": "incomplete", "reason": (
+            f"{root / rec['path']}: truncated or corrupt: decoded {stats['frames']} of the {reported} frames the "
+            "container reports")})
     out = _Outcome()
-    for j, idx in enumerate(sample_clips(len(frames), spec.num_frames, k, policy, spec.stride, rng)):
+    for j, frames in enumerate(clips):
         clip_id = vid.replace("/", "_") + (f"__{j}" if k > 1 else "")
-        clip = np.stack([cv2.cvtColor(shrink(frames[i], spec.size), cv2.COLOR_BGR2RGB) for i in idx])
+        clip = np.stack([cv2.cvtColor(shrink(f, spec.size), cv2.COLOR_BGR2RGB) for f in frames])
         save_array(clips_dir / f"{clip_id}.npy", clip)
         out.rows.append({"clip_id": clip_id, **{c: rec[c] for c in INDEX_COLUMNS[1:]}})
         out.stats.append({"clip_id": clip_id, "split": rec["split"], "label": rec["label"], **stats,

@@ -18,7 +18,7 @@ frame, so a 3-frame clip gives 0,0,0,1,1,2,2,2 for 8); a stride window that does
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from pathlib import Path
 
 import cv2
@@ -94,20 +94,47 @@ def open_video(path: str | Path) -> tuple[cv2.VideoCapture, float, int]:
     return cap, (fps if np.isfinite(fps) and 0 < fps < 1000 else 0.0), reported
 
 
+def to_bgr(frame: np.ndarray) -> np.ndarray:
+    """A decoded frame as BGR uint8 (H, W, 3): grayscale and BGRA streams converted (when OpenCV does not)."""
+    if frame.ndim == 2:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    return frame
+
+
 def bgr_frames(cap: cv2.VideoCapture) -> Iterator[np.ndarray]:
-    """Every frame of an opened capture as BGR uint8 (H, W, 3), grayscale and BGRA converted; releases it at the end."""
+    """Every frame of an opened capture as BGR uint8 (H, W, 3); releases it at the end."""
     try:
         while True:
             ok, frame = cap.read()
             if not ok or frame is None:
                 return
-            if frame.ndim == 2:  # grayscale streams (when OpenCV does not convert them)
-                frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-            elif frame.shape[2] == 4:
-                frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
-            yield frame
+            yield to_bgr(frame)
     finally:
         cap.release()
+
+
+def grab_frames(cap: cv2.VideoCapture, wanted: Container[int], path: Path) -> tuple[dict[int, np.ndarray], int]:
+    """Run an opened capture to its end; return the BGR frames at the ``wanted`` indices and the number of frames.
+
+    ``grab`` decodes; only ``retrieve`` converts a frame out of the codec's pixel format, which is about half of what
+    reading a frame costs (measured: a grab-only pass takes 0.49-0.61 of a read pass), so frames nobody uses are
+    never converted. Releases the capture.
+    """
+    got: dict[int, np.ndarray] = {}
+    n = 0
+    try:
+        while cap.grab():
+            if n in wanted:
+                ok, frame = cap.retrieve()
+                if not ok or frame is None:
+                    raise VideoDecodeError(f"{path}: frame {n} decodes but cannot be converted (corrupt)", "unreadable")
+                got[n] = to_bgr(frame)
+            n += 1
+    finally:
+        cap.release()
+    return got, n
 
 
 def no_frames_error(path: Path) -> VideoDecodeError:
