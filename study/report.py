@@ -137,8 +137,10 @@ def main() -> None:
     ap.add_argument("--params", type=Path, default=Path("params.yaml"), help="the defaults each sweep holds fixed")
     ap.add_argument("--out", type=Path, default=Path("reports"))
     args = ap.parse_args()
+    # --all-commits: a study outlives commits (runs queued on one commit, more run after the next); commits come
+    # newest first, so when two runs share a name the newest is kept
     raw = args.json.read_text() if args.json else subprocess.run(
-        ["dvc", "exp", "show", "--json"], capture_output=True, text=True, check=True).stdout
+        ["dvc", "exp", "show", "--json", "--all-commits"], capture_output=True, text=True, check=True).stdout
     df = load(json.loads(raw))
     defaults = knobs(yaml.safe_load(args.params.read_text()))
     args.out.mkdir(parents=True, exist_ok=True)
