@@ -60,10 +60,12 @@ def _records(node: dict) -> list[dict]:
 
 
 def load(exp_show: list[dict]) -> pd.DataFrame:
-    """Study experiments only (named s<seed>-...), one row each."""
+    """Study experiments only (named s<seed>-...), one row per setting (seed and knobs): the same setting run again,
+    e.g. on a later commit under another name, counts once (the first seen: `dvc exp show` lists newest first)."""
     rows = [r for node in exp_show for r in _records(node)]
     df = pd.DataFrame(rows)
-    return df[df["name"].astype(str).str.match(r"^s\d+-")].drop_duplicates("name").reset_index(drop=True)
+    df = df[df["name"].astype(str).str.match(r"^s\d+-")]
+    return df.drop_duplicates(["seed", *KNOBS]).reset_index(drop=True)
 
 
 def sweep(df: pd.DataFrame, knob: str, defaults: dict) -> pd.DataFrame:
@@ -138,7 +140,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("reports"))
     args = ap.parse_args()
     # --all-commits: a study outlives commits (runs queued on one commit, more run after the next); commits come
-    # newest first, so when two runs share a name the newest is kept
+    # newest first, so when a setting was run twice the newest run is kept
     raw = args.json.read_text() if args.json else subprocess.run(
         ["dvc", "exp", "show", "--json", "--all-commits"], capture_output=True, text=True, check=True).stdout
     df = load(json.loads(raw))

@@ -29,6 +29,8 @@ def test_only_finished_experiments_count_and_stats_are_paired():
         _exp("s2-gamma-T4", "success", 2, 0.74, 0.78),
         _exp("s3-gamma-T4", "running", 3, 0.10, 0.10),  # shows its base commit's metrics: must not count
         _exp("s0-gamma-T1", "queued", 0, 0.10, 0.10, t=1.0),
+    ]}, {"rev": "older-commit", "experiments": [
+        _exp("s0-T4-a0.5", "success", 0, 0.10, 0.10),  # seed 0's default setting again, older: counted once
     ]}]
     df = report.load(shown)
     assert sorted(df["name"]) == ["s0-gamma-T4", "s1-gamma-T4", "s2-gamma-T4"]
