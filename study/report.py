@@ -6,6 +6,7 @@ student and the two-stream alternative (teacher on enhanced + baseline on dark, 
 seeds, and a paired t-test of KD student vs baseline over the same seeds.
 
 Writes reports/kd_study.{md,csv,png}. Usage: python study/report.py [--json exp_show.json] [--params params.yaml]
+[--base method=gamma]
 """
 from __future__ import annotations
 
@@ -94,8 +95,9 @@ def paired(g: pd.DataFrame) -> str:
 def report(df: pd.DataFrame, defaults: dict) -> str:
     fixed = ", ".join(f"{k}={defaults[k]}" for k in KNOBS)
     out = ["## KD study on the embedded synthetic dark footage", "",
-           f"Top-1 on the dark test split (110 clips), mean ± std over seeds (n). Defaults: {fixed} "
-           "(sizes = teacher/student width). p: paired t-test, KD student vs no-KD baseline over the same seeds.", ""]
+           f"Top-1 on the dark test split (110 clips), mean ± std over seeds (n). Each sweep varies one knob from the "
+           f"base {fixed} (sizes = teacher/student width). p: paired t-test, KD student vs no-KD baseline over the "
+           "same seeds.", ""]
     for knob, title in SWEEPS:
         s = sweep(df, knob, defaults)
         if s.empty:
@@ -103,7 +105,7 @@ def report(df: pd.DataFrame, defaults: dict) -> str:
         out += [f"### {title}", "", f"| {knob} | n | teacher | baseline (no KD) | KD student | two-stream | "
                 "student − baseline | p |", "|---|---|---|---|---|---|---|---|"]
         for value, g in s.groupby(knob):
-            mark = " (default)" if value == defaults[knob] else ""
+            mark = " (base)" if value == defaults[knob] else ""
             v = f"{value:g}" if isinstance(value, float) else str(value)
             out.append(f"| {v}{mark} | {len(g)} | {mean_std(g.teacher)} | {mean_std(g.baseline)} | "
                        f"{mean_std(g.student)} | {mean_std(g.two_stream)} | {mean_std(g.student - g.baseline)} | "
@@ -112,7 +114,7 @@ def report(df: pd.DataFrame, defaults: dict) -> str:
     d = df[(df[list(KNOBS)] == pd.Series({k: defaults[k] for k in KNOBS})).all(axis=1)].sort_values("seed")
     if len(d) > 1:
         t, p = stats.ttest_rel(d.student, d.baseline)
-        out += [f"Default setup, paired over {len(d)} seeds: KD − no-KD = {(d.student - d.baseline).mean():+.3f}, "
+        out += [f"Base setup, paired over {len(d)} seeds: KD − no-KD = {(d.student - d.baseline).mean():+.3f}, "
                 f"paired t = {t:.2f}, p = {p:.3f}."]
     return "\n".join(out) + "\n"
 
@@ -136,7 +138,9 @@ def plot(df: pd.DataFrame, defaults: dict, path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--json", type=Path, help="saved `dvc exp show --json` output (default: run it)")
-    ap.add_argument("--params", type=Path, default=Path("params.yaml"), help="the defaults each sweep holds fixed")
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"), help="the base each sweep varies one knob of")
+    ap.add_argument("--base", nargs="*", default=[], metavar="KNOB=VALUE",
+                    help="override the base, e.g. method=gamma when the sweeps ran before a default changed")
     ap.add_argument("--out", type=Path, default=Path("reports"))
     args = ap.parse_args()
     # --all-commits: a study outlives commits (runs queued on one commit, more run after the next); commits come
@@ -145,6 +149,9 @@ def main() -> None:
         ["dvc", "exp", "show", "--json", "--all-commits"], capture_output=True, text=True, check=True).stdout
     df = load(json.loads(raw))
     defaults = knobs(yaml.safe_load(args.params.read_text()))
+    for item in args.base:
+        key, value = item.split("=", 1)
+        defaults[key] = float(value) if key in ("T", "alpha") else value
     args.out.mkdir(parents=True, exist_ok=True)
     df.sort_values(["method", "T", "alpha", "sizes", "seed"]).to_csv(args.out / "kd_study.csv", index=False)
     md = report(df, defaults)

@@ -35,7 +35,7 @@ def test_only_finished_experiments_count_and_stats_are_paired():
     df = report.load(shown)
     assert sorted(df["name"]) == ["s0-gamma-T4", "s1-gamma-T4", "s2-gamma-T4"]
     md = report.report(df, DEFAULTS)
-    assert "| 4 (default) | 3 |" in md and "| 1 |" not in md
+    assert "| 4 (base) | 3 |" in md and "| 1 |" not in md
     gap = (0.05 + 0.08 + 0.04) / 3
     assert f"KD − no-KD = {gap:+.3f}" in md and "paired t =" in md
     assert "| 0.900 ± 0.000 |" in md  # the two-stream column
