@@ -3,14 +3,14 @@
 # 2-core machine gains nothing from more). Then: python study/report.py  → reports/kd_study.{md,png,csv}
 # Each sweep moves one knob off its params.yaml default; the run-cache reuses every stage a run shares with an
 # earlier one (e.g. the baseline across methods/T/α, the teacher across T/α).
-#   bash study/queue.sh                                     # what BENCHMARKS.md reports (30 runs, ≈ 2 h on 2 cores)
+#   bash study/queue.sh                                     # what BENCHMARKS.md reports (27 runs, ≈ 2 h on 2 cores)
 #   SEEDS="0 1 2 3 4" bash study/queue.sh                   # more seeds
 #   SWEEPS="methods" bash study/queue.sh                    # one sweep only (methods | temps | alphas | sizes)
 set -euo pipefail
 SEEDS=${SEEDS:-"0 1 2"}                          # training seeds (the data seed generate.seed stays fixed)
 SWEEPS=${SWEEPS:-"methods sizes temps alphas"}
 METHODS=${METHODS:-"gamma clahe hist_eq lime zerodce"}
-TEMPS=${TEMPS:-"1 2 8"}                          # besides the default
+TEMPS=${TEMPS:-"1 8"}                            # besides the default (T=2: TEMPS="2" SWEEPS=temps)
 ALPHAS=${ALPHAS:-"0.9"}                          # besides the default
 SIZES=${SIZES:-"48/24"}                          # teacher/student tiny3d width, besides the default ("24/12" ...)
 q() { dvc exp run --queue "$@"; }
