@@ -91,7 +91,7 @@ class ZeroDCEConfig:
 
 @dataclass
 class EnhanceConfig:
-    method: str = "gamma"  # gamma | hist_eq | clahe | lime | zerodce
+    method: str = "gamma"  # gamma | hist_eq | clahe | lime | zerodce (params.yaml ships clahe: see the KD study)
     gamma: float = 0.4  # out = in ** gamma on [0, 1]; < 1 brightens
     clahe: ClaheConfig = field(default_factory=ClaheConfig)
     lime: LimeConfig = field(default_factory=LimeConfig)
