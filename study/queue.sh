@@ -3,7 +3,7 @@
 # 2-core machine gains nothing from more). Then: python study/report.py  → reports/kd_study.{md,png,csv}
 # Each sweep moves one knob off its params.yaml default; the run-cache reuses every stage a run shares with an
 # earlier one (e.g. the baseline across methods/T/α, the teacher across T/α).
-#   bash study/queue.sh                                     # what BENCHMARKS.md reports (27 runs, ≈ 2 h on 2 cores)
+#   bash study/queue.sh                                     # the whole study (27 runs, ≈ 2 h on an idle 2-core box)
 #   SEEDS="0 1 2 3 4" bash study/queue.sh                   # more seeds
 #   SWEEPS="methods" bash study/queue.sh                    # one sweep only (methods | temps | alphas | sizes)
 set -euo pipefail
