@@ -30,7 +30,8 @@ from tqdm import tqdm
 
 from dlkdd.atomic import atomic_path
 from dlkdd.data.clipstats import LumaStats
-from dlkdd.data.video import VideoDecodeError, grab_frames, no_frames_error, open_video, sample_clips
+from dlkdd.data.video import (VideoDecodeError, grab_frames, no_frames_error, open_video, resize_frame,
+                              sample_clips)
 
 INDEX_COLUMNS = ["clip_id", "path", "label", "class_name", "split", "video_id"]
 MANIFEST_COLUMNS = INDEX_COLUMNS[1:]  # what generate and the importers write
@@ -76,8 +77,8 @@ class _Outcome:
 def decode_for_cache(path: Path, plan: Callable[[int], list[np.ndarray]]
                      ) -> tuple[list[list[np.ndarray]], dict[str, float], int]:
     """Decode ``path``, keeping only the frames ``plan(frame_count)`` asks for (index arrays, one per clip) and the
-    frame after a few of them (:func:`frames_to_keep`), from which the stats row is computed. Returns the clips' BGR frames, the stats row and the
-    container's frame count (0 when implausible).
+    frame after a few of them (:func:`frames_to_keep`), from which the stats row is computed. Returns the clips' BGR
+    frames, the stats row and the container's frame count (0 when implausible).
 
     The plan needs the real frame count, which containers misreport: the reported count is trusted for one pass, and
     when the decoded count differs the video is decoded once more on the real count (a missing count costs a cheap
@@ -116,13 +117,6 @@ def frames_to_keep(clips: list[np.ndarray], total: int) -> list[int]:
     sampled = sorted({int(i) for idx in clips for i in idx})
     every = -(-len(sampled) // NOISE_PAIRS)  # ceil: at most NOISE_PAIRS successors
     return sorted(set(sampled) | {i + 1 for i in sampled[::every] if i + 1 < total})
-
-
-def shrink(frame: np.ndarray, size: int) -> np.ndarray:
-    """(H, W, 3) → (size, size, 3), area interpolation (averages away some sensor noise); a no-op at that size."""
-    if frame.shape[:2] == (size, size):
-        return frame
-    return cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
 
 
 def save_array(path: Path, arr: np.ndarray) -> None:
@@ -172,7 +166,7 @@ def _process(job: tuple[dict, Path, Path, SamplingSpec, int, int]) -> _Outcome:
     out = _Outcome()
     for j, frames in enumerate(clips):
         clip_id = vid.replace("/", "_") + (f"__{j}" if k > 1 else "")
-        clip = np.stack([cv2.cvtColor(shrink(f, spec.size), cv2.COLOR_BGR2RGB) for f in frames])
+        clip = np.stack([cv2.cvtColor(resize_frame(f, spec.size), cv2.COLOR_BGR2RGB) for f in frames])
         save_array(clips_dir / f"{clip_id}.npy", clip)
         out.rows.append({"clip_id": clip_id, **{c: rec[c] for c in INDEX_COLUMNS[1:]}})
         out.stats.append({"clip_id": clip_id, "split": rec["split"], "label": rec["label"], **stats,

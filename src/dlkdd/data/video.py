@@ -193,6 +193,16 @@ def sample_clips(total: int, num: int, clips: int = 1, policy: str = "uniform", 
     return out
 
 
+def resize_frame(frame: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, C) uint8 → (size, size, C), area interpolation (averages away some sensor noise); as is at that size.
+
+    The one resize of the project: the frame cache (training) and ``dlkdd predict`` (inference) both use it.
+    """
+    if frame.shape[:2] == (size, size):
+        return frame
+    return cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
+
+
 def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
-    """Resize (T, H, W, 3) uint8 to (T, size, size, 3) with area interpolation (averages away some sensor noise)."""
-    return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
+    """Resize (T, H, W, 3) uint8 to (T, size, size, 3) with :func:`resize_frame`."""
+    return np.stack([resize_frame(f, size) for f in frames])
