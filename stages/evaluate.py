@@ -36,19 +36,20 @@ def main() -> None:
     index, classes = read_index(args.frames)
     # view 0 = dark clip, view 1 = its enhanced version; the teacher is scored as deployed: enhancement + teacher
     test = ClipDataset(index, [Path(args.clips), Path(args.enhanced_clips)], "test")
-    metrics, cost, models = {}, {}, {}
+    metrics, cost, models, logits = {}, {}, {}, {}
     for name, view in (("teacher", 1), ("baseline", 0), ("student", 0)):
         model, _ = load_model(Path(args.models) / f"{name}.pt")
         models[name] = model
-        metrics[name], preds = evaluate_split(model, test, view)
+        metrics[name], logits[name] = evaluate_split(model, test, view)
+        preds = logits[name].argmax(1)
         metrics[name]["per_class"] = per_class_accuracy(preds, test.labels, classes)
         cost[name] = inference_cost(model, test.views[view][0], params.evaluate.latency_clips)
         if name == "student":
             pd.DataFrame({"actual": [classes[i] for i in test.labels], "predicted": [classes[i] for i in preds]}
                          ).to_csv(args.confusion, index=False)
     # the alternative DL-KDD avoids: enhancement + a bright-stream and a dark-stream backbone at inference
-    metrics["two_stream"], preds = evaluate_two_stream(models["teacher"], models["baseline"], test)
-    metrics["two_stream"]["per_class"] = per_class_accuracy(preds, test.labels, classes)
+    metrics["two_stream"], fused = evaluate_two_stream(logits["teacher"], logits["baseline"], test)
+    metrics["two_stream"]["per_class"] = per_class_accuracy(fused.argmax(1), test.labels, classes)
     zerodce = load_zerodce_or_exit(args.zerodce) if params.enhance.method == "zerodce" else None
     cost["two_stream"] = two_stream_cost(lambda f: enhance_clip(f, params.enhance, zerodce), models["teacher"],
                                          models["baseline"], test.views[0][0], params.evaluate.latency_clips)

@@ -48,7 +48,9 @@ def test_two_stream_averages_the_streams_softmax(tmp_path):
     index = pd.DataFrame({"clip_id": ["a", "b"], "split": "test", "label": [0, 1], "video_id": ["a", "b"]})
     test = ClipDataset(index, [tmp_path / "dark", tmp_path / "bright"], "test")
     model = BrightnessVote()
-    assert evaluate_split(model, test, 0)[0]["top1"] == pytest.approx(0.5)
-    assert evaluate_split(model, test, 1)[0]["top1"] == pytest.approx(0.5)
-    fused, preds = evaluate_two_stream(model, model, test)
-    assert fused["top1"] == pytest.approx(1.0) and preds.tolist() == [0, 1]
+    dark, dark_logits = evaluate_split(model, test, 0)
+    bright, bright_logits = evaluate_split(model, test, 1)
+    assert dark["top1"] == pytest.approx(0.5) and bright["top1"] == pytest.approx(0.5)
+    fused, fused_logits = evaluate_two_stream(bright_logits, dark_logits, test)
+    assert fused["top1"] == pytest.approx(1.0) and fused_logits.argmax(1).tolist() == [0, 1]
+    assert fused_logits.exp()[:, 0].tolist() == pytest.approx([0.65, 0.45], abs=0.005)  # uint8 rounding

@@ -26,20 +26,23 @@ def split_metrics(logits: torch.Tensor, labels: torch.Tensor, dataset: ClipDatas
 
 
 def evaluate_split(model: nn.Module, dataset: ClipDataset, view: int = 0) -> tuple[dict[str, float], torch.Tensor]:
-    """Accuracy of ``model`` on every clip of ``dataset`` (from view ``view``); returns metrics and (N,) predictions."""
+    """Accuracy of ``model`` on every clip of ``dataset`` (from view ``view``); returns metrics and (N, K) logits."""
     logits, labels = predict(model, DataLoader(dataset, batch_size=64), view)
-    return split_metrics(logits, labels, dataset), logits.argmax(1)
+    return split_metrics(logits, labels, dataset), logits
 
 
-def evaluate_two_stream(bright: nn.Module, dark: nn.Module,
+def late_fusion(bright_logits: torch.Tensor, dark_logits: torch.Tensor) -> torch.Tensor:
+    """The two-stream alternative's scores (N, K): log of the two streams' averaged softmax (late fusion)."""
+    return ((bright_logits.softmax(1) + dark_logits.softmax(1)) / 2).log()
+
+
+def evaluate_two_stream(bright_logits: torch.Tensor, dark_logits: torch.Tensor,
                         dataset: ClipDataset) -> tuple[dict[str, float], torch.Tensor]:
-    """The two-stream alternative: ``bright`` on view 1 (enhanced), ``dark`` on view 0, softmaxes averaged (late
-    fusion of the two trained streams). Costs enhancement plus both backbones at inference, unlike the student."""
-    loader = DataLoader(dataset, batch_size=64)
-    bright_logits, labels = predict(bright, loader, 1)
-    dark_logits, _ = predict(dark, loader, 0)
-    fused = ((bright_logits.softmax(1) + dark_logits.softmax(1)) / 2).log()
-    return split_metrics(fused, labels, dataset), fused.argmax(1)
+    """The two-stream alternative from each stream's (N, K) logits on ``dataset`` (the bright stream's from view 1,
+    enhanced; the dark one's from view 0), so neither network runs again; returns metrics and the fused (N, K).
+    At inference it costs enhancement plus both backbones, unlike the student."""
+    fused = late_fusion(bright_logits, dark_logits)
+    return split_metrics(fused, dataset.labels, dataset), fused
 
 
 @torch.inference_mode()
@@ -93,7 +96,7 @@ def two_stream_latency_ms(enhance: Callable[[np.ndarray], np.ndarray], bright: n
     def run() -> torch.Tensor:
         frames = clip.permute(1, 2, 3, 0).numpy()  # (T, H, W, 3) as the enhancement takes it
         lit = torch.from_numpy(enhance(frames)).permute(3, 0, 1, 2)
-        return (bright(to_float(lit[None])).softmax(1) + dark(to_float(clip[None])).softmax(1)) / 2
+        return late_fusion(bright(to_float(lit[None])), dark(to_float(clip[None])))
 
     run()
     times = []
