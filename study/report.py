@@ -1,7 +1,8 @@
 """Tables and plots of the KD study from `dvc exp show --json` (run study/queue.sh first).
 
 Each sweep varies one knob and holds the others at their params.yaml defaults: the teacher's enhancement method,
-the temperature T, α, and the teacher/student sizes (tiny3d width). For each setting: teacher, no-KD baseline, KD
+the temperature T, α, the teacher/student sizes (tiny3d width) and the synthetic dataset (generate.seed, the data
+seed; training seeds are what the mean ± std is over). For each setting: teacher, no-KD baseline, KD
 student and the two-stream alternative (teacher on enhanced + baseline on dark, softmax averaged), mean ± std over
 seeds, and a paired t-test of KD student vs baseline over the same seeds.
 
@@ -27,8 +28,8 @@ from scipy import stats  # noqa: E402
 MODELS = ("teacher", "baseline", "student", "two_stream")
 # (column, title): one sweep per knob, the other knobs at their defaults
 SWEEPS = (("method", "Teacher's enhancement method"), ("T", "Temperature T"), ("alpha", "α (weight of the KD term)"),
-          ("sizes", "Teacher / student size (tiny3d width)"))
-KNOBS = ("method", "T", "alpha", "sizes")
+          ("sizes", "Teacher / student size (tiny3d width)"), ("data", "Synthetic dataset (generate.seed)"))
+KNOBS = ("method", "T", "alpha", "sizes", "data")
 
 
 def knobs(params: dict) -> dict:
@@ -37,7 +38,8 @@ def knobs(params: dict) -> dict:
     tw = (params.get("teacher") or {}).get("width", 24)
     sw = (params.get("student") or {}).get("width", 24)
     return {"seed": params.get("seed", 0), "method": enh.get("method", "gamma"), "T": float(kd.get("temperature", 4)),
-            "alpha": float(kd.get("alpha", 0.5)), "sizes": f"{tw}/{sw}"}
+            "alpha": float(kd.get("alpha", 0.5)), "sizes": f"{tw}/{sw}",
+            "data": int((params.get("generate") or {}).get("seed", 0))}
 
 
 def _records(node: dict) -> list[dict]:
@@ -151,9 +153,9 @@ def main() -> None:
     defaults = knobs(yaml.safe_load(args.params.read_text()))
     for item in args.base:
         key, value = item.split("=", 1)
-        defaults[key] = float(value) if key in ("T", "alpha") else value
+        defaults[key] = float(value) if key in ("T", "alpha") else int(value) if key == "data" else value
     args.out.mkdir(parents=True, exist_ok=True)
-    df.sort_values(["method", "T", "alpha", "sizes", "seed"]).to_csv(args.out / "kd_study.csv", index=False)
+    df.sort_values([*KNOBS, "seed"]).to_csv(args.out / "kd_study.csv", index=False)
     md = report(df, defaults)
     (args.out / "kd_study.md").write_text(md)
     plot(df, defaults, args.out / "kd_study.png")

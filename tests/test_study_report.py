@@ -13,9 +13,9 @@ DEFAULTS = report.knobs({})  # gamma, T=4, α=0.5, sizes 24/24
 
 
 def _exp(name: str, state: str, seed: int, base: float, student: float, t: float = 4.0, alpha: float = 0.5,
-         method: str = "gamma", teacher_width: int = 24) -> dict:
+         method: str = "gamma", teacher_width: int = 24, data_seed: int = 0) -> dict:
     params = {"seed": seed, "kd": {"temperature": t, "alpha": alpha}, "enhance": {"method": method},
-              "teacher": {"width": teacher_width}, "student": {"width": 24}}
+              "teacher": {"width": teacher_width}, "student": {"width": 24}, "generate": {"seed": data_seed}}
     metrics = {"teacher": {"top1": 0.7}, "baseline": {"top1": base}, "student": {"top1": student},
                "two_stream": {"top1": 0.9}}
     data = {"params": {"params.yaml": {"data": params}}, "metrics": {"metrics/evaluate.json": {"data": metrics}}}
@@ -47,12 +47,15 @@ def test_each_sweep_holds_the_other_knobs_at_their_defaults():
         _exp("s0-clahe", "success", 0, 0.70, 0.90, method="clahe"),
         _exp("s0-clahe-T1", "success", 0, 0.70, 0.20, method="clahe", t=1.0),  # two knobs off default: in no sweep
         _exp("s0-wide", "success", 0, 0.70, 0.85, teacher_width=48),
+        _exp("s0-d1", "success", 0, 0.60, 0.65, data_seed=1),  # another synthetic dataset, the same knobs
     ]}])
     assert sorted(report.sweep(df, "method", DEFAULTS)["name"]) == ["s0-clahe", "s0-gamma"]
     assert sorted(report.sweep(df, "T", DEFAULTS)["name"]) == ["s0-gamma"]
     assert sorted(report.sweep(df, "sizes", DEFAULTS)["name"]) == ["s0-gamma", "s0-wide"]
+    assert sorted(report.sweep(df, "data", DEFAULTS)["name"]) == ["s0-d1", "s0-gamma"]
     md = report.report(df, DEFAULTS)
     assert "| clahe | 1 | 0.700 ± 0.000 | 0.700 ± 0.000 | 0.900 ± 0.000 |" in md and "| 48/24 | 1 |" in md
+    assert "| 1 | 1 | 0.700 ± 0.000 | 0.600 ± 0.000 | 0.650 ± 0.000 |" in md  # data seed 1 is not merged into 0
 
 
 def test_plot_is_written(tmp_path):
