@@ -6,6 +6,8 @@
 #   bash study/queue.sh                                     # the whole study (39 runs, ≈ 3 h on an idle 2-core box)
 #   SEEDS="0 1 2 3 4" bash study/queue.sh                   # more seeds
 #   SWEEPS="methods" bash study/queue.sh                    # one sweep only (methods | temps | alphas | sizes | data)
+#   BASE="-S student.width=24" bash study/queue.sh          # sweep around another base than params.yaml
+#                                                            # (then: python study/report.py --base sizes=24/24)
 set -euo pipefail
 SEEDS=${SEEDS:-"0 1 2"}                          # training seeds (generate.seed, the data seed, is sweep "data")
 SWEEPS=${SWEEPS:-"methods sizes temps alphas data"}
@@ -14,7 +16,9 @@ TEMPS=${TEMPS:-"1 2 8"}                          # besides the default
 ALPHAS=${ALPHAS:-"0.25 0.9"}                     # besides the default
 SIZES=${SIZES:-"48/24 24/12"}                    # teacher/student tiny3d width, besides the default (same size)
 DATA_SEEDS=${DATA_SEEDS:-"1"}                    # synthetic datasets besides the default generate.seed
-q() { dvc exp run --queue "$@"; }
+BASE=${BASE:-""}                                 # -S overrides every run starts from (a sweep's own -S win)
+# shellcheck disable=SC2086  # BASE is a list of words
+q() { dvc exp run --queue $BASE "$@"; }
 for sweep in $SWEEPS; do
   for s in $SEEDS; do
     case $sweep in
