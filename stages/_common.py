@@ -60,6 +60,8 @@ def train_and_save(name: str, params: Params, frames_dir: str, clip_dirs: list[s
     rt = init_runtime()
     resume = Path(params.train.resume_dir) / f"{name}.pt" if params.train.resume_dir else None
     index, classes = read_index(frames_dir)
+    if model_cfg.arch != "tiny3d":
+        print(f"{name}: {model_cfg.arch} has its published size; width={model_cfg.width} applies to tiny3d only")
     try:
         model, result = train_classifier(index, len(classes), [Path(d) for d in clip_dirs], model_cfg, params.train,
                                          params.seed, teacher, kd, desc=name, teacher_logits=teacher_logits, rt=rt,
@@ -68,7 +70,7 @@ def train_and_save(name: str, params: Params, frames_dir: str, clip_dirs: list[s
         shutdown(rt)
         sys.exit(f"error: {err}")
     if rt.is_main:
-        extra = {"width": model_cfg.width, "train": to_dict(params.train), "best_epoch": result.best_epoch, "val_top1": result.best_val_top1}
+        extra = {"width": model_cfg.width if model_cfg.arch == "tiny3d" else None, "train": to_dict(params.train), "best_epoch": result.best_epoch, "val_top1": result.best_val_top1}
         if kd is not None:
             extra["kd"] = to_dict(kd)
         save_model(out, model, model_cfg.arch, classes, params.frames.num_frames, params.frames.size, **extra)

@@ -78,10 +78,8 @@ def build_model(arch: str, num_classes: int, dropout: float = 0.3, pretrained: s
     ``pretrained``: path to a state dict of the bare torchvision backbone (e.g. Kinetics weights saved with
     ``torch.save(model.state_dict())``) or of a dlkdd model / checkpoint. Keys and shapes are checked; only the
     classifier head may differ (it is re-initialised for ``num_classes``). ``width`` sizes ``tiny3d`` only; the
-    torchvision backbones have their published widths and reject any other value.
+    torchvision backbones keep their published widths (so switching ``arch`` needs no other change).
     """
-    if arch != "tiny3d" and width != 24:
-        raise ValueError(f"width={width} applies to tiny3d only; {arch} has a fixed size (leave width at 24)")
     if arch == "tiny3d":
         model = Normalized(Tiny3DNet(num_classes, width=width, dropout=dropout))
     elif arch in TORCHVISION_ARCHS:
