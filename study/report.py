@@ -87,11 +87,19 @@ def mean_std(x: pd.Series) -> str:
     return f"{x.mean():.3f} ± {x.std(ddof=1) if len(x) > 1 else 0:.3f}"
 
 
-def paired(g: pd.DataFrame) -> str:
-    """KD student − baseline over the same seeds: mean gap, paired t-test p (two-sided)."""
+def paired_t(g: pd.DataFrame) -> tuple[float, float] | None:
+    """Paired t-test of KD student vs baseline over the same runs: (t, two-sided p); None when it has nothing to
+    divide by (under 2 runs, or the same gap on every run)."""
     if len(g) < 2 or (g.student - g.baseline).std() < 1e-9:
-        return "–"
-    return f"{stats.ttest_rel(g.student, g.baseline).pvalue:.3f}"
+        return None
+    res = stats.ttest_rel(g.student, g.baseline)
+    return float(res.statistic), float(res.pvalue)
+
+
+def paired(g: pd.DataFrame) -> str:
+    """The p column of a table row."""
+    test = paired_t(g)
+    return "–" if test is None else f"{test[1]:.3f}"
 
 
 def report(df: pd.DataFrame, defaults: dict) -> str:
@@ -125,11 +133,10 @@ def report(df: pd.DataFrame, defaults: dict) -> str:
 
 
 def paired_summary(d: pd.DataFrame) -> str:
-    gap = d.student - d.baseline
-    if gap.std() < 1e-9:  # the same gap on every run: a t-test has nothing to divide by
-        return f"KD − no-KD = {gap.mean():+.3f} on every run"
-    t, p = stats.ttest_rel(d.student, d.baseline)
-    return f"KD − no-KD = {gap.mean():+.3f}, paired t = {t:.2f}, p = {p:.3f}"
+    gap, test = (d.student - d.baseline).mean(), paired_t(d)
+    if test is None:
+        return f"KD − no-KD = {gap:+.3f} on every run"
+    return f"KD − no-KD = {gap:+.3f}, paired t = {test[0]:.2f}, p = {test[1]:.3f}"
 
 
 def plot(df: pd.DataFrame, defaults: dict, path: Path) -> None:
