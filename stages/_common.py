@@ -70,7 +70,7 @@ def train_and_save(name: str, params: Params, frames_dir: str, clip_dirs: list[s
         shutdown(rt)
         sys.exit(f"error: {err}")
     if rt.is_main:
-        extra = {"width": model_cfg.width if model_cfg.arch == "tiny3d" else None, "train": to_dict(params.train), "best_epoch": result.best_epoch, "val_top1": result.best_val_top1}
+        extra = {"width": model_cfg.width, "train": to_dict(params.train), "best_epoch": result.best_epoch, "val_top1": result.best_val_top1}
         if kd is not None:
             extra["kd"] = to_dict(kd)
         save_model(out, model, model_cfg.arch, classes, params.frames.num_frames, params.frames.size, **extra)

@@ -24,7 +24,7 @@ def test_width_leaves_fixed_size_backbones_at_their_published_size(tmp_path):
     # the default student is tiny3d width 12: switching student.arch alone must give the real r3d_18
     model = build_model("r3d_18", 3, width=12)
     assert count_params(model) == count_params(build_model("r3d_18", 3))
-    save_model(tmp_path / "r.pt", model, "r3d_18", ["a", "b", "c"], num_frames=8, size=64, width=None)  # as stages do
+    save_model(tmp_path / "r.pt", model, "r3d_18", ["a", "b", "c"], num_frames=8, size=64, width=12)  # as stages do
     assert count_params(load_model(tmp_path / "r.pt")[0]) == count_params(model)
 
 

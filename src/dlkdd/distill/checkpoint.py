@@ -36,7 +36,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def load_model(path: str | Path) -> tuple[Normalized, dict[str, Any]]:
     """Rebuild the model of a checkpoint, in eval mode, with its metadata."""
     ckpt = load_checkpoint(path)
-    model = build_model(ckpt["arch"], len(ckpt["classes"]), width=ckpt.get("width") or 24)
+    model = build_model(ckpt["arch"], len(ckpt["classes"]), width=ckpt.get("width", 24))
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), ckpt
 
