@@ -29,10 +29,10 @@ NOT_READ = {
 }
 
 
-def _script(stage: dict) -> Path:
+def _script(stage: dict, root: Path = ROOT) -> Path:
     m = re.search(r"\b(stages/\w+\.py)\b", stage["cmd"])
     assert m, f"no stages/*.py in cmd {stage['cmd']!r}"
-    return ROOT / m.group(1)
+    return root / m.group(1)
 
 
 def _module_file(name: str, root: Path) -> Path | None:
@@ -192,7 +192,7 @@ def stage_problems(dvc_yaml: dict, root: Path = ROOT) -> list[str]:
         interpolated = re.findall(r"\$\{\s*([\w.]+)\s*\}", text)
         params = [p if isinstance(p, str) else next(iter(p)) for p in stage.get("params", [])] + interpolated
         dep_paths = [(root / d).resolve() for d in deps if "${" not in d]
-        script = _script(stage)
+        script = _script(stage, root)
         for f in sorted(code_files(script, root)):
             if not any(f.resolve() == d or d in f.resolve().parents for d in dep_paths):
                 problems.append(f"{name}: runs {f.relative_to(root)} but deps do not list it")
