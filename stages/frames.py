@@ -10,8 +10,6 @@ from _common import params_or_exit
 from dlkdd.data.footage import FootageError, footage_manifest
 from dlkdd.data.frames import MANIFEST_COLUMNS, REQUIRED_SPLITS, SamplingSpec, build_frame_cache
 
-SAMPLING = ("uniform", "random")
-
 
 def read_manifest(path: Path) -> tuple[pd.DataFrame, list[str]]:
     """The manifest and its class list (``classes.txt`` beside it, else derived from the labels); exits on errors."""
@@ -42,10 +40,6 @@ def main() -> None:
     args = ap.parse_args()
     params = params_or_exit()
     f = params.frames
-    if f.train_sampling not in SAMPLING:
-        sys.exit(f"error: params.yaml: frames.train_sampling must be one of {SAMPLING}, not '{f.train_sampling}'")
-    if f.workers < 1 or f.clips_per_video < 1 or f.num_frames < 1 or f.size < 1 or f.stride < 0:
-        sys.exit("error: params.yaml: frames.workers, clips_per_video, num_frames and size must be >= 1, stride >= 0")
     manifest_path = Path(args.manifest)
     root = Path(args.root) if args.root else manifest_path.parent
     if not root.is_dir():
