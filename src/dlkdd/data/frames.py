@@ -136,6 +136,8 @@ def check_row(rec: dict, root: Path, num_classes: int, dataset_root: Path | None
     point a row anywhere by giving it a root.
     """
     rel = str(rec["path"])
+    if "\0" in rel or "\0" in str(rec.get("root", "")):  # no file has such a name (and realpath would raise)
+        return f"{rel!r}: a NUL character in the path", "malformed"
     norm = os.path.normpath(rel)
     if os.path.isabs(rel) or norm == ".." or norm.startswith(".." + os.sep):
         return f"{rel}: path escapes the dataset root {root}", "escapes_root"

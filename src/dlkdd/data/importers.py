@@ -321,6 +321,8 @@ def row_problem(path: str, class_id: int, class_names: dict[int, str], root: Pat
     norm = os.path.normpath(path) if path else ""
     if not path:
         return "empty path", "malformed"
+    if "\0" in path:  # no file has such a name (and the OS refuses to resolve one)
+        return f"{path!r}: a NUL character in the path", "malformed"
     if os.path.isabs(path) or norm == ".." or norm.startswith(".." + os.sep) or norm.startswith("../"):
         return f"{path}: path escapes the dataset root {root}", "escapes_root"
     real = os.path.realpath(Path(root) / path)
