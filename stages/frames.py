@@ -66,7 +66,8 @@ def main() -> None:
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
     spec = SamplingSpec(clips_per_video=f.clips_per_video, train_sampling=f.train_sampling, stride=f.stride,
-                        min_decoded_fraction=f.min_decoded_fraction, seed=params.seed)
+                        min_decoded_fraction=f.min_decoded_fraction, seed=params.seed,
+                        decode_timeout_s=f.decode_timeout_s)
     try:
         result = build_frame_cache(manifest, root, out, f.num_frames, f.size, classes, workers=f.workers, spec=spec,
                                    trusted_roots=trusted)

@@ -49,6 +49,7 @@ class FramesConfig:
     train_sampling: str = "uniform"  # uniform (segment centres) | random (seeded random frame per segment)
     stride: int = 0  # 0 = segments over the whole video; > 0 = a window of num_frames this many frames apart
     min_decoded_fraction: float = 0.9  # quarantine files decoding fewer than this share of their reported frames
+    decode_timeout_s: float = 120.0  # an isolated decoder with no decoded frame for this long is stuck: quarantined
 
 
 @dataclass

@@ -44,6 +44,7 @@ import pandas as pd
 
 from dlkdd.atomic import write_csv_atomic, write_text_atomic
 from dlkdd.data.frames import MANIFEST_COLUMNS, QUARANTINE_COLUMNS, REQUIRED_SPLITS, is_inside
+from dlkdd.data.video import printable
 
 VIDEO_EXTS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 
@@ -91,11 +92,6 @@ def read_text(path: Path) -> str:
         line = data.count(b"\n", 0, err.start) + 1
         raise DatasetImportError(f"{path}: not UTF-8 text at line {line} (byte 0x{data[err.start]:02x}); "
                                  "save it as UTF-8") from None
-
-
-def shown_name(name: str) -> str:
-    """A file name as text that can be printed and written: bytes that are not UTF-8 escaped (``caf\\xe9.avi``)."""
-    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def is_utf8_name(name: str) -> bool:
@@ -267,7 +263,7 @@ def read_folder(root: Path) -> Imported:
 
 
 def _bad_name(path: Path, root: Path, what: str) -> dict:
-    rel = shown_name(path.relative_to(root).as_posix())
+    rel = printable(path.relative_to(root).as_posix())
     return {"path": rel, "kind": "bad_name",
             "reason": f"{rel}: {what} name is not valid UTF-8 (bytes shown escaped); rename it to import it"}
 
