@@ -28,7 +28,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from dlkdd import faults
-from dlkdd.atomic import atomic_path
+from dlkdd.atomic import atomic_path, write_csv_atomic, write_text_atomic
 from dlkdd.data.clipstats import LumaStats
 from dlkdd.data.untrusted import Failure, map_isolated
 from dlkdd.data.video import VideoDecodeError, decode_planned, printable, resize_frame, sample_clips
@@ -104,18 +104,76 @@ def save_array(path: Path, arr: np.ndarray) -> None:
         np.save(fh, arr)
 
 
-def check_row(rec: dict, root: Path, num_classes: int) -> tuple[str, str] | None:
-    """Problems visible without decoding: (reason, kind), or None when the row is fine."""
-    rel = str(rec["path"])
+def check_row(rec: dict, root: Path, num_classes: int, dataset_root: Path | None = None,
+              trusted_roots: tuple[Path, ...] = ()) -> tuple[str, str] | None:
+    """Problems visible without decoding: (reason, kind), or None when the row is fine.
+
+    ``root`` is the row's effective root (its own ``root`` column, else the dataset's). The file must stay inside it
+    as written (no absolute path, no ``..``) and as resolved (no symlink out of it: that would read, cache and push
+    a file from elsewhere). With ``dataset_root`` given, a row's own ``root`` must itself lie inside the dataset root
+    or inside one of ``trusted_roots`` (the folders the caller vouches for: landed footage), so a manifest cannot
+    point a row anywhere by giving it a root.
+    """
+    rel = printable(str(rec["path"]))  # for the messages: a name that is not UTF-8 shown with its bytes escaped
+    if "\0" in rel or "\0" in str(rec.get("root", "")):  # no file has such a name (and realpath would raise)
+        return f"{rel!r}: a NUL character in the path", "malformed"
     norm = os.path.normpath(rel)
     if os.path.isabs(rel) or norm == ".." or norm.startswith(".." + os.sep):
         return f"{rel}: path escapes the dataset root {root}", "escapes_root"
+    own_root = rec.get("root")
+    if dataset_root is not None and isinstance(own_root, str) and not any(
+            is_inside(own_root, r) for r in (dataset_root, *trusted_roots)):
+        return (f"{rel}: its root column {printable(own_root)} is outside the dataset root {dataset_root}",
+                "escapes_root")
+    real = os.path.realpath(Path(root) / str(rec["path"]))
+    if not is_inside(real, root):
+        return f"{rel}: resolves to {printable(real)}, outside the root {root} (a symlink out of it)", "escapes_root"
     label = rec["label"]
     if isinstance(label, (float, np.floating)) and float(label).is_integer():
         label = int(label)  # a column with a blank cell is read as float
     if not isinstance(label, (int, np.integer)) or not 0 <= int(label) < num_classes:
         return f"{rel}: label {label!r} is not in the class list (0..{num_classes - 1})", "bad_label"
     return None
+
+
+def is_inside(path: str | Path, root: str | Path) -> bool:
+    """Whether ``path`` resolves (symlinks followed) to ``root`` itself or something under it."""
+    real, real_root = os.path.realpath(path), os.path.realpath(root)
+    return os.path.commonpath([real, real_root]) == real_root
+
+
+def clip_ids(rec: dict, spec: SamplingSpec) -> list[str]:
+    """The clip files a row writes (``clips/<id>.npy``): its ``video_id`` with ``/`` → ``_``, and ``__<k>`` per
+    clip when an eval row gives ``clips_per_video`` > 1 (the naming :func:`_process` uses)."""
+    vid = str(rec["video_id"]).replace("/", "_")
+    k = spec.clips_per_video if rec["split"] in EVAL_SPLITS else 1
+    return [vid + (f"__{j}" if k > 1 else "") for j in range(k)]
+
+
+def _preflight(records: list[dict], root: Path, num_classes: int, spec: SamplingSpec,
+               trusted_roots: tuple[Path, ...]) -> dict[int, dict]:
+    """The rows refused before any decoding, by manifest position → quarantine row. Raises ValueError (one line)
+    when two usable rows would write one clip file: one label would silently train on the other row's clip."""
+    refused: dict[int, dict] = {}
+    writer: dict[str, dict] = {}  # clip id -> the row writing it
+    for i, rec in enumerate(records):
+        problem = check_row(rec, _row_root(rec, root), num_classes, root, trusted_roots)
+        if problem:
+            refused[i] = {"path": printable(rec["path"]), "reason": problem[0], "kind": problem[1]}
+            continue
+        for cid in clip_ids(rec, spec):
+            other = writer.setdefault(cid, rec)
+            if other is not rec:
+                raise ValueError(
+                    f"manifest rows {other['path']} (video_id {other['video_id']}) and {rec['path']} (video_id "
+                    f"{rec['video_id']}) would both write clips/{cid}.npy: give every row its own video_id "
+                    "(or drop the duplicate row)")
+    return refused
+
+
+def _row_root(rec: dict, root: Path) -> Path:
+    """A row's effective root: its own ``root`` column when it has one (landed footage), else the dataset's."""
+    return Path(rec["root"]) if isinstance(rec.get("root"), str) else Path(root)
 
 
 def _process(job: tuple[dict, Path, Path, SamplingSpec, int, int]) -> _Outcome:
@@ -155,20 +213,24 @@ def _process(job: tuple[dict, Path, Path, SamplingSpec, int, int]) -> _Outcome:
 
 
 def build_frame_cache(manifest: pd.DataFrame, root: Path, out_dir: Path, num_frames: int, size: int,
-                      classes: list[str], workers: int = 1, spec: SamplingSpec | None = None) -> FramesResult:
+                      classes: list[str], workers: int = 1, spec: SamplingSpec | None = None,
+                      trusted_roots: tuple[str | Path, ...] = ()) -> FramesResult:
     """Decode every clip in ``manifest`` (paths relative to ``root``, or to a row's own ``root`` column) into
     ``out_dir`` (layout in the module doc).
 
     ``spec`` adds sampling options (``num_frames`` and ``size`` given here win); ``workers`` > 1 decodes in that many
-    processes. Bad rows and files go to ``quarantine.csv`` and the rest goes on.
+    processes. Bad rows and files go to ``quarantine.csv`` and the rest goes on; a row's own ``root`` must lie inside
+    ``root`` or one of ``trusted_roots`` (:func:`check_row`). Raises ValueError before decoding anything when two
+    rows would write one clip file (:func:`_preflight`).
     """
     spec = SamplingSpec(**{**(spec.__dict__ if spec else {}), "num_frames": num_frames, "size": size})
+    records = manifest.to_dict("records")
+    refused = _preflight(records, Path(root), len(classes), spec, tuple(Path(r) for r in trusted_roots))
     clips = out_dir / "clips"
     clips.mkdir(parents=True, exist_ok=True)
-    records = manifest.to_dict("records")
     # an optional ``root`` column gives a row its own root (landed footage lives beside the dataset, not inside it)
-    jobs = [(rec, Path(rec["root"]) if isinstance(rec.get("root"), str) else Path(root), clips, spec, len(classes), i)
-            for i, rec in enumerate(records)]
+    jobs = [(rec, _row_root(rec, root), clips, spec, len(classes), i)
+            for i, rec in enumerate(records) if i not in refused]
     rows, stats, bad = [], [], []
     # every file is decoded in a supervised worker process: a codec that crashes or hangs on one file quarantines
     # that file (kind crashed / timeout) and the rest goes on (dlkdd.data.untrusted); map keeps the manifest's order,
@@ -180,6 +242,9 @@ def build_frame_cache(manifest: pd.DataFrame, root: Path, out_dir: Path, num_fra
         if isinstance(res, Failure):
             res = _Outcome(bad={"path": printable(job[0]["path"]), "reason": res.message, "kind": res.kind})
         results.append(res)
+    # refused rows take their manifest position again, so the quarantine keeps the manifest's order
+    by_position = dict(zip((job[-1] for job in jobs), results)) | {i: _Outcome(bad=b) for i, b in refused.items()}
+    results = [by_position[i] for i in sorted(by_position)]
     videos = 0
     for res in results:
         if res.bad:
@@ -188,10 +253,10 @@ def build_frame_cache(manifest: pd.DataFrame, root: Path, out_dir: Path, num_fra
         videos += 1
         rows += res.rows
         stats += res.stats
-    pd.DataFrame(rows, columns=INDEX_COLUMNS).to_csv(out_dir / "index.csv", index=False)
-    pd.DataFrame(stats).to_csv(out_dir / "stats.csv", index=False)
-    pd.DataFrame(bad, columns=QUARANTINE_COLUMNS).to_csv(out_dir / "quarantine.csv", index=False)
-    (out_dir / "classes.txt").write_text("\n".join(classes) + "\n")
+    write_csv_atomic(pd.DataFrame(rows, columns=INDEX_COLUMNS), out_dir / "index.csv")
+    write_csv_atomic(pd.DataFrame(stats), out_dir / "stats.csv")
+    write_csv_atomic(pd.DataFrame(bad, columns=QUARANTINE_COLUMNS), out_dir / "quarantine.csv")
+    write_text_atomic(out_dir / "classes.txt", "\n".join(classes) + "\n")
     return FramesResult(len(rows), len(bad), out_dir, videos)
 
 
