@@ -31,7 +31,8 @@ from dlkdd import faults
 from dlkdd.atomic import atomic_path, write_csv_atomic, write_text_atomic
 from dlkdd.data.clipstats import LumaStats
 from dlkdd.data.untrusted import Failure, map_isolated
-from dlkdd.data.video import VideoDecodeError, decode_planned, printable, resize_frame, sample_clips
+from dlkdd.data.video import (VideoDecodeError, check_complete, decode_planned, printable, resize_frame,
+                              sample_clips)
 
 INDEX_COLUMNS = ["clip_id", "path", "label", "class_name", "split", "video_id"]
 MANIFEST_COLUMNS = INDEX_COLUMNS[1:]  # what generate and the importers write
@@ -184,26 +185,21 @@ def _process(job: tuple[dict, Path, Path, SamplingSpec, int, int]) -> _Outcome:
     if problem:
         return _Outcome(bad={"path": rec["path"], "reason": problem[0], "kind": problem[1]})
     vid = str(rec["video_id"])
-    is_eval = rec["split"] in EVAL_SPLITS
-    k = spec.clips_per_video if is_eval else 1
-    policy = "uniform" if is_eval else spec.train_sampling
+    ids = clip_ids(rec, spec)
+    policy = "uniform" if rec["split"] in EVAL_SPLITS else spec.train_sampling
 
     def plan(total: int) -> list[np.ndarray]:  # a fresh seeded generator each call: the same plan for the same count
         rng = np.random.default_rng([spec.seed, position]) if policy == "random" else None
-        return sample_clips(total, spec.num_frames, k, policy, spec.stride, rng)
+        return sample_clips(total, spec.num_frames, len(ids), policy, spec.stride, rng)
 
     try:
         faults.inject("decode", str(rec["path"]))
         clips, stats, reported = decode_for_cache(root / rec["path"], plan)
+        check_complete(root / rec["path"], int(stats["frames"]), reported, spec.min_decoded_fraction)
     except VideoDecodeError as err:
         return _Outcome(bad={"path": printable(rec["path"]), "reason": str(err), "kind": err.kind})
-    if reported and stats["frames"] < spec.min_decoded_fraction * reported:
-        return _Outcome(bad={"path": rec["path"], "kind": "incomplete", "reason": (
-            f"{root / rec['path']}: truncated or corrupt: decoded {stats['frames']} of the {reported} frames the "
-            "container reports")})
     out = _Outcome()
-    for j, frames in enumerate(clips):
-        clip_id = vid.replace("/", "_") + (f"__{j}" if k > 1 else "")
+    for clip_id, frames in zip(ids, clips):
         clip = np.stack([cv2.cvtColor(resize_frame(f, spec.size), cv2.COLOR_BGR2RGB) for f in frames])
         save_array(clips_dir / f"{clip_id}.npy", clip)
         out.rows.append({"clip_id": clip_id, **{c: rec[c] for c in INDEX_COLUMNS[1:]}})
