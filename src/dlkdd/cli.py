@@ -144,7 +144,8 @@ def positive_int(text: str) -> int:
 positive_int.__name__ = "positive integer"  # argparse names the type in its message: "invalid positive integer value"
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``dlkdd`` argument parser (every option carries a help line)."""
     ap = argparse.ArgumentParser(prog="dlkdd", description="Dark-video action recognition by dual-light KD")
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("summary", help="print the metrics table of the last run")
@@ -165,7 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--format", choices=("onnx",), default="onnx",
                    help="deployment format: onnx (classes, input size and mean/std in its metadata)")
     e.add_argument("--out", type=Path, default=Path("models/student.onnx"), help="file to write (default: %(default)s)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.cmd == "summary":
         return summary(args.metrics)
     if args.cmd == "export":
