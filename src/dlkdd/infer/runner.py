@@ -129,12 +129,18 @@ class TorchRunner(Runner):
 
         ckpt = load_checkpoint(path)  # FileNotFoundError / ValueError with one line
         try:
+            if not isinstance(ckpt, dict):
+                raise TypeError(f"a {type(ckpt).__name__}, not a dict")
             arch, classes = str(ckpt["arch"]), [str(c) for c in ckpt["classes"]]
-            num_frames, size, state = int(ckpt["num_frames"]), int(ckpt["size"]), ckpt["state_dict"]
-        except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"{path}: not a dlkdd model checkpoint (no {err}); pass models/student.pt or an "
-                             ".onnx export") from None
-        model = build_model(arch, len(classes), width=ckpt.get("width", 24))
+            num_frames, size, state = int(ckpt["num_frames"]), int(ckpt["size"]), dict(ckpt["state_dict"])
+            width = int(ckpt.get("width", 24))
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise ValueError(f"{path}: not a dlkdd model checkpoint ({type(err).__name__}: {err}); pass "
+                             "models/student.pt or an .onnx export") from None
+        try:
+            model = build_model(arch, len(classes), width=width)
+        except ValueError as err:  # an arch this version does not know
+            raise ValueError(f"{path}: {err}") from None
         _load_state(model, state, path, arch, len(classes))
         self.model = model.eval().to(device)
         self.device = device
