@@ -11,7 +11,7 @@ export GX_ANALYTICS_ENABLED := false
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --disable-pip-version-check -q -e '.[test]'
+	$(VENV)/bin/pip install --disable-pip-version-check -q -e '.[pipeline,test]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -43,7 +43,7 @@ def test_repro_writes_metrics_contract(repo):
         assert (repo / f"models/{name}.pt").is_file()
         assert (repo / f"plots/train/{name}.csv").read_text().startswith("epoch,")
     assert (repo / "plots/confusion_student.csv").read_text().startswith("actual,predicted")
-    assert (repo / "data/teacher_logits.pt").is_file() and (repo / "models/student.torchscript.pt").is_file()
+    assert (repo / "data/teacher_logits.pt").is_file() and (repo / "models/student.onnx").is_file()
     cost = json.loads((repo / "metrics/cost.json").read_text())
     assert cost["two_stream"]["gflops"] > cost["student"]["gflops"] > 0
     assert set(metrics["student"]["per_class"]) <= {"Drink", "Jump", "Sit"}

@@ -29,16 +29,14 @@ def summary(metrics_path: Path) -> int:
 
 
 def predict(clips: list[Path], model_path: Path, topk: int, as_json: bool) -> int:
-    """Run the student alone on raw dark clips; print top classes with probabilities."""
-    import torch
-
-    from dlkdd.data.dataset import to_float
+    """Run the student alone on raw dark clips (a checkpoint on PyTorch or an ``.onnx`` on ONNX Runtime, both through
+    :func:`dlkdd.infer.runner.load_runner`); print top classes with probabilities."""
     from dlkdd.data.video import VideoDecodeError, read_video, resize_frames, uniform_indices
-    from dlkdd.distill.export import load_any
+    from dlkdd.infer.runner import load_runner
 
     try:
-        model, ckpt = load_any(model_path)  # a dlkdd checkpoint or the exported TorchScript file
-    except (FileNotFoundError, ValueError, KeyError) as err:
+        runner = load_runner(model_path)
+    except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     results = []
@@ -51,14 +49,12 @@ def predict(clips: list[Path], model_path: Path, topk: int, as_json: bool) -> in
         except Exception as err:  # anything else OpenCV may throw on a damaged file: still one line
             print(f"error: {clip}: cannot decode ({type(err).__name__})", file=sys.stderr)
             return 2
-        frames = resize_frames(video[uniform_indices(len(video), ckpt["num_frames"])], ckpt["size"])
-        x = to_float(torch.from_numpy(frames).permute(3, 0, 1, 2)[None])  # (1, 3, T, H, W)
-        with torch.inference_mode():
-            probs = model(x).softmax(1)[0]
-        top = probs.topk(min(topk, len(probs)))
-        results.append({"clip": str(clip), "top": [{"class": ckpt["classes"][i], "prob": float(p)}
-                                                   for p, i in zip(top.values, top.indices)],
-                        "probs": {c: float(p) for c, p in zip(ckpt["classes"], probs)}})
+        frames = resize_frames(video[uniform_indices(len(video), runner.num_frames)], runner.size)
+        probs = runner(frames[None])[0]  # (K,)
+        order = probs.argsort()[::-1][:topk]
+        results.append({"clip": str(clip), "top": [{"class": runner.classes[i], "prob": float(probs[i])}
+                                                   for i in order],
+                        "probs": {c: float(p) for c, p in zip(runner.classes, probs)}})
     if as_json:
         print(json.dumps(results if len(results) > 1 else results[0]))
     else:
@@ -128,38 +124,61 @@ def _import_parsers(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--classes", type=Path, help="class names, one per line (default: the sorted labels)")
 
 
-def export(model_path: Path, out: Path) -> int:
-    """Write the student as TorchScript; ``predict --model`` accepts the result."""
-    from dlkdd.distill.export import export_torchscript
+def export(model_path: Path, out: Path, fmt: str) -> int:
+    """Write the student as ONNX (metadata inside); ``predict --model`` runs the result on ONNX Runtime."""
+    from dlkdd.distill.export import export_onnx
 
     try:
-        meta = export_torchscript(model_path, out)
-    except (FileNotFoundError, ValueError, KeyError) as err:
+        info = export_onnx(model_path, out)
+    except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"exported {meta['arch']} → {out}")
+    print(f"exported {info.arch} ({len(info.classes)} classes, {info.num_frames}x{info.size}²) as {fmt} → {out}")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse turns the ValueError into one usage line and exit 2)."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+positive_int.__name__ = "positive integer"  # argparse names the type in its message: "invalid positive integer value"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``dlkdd`` argument parser (every option carries a help line)."""
     ap = argparse.ArgumentParser(prog="dlkdd", description="Dark-video action recognition by dual-light KD")
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("summary", help="print the metrics table of the last run")
-    s.add_argument("--metrics", type=Path, default=Path("metrics/evaluate.json"))
+    s.add_argument("--metrics", type=Path, default=Path("metrics/evaluate.json"),
+                   help="the evaluate stage's metrics file (default: %(default)s)")
     p = sub.add_parser("predict", help="classify raw dark clips with the student alone")
-    p.add_argument("clips", nargs="+", type=Path)
-    p.add_argument("--model", type=Path, default=Path("models/student.pt"))
-    p.add_argument("--topk", type=int, default=5)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("clips", nargs="+", type=Path, help="video files (any container OpenCV reads)")
+    p.add_argument("--model", type=Path, default=Path("models/student.pt"),
+                   help="a dlkdd checkpoint (.pt, runs on PyTorch) or an ONNX export (.onnx, runs on ONNX Runtime); "
+                        "default: %(default)s")
+    p.add_argument("--topk", type=positive_int, default=5, help="classes to print per clip (default: %(default)s)")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON: {clip, top: [{class, prob}], probs: {class: prob}} (a list for several clips)")
     _import_parsers(sub)
-    e = sub.add_parser("export", help="export the student to TorchScript (predict --model accepts the file)")
-    e.add_argument("--model", type=Path, default=Path("models/student.pt"))
-    e.add_argument("--out", type=Path, default=Path("models/student.torchscript.pt"))
-    args = ap.parse_args(argv)
+    e = sub.add_parser("export", help="export the student to ONNX (predict --model runs it on ONNX Runtime)")
+    e.add_argument("--model", type=Path, default=Path("models/student.pt"),
+                   help="the dlkdd checkpoint to export (default: %(default)s)")
+    e.add_argument("--format", choices=("onnx",), default="onnx",
+                   help="deployment format: onnx (classes, input size and mean/std in its metadata)")
+    e.add_argument("--out", type=Path, default=Path("models/student.onnx"), help="file to write (default: %(default)s)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.cmd == "summary":
         return summary(args.metrics)
     if args.cmd == "export":
-        return export(args.model, args.out)
+        return export(args.model, args.out, args.format)
     if args.cmd.startswith("import-"):
         return import_dataset(args)
     return predict(args.clips, args.model, args.topk, args.json)

@@ -1,58 +1,61 @@
-"""Ship the student alone: TorchScript export with its metadata, and one loader for either model format."""
+"""Ship the student alone: an ONNX file that ONNX Runtime (or any ONNX consumer) runs without dlkdd's model code.
+
+The graph is the bare backbone: it takes the normalised clip (``dlkdd.infer.runner.INPUT_CONTRACT``) with a dynamic
+batch axis and returns logits; the class list, input geometry and the mean/std the checkpoint was trained with
+travel in the file's ``metadata_props`` (``dlkdd.*`` keys), which :class:`dlkdd.infer.runner.OnnxRunner` reads.
+Exported with the torch.export-based exporter (``torch.onnx.export(..., dynamo=True)``).
+"""
 from __future__ import annotations
 
-import json
-import zipfile
+import warnings
 from pathlib import Path
-from typing import Any
 
+import numpy as np
 import torch
-from torch import nn
 
 from dlkdd.atomic import atomic_path
-from dlkdd.distill.checkpoint import load_model
+from dlkdd.infer.runner import INPUT_NAME, OUTPUT_NAME, ModelInfo, OnnxRunner, TorchRunner
 
-META = "dlkdd.json"  # extra file inside the TorchScript archive: classes, num_frames, size, arch
+FORMATS = ("onnx",)
+TOLERANCE = 1e-4  # max |ONNX Runtime − PyTorch| on the export's self-check, in probability
 
 
-def export_torchscript(model_path: str | Path, out: str | Path) -> dict[str, Any]:
-    """Trace the checkpoint's model on a (1, 3, T, S, S) clip and save it (temp file + rename); returns its metadata."""
-    model, ckpt = load_model(model_path)
-    meta = {k: ckpt[k] for k in ("arch", "classes", "num_frames", "size")}
-    example = torch.zeros(1, 3, meta["num_frames"], meta["size"], meta["size"])
-    with torch.inference_mode():
-        traced = torch.jit.trace(model, example, check_trace=False)
-        if not torch.allclose(traced(example), model(example), atol=1e-5):
-            raise ValueError(f"{model_path}: the traced model disagrees with the original; cannot export")
+def export_onnx(model_path: str | Path, out: str | Path, seed: int = 0) -> ModelInfo:
+    """Export the checkpoint at ``model_path`` to ONNX at ``out`` (temp file + rename) and return its metadata.
+
+    Before the rename the written file is loaded back by ONNX Runtime and compared with PyTorch on random uint8 clips
+    at batch 1 and 3 (the batch axis is dynamic): ValueError if any probability differs by more than TOLERANCE.
+    """
+    import onnx
+
+    torch_runner = TorchRunner(Path(model_path))  # FileNotFoundError / ValueError with one line
+    info = torch_runner.info
+    backbone = torch_runner.model.backbone.eval()
+    # batch 2 in the example: torch.export specialises sizes 0 and 1, which would pin the batch axis
+    example = torch.zeros(2, 3, info.num_frames, info.size, info.size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's deprecation/opset chatter is not the user's concern
+        program = torch.onnx.export(backbone, (example,), dynamo=True, input_names=[INPUT_NAME],
+                                    output_names=[OUTPUT_NAME], dynamic_shapes=({0: torch.export.Dim("batch")},),
+                                    verbose=False)
+    proto = program.model_proto
+    proto.doc_string = f"dlkdd {info.arch} student: {len(info.classes)} classes"
+    onnx.helper.set_model_props(proto, info.to_metadata())
     out = Path(out)
     with atomic_path(out) as tmp:
-        torch.jit.save(traced, str(tmp), _extra_files={META: json.dumps(meta)})
-    return meta
+        onnx.save_model(proto, str(tmp))
+        check_export(torch_runner, OnnxRunner(tmp), seed)
+    return info
 
 
-def is_torchscript(path: Path) -> bool:
-    """A TorchScript archive written by :func:`export_torchscript` (a zip holding ``extra/dlkdd.json``)."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            return any(n.endswith(f"extra/{META}") for n in z.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
-
-
-def load_any(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """A runnable model (eval mode) and its metadata from a dlkdd checkpoint or an exported TorchScript file.
-
-    Raises FileNotFoundError / ValueError with one line for a missing or unreadable file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such model file")
-    if is_torchscript(path):
-        extra = {META: ""}
-        try:
-            model = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-            meta = json.loads(extra[META])
-        except Exception as err:
-            raise ValueError(f"{path}: not a readable TorchScript export ({type(err).__name__})") from None
-        return model.eval(), meta
-    return load_model(path)
+def check_export(reference: TorchRunner, exported: OnnxRunner, seed: int = 0) -> float:
+    """Max |probability difference| of the two runners on random uint8 clips (batch 1 and 3); ValueError if large."""
+    rng = np.random.default_rng(seed)
+    shape = (reference.num_frames, reference.size, reference.size, 3)
+    worst = 0.0
+    for batch in (1, 3):
+        clips = rng.integers(0, 256, (batch, *shape), dtype=np.uint8)
+        worst = max(worst, float(np.abs(reference(clips) - exported(clips)).max()))
+    if worst > TOLERANCE:
+        raise ValueError(f"the ONNX export disagrees with PyTorch by {worst:.2g} (> {TOLERANCE}); not written")
+    return worst

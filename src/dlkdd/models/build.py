@@ -1,5 +1,6 @@
-"""Backbones by name. Every model takes float clips in [0, 1] shaped (B, 3, T, H, W) and normalises them itself,
-so a checkpoint is self-contained: callers never need to know the mean/std it was trained with.
+"""Backbones by name. Every model takes float clips in [0, 1] shaped (B, 3, T, H, W) and normalises them itself with
+the statistics its weights were trained with (:func:`preprocessing`: torchvision's weight transforms per arch), so a
+checkpoint is self-contained: callers never need to know the mean/std it was trained with.
 
 Input constraints (checked by :func:`check_input`, one-line error otherwise):
 - ``tiny3d``, ``r3d_18``, ``mc3_18``, ``r2plus1d_18``: any T ≥ 1, H = W ≥ 16 (global pooling).
@@ -10,15 +11,18 @@ Input constraints (checked by :func:`check_input`, one-line error otherwise):
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torchvision.models as tvm
 from torch import nn
 from torchvision.models import video as tvv
 
 from dlkdd.models.tiny import Tiny3DNet
 
-# Kinetics-400 statistics, as torchvision's video models expect
+# Kinetics-400 statistics of torchvision's ResNet-3D weights: what tiny3d has always been trained with (kept so its
+# checkpoints and training numerics do not change); the torchvision archs take their own weights' (see preprocessing)
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
 TORCHVISION_ARCHS = {"r3d_18": tvv.r3d_18, "mc3_18": tvv.mc3_18, "r2plus1d_18": tvv.r2plus1d_18, "s3d": tvv.s3d,
@@ -32,14 +36,44 @@ INPUT_RULES: dict[str, tuple[int | None, int | None, int, int]] = {
 }
 
 
-class Normalized(nn.Module):
-    """Wraps a backbone with per-channel input normalisation: (B, 3, T, H, W) in [0, 1] → logits (B, K)."""
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a backbone's weights expect their input: ``(x / 255 - mean) / std`` per RGB channel.
 
-    def __init__(self, backbone: nn.Module) -> None:
+    ``resize_size`` / ``crop_size`` are what torchvision's weight transforms do (resize the short side, centre crop),
+    recorded for reference only: the pipeline feeds every arch squared ``frames.size`` frames, in training and at
+    inference alike, so the model sees at inference what it saw in training.
+    """
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    resize_size: tuple[int, ...] | None = None
+    crop_size: tuple[int, ...] | None = None
+
+
+def preprocessing(arch: str) -> Preprocessing:
+    """The input statistics of ``arch``: torchvision's own weight transforms (attributes only; nothing downloads);
+    tiny3d keeps the Kinetics statistics it has always been trained with."""
+    if arch == "tiny3d":
+        return Preprocessing(KINETICS_MEAN, KINETICS_STD)
+    if arch not in TORCHVISION_ARCHS:
+        raise ValueError(f"unknown arch '{arch}'; choose one of {', '.join(ARCHS)}")
+    t = tvm.get_model_weights(arch).DEFAULT.transforms()  # a VideoClassification preset: plain attributes
+    return Preprocessing(tuple(t.mean), tuple(t.std), tuple(t.resize_size), tuple(t.crop_size))
+
+
+class Normalized(nn.Module):
+    """Wraps a backbone with per-channel input normalisation: (B, 3, T, H, W) in [0, 1] → logits (B, K).
+
+    ``mean``/``std`` are buffers, so a checkpoint carries the statistics it was trained with.
+    """
+
+    def __init__(self, backbone: nn.Module, mean: tuple[float, ...] = KINETICS_MEAN,
+                 std: tuple[float, ...] = KINETICS_STD) -> None:
         super().__init__()
         self.backbone = backbone
-        self.register_buffer("mean", torch.tensor(KINETICS_MEAN).view(1, 3, 1, 1, 1))
-        self.register_buffer("std", torch.tensor(KINETICS_STD).view(1, 3, 1, 1, 1))
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone((x - self.mean) / self.std)
@@ -80,14 +114,13 @@ def build_model(arch: str, num_classes: int, dropout: float = 0.3, pretrained: s
     classifier head may differ (it is re-initialised for ``num_classes``). ``width`` sizes ``tiny3d`` only; the
     torchvision backbones keep their published widths (so switching ``arch`` needs no other change).
     """
+    prep = preprocessing(arch)  # ValueError for an unknown arch
     if arch == "tiny3d":
-        model = Normalized(Tiny3DNet(num_classes, width=width, dropout=dropout))
-    elif arch in TORCHVISION_ARCHS:
+        model = Normalized(Tiny3DNet(num_classes, width=width, dropout=dropout), prep.mean, prep.std)
+    else:
         net = TORCHVISION_ARCHS[arch](weights=None)
         _replace_head(arch, net, num_classes, dropout)
-        model = Normalized(net)
-    else:
-        raise ValueError(f"unknown arch '{arch}'; choose one of {', '.join(ARCHS)}")
+        model = Normalized(net, prep.mean, prep.std)
     if pretrained:
         load_pretrained(model, pretrained)
     return model
