@@ -28,38 +28,96 @@ def summary(metrics_path: Path) -> int:
     return 0
 
 
-def predict(clips: list[Path], model_path: Path, topk: int, as_json: bool) -> int:
-    """Run the student alone on raw dark clips (a checkpoint on PyTorch or an ``.onnx`` on ONNX Runtime, both through
-    :func:`dlkdd.infer.runner.load_runner`); print top classes with probabilities."""
-    from dlkdd.data.video import VideoDecodeError, read_video, resize_frames, uniform_indices
+def seconds(text: str) -> float:
+    """argparse type for a duration: ``2``, ``2s``, ``500ms``, ``1.5m``; must be > 0."""
+    t = text.strip().lower()
+    scale = 1.0
+    for suffix, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
+        if t.endswith(suffix):
+            t, scale = t[: -len(suffix)], factor
+            break
+    try:
+        value = float(t) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a duration (e.g. 2s, 500ms, 1.5m)") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"'{text}': a duration must be > 0")
+    return value
+
+
+def _fmt_t(t: float) -> str:
+    return f"{int(t // 3600)}:{int(t % 3600 // 60):02d}:{t % 60:04.1f}"
+
+
+def predict(args: argparse.Namespace) -> int:
+    """Run the student alone on raw dark footage (a checkpoint on PyTorch or an ``.onnx`` on ONNX Runtime): one label
+    per short clip, or with ``--window``/``--timeline`` (and always for streams) a timeline of windows per video."""
+    import cv2
+    from tqdm import tqdm
+
+    from dlkdd.data.stream import is_stream
+    from dlkdd.data.video import VideoDecodeError
+    from dlkdd.infer import watch as w
     from dlkdd.infer.runner import load_runner
+    from dlkdd.infer.timeline import merge_segments, timeline_doc
 
     try:
-        runner = load_runner(model_path)
+        runner = load_runner(args.model)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    results = []
-    for clip in clips:
+    inputs = w.expand_inputs([str(c) for c in args.clips])
+    if not inputs:
+        print(f"error: no video files in {', '.join(map(str, args.clips))}", file=sys.stderr)
+        return 2
+    several = len(inputs) > 1 or any(Path(str(c)).is_dir() for c in args.clips)
+    if args.annotate and several:
+        print("error: --annotate takes one input video", file=sys.stderr)
+        return 2
+    windowed = (args.window or args.timeline or args.annotate or args.max_seconds
+                or any(is_stream(s) for s, _ in inputs))
+    window = args.window or 2.0
+    stride = args.stride or window / 2
+    results, failed = [], []
+    for source, name in tqdm(inputs, desc="predict", unit="video", disable=not several, file=sys.stderr):
         try:
-            video, _ = read_video(clip)
-        except VideoDecodeError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        except Exception as err:  # anything else OpenCV may throw on a damaged file: still one line
-            print(f"error: {clip}: cannot decode ({type(err).__name__})", file=sys.stderr)
-            return 2
-        frames = resize_frames(video[uniform_indices(len(video), runner.num_frames)], runner.size)
-        probs = runner(frames[None])[0]  # (K,)
-        order = probs.argsort()[::-1][:topk]
-        results.append({"clip": str(clip), "top": [{"class": runner.classes[i], "prob": float(probs[i])}
-                                                   for i in order],
-                        "probs": {c: float(p) for c, p in zip(runner.classes, probs)}})
-    if as_json:
-        print(json.dumps(results if len(results) > 1 else results[0]))
+            if windowed:
+                tl = w.watch(runner, source, window, stride, args.timeline, args.topk, args.min_prob,
+                             args.max_seconds, annotate=args.annotate, name=name, smoothing=args.smooth)
+                segments = merge_segments(tl.windows, runner.classes, args.min_prob)
+                results.append(timeline_doc(source, runner.classes, tl.windows, segments, args.topk, args.min_prob,
+                                            window_s=window, stride_s=stride, smoothing=args.smooth,
+                                            interrupted=tl.interrupted) if args.json else (tl, segments))
+            else:
+                probs = w.predict_clip(runner, source)
+                order = probs.argsort()[::-1][: args.topk]
+                results.append({"clip": source, "top": [{"class": runner.classes[i], "prob": float(probs[i])}
+                                                        for i in order],
+                                "probs": {c: float(p) for c, p in zip(runner.classes, probs)}})
+        except (VideoDecodeError, ValueError, OSError, cv2.error) as err:
+            line = str(err).splitlines()[0] if str(err) else type(err).__name__
+            if not several:
+                print(f"error: {line}", file=sys.stderr)
+                return 2
+            failed.append((source, line))
+    if args.json:
+        print(json.dumps(results if several else results[0]))
+    elif windowed:
+        for tl, segments in results:
+            stop = " (stopped by Ctrl-C: what was seen is written)" if tl.interrupted else ""
+            print(f"{tl.source}: {len(tl.windows)} windows, {len(segments)} segments{stop}")
+            for seg in segments:
+                print(f"  {_fmt_t(seg.start_s)}-{_fmt_t(seg.end_s)}  {seg.label:12s} {seg.mean_prob:.2f}")
+            if tl.files:
+                print(f"  timeline: {tl.files['html']} (+ .json, .windows.csv, .segments.csv, .png)")
     else:
         for r in results:
             print(r["clip"] + ": " + ", ".join(f"{t['class']} {t['prob']:.3f}" for t in r["top"]))
+    if failed:
+        print(f"{len(failed)} of {len(inputs)} inputs failed:", file=sys.stderr)
+        for source, line in failed:
+            print(f"  {line}" if source in line else f"  {source}: {line}", file=sys.stderr)
+        return 1 if results else 2
     return 0
 
 
@@ -155,14 +213,33 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("summary", help="print the metrics table of the last run")
     s.add_argument("--metrics", type=Path, default=Path("metrics/evaluate.json"),
                    help="the evaluate stage's metrics file (default: %(default)s)")
-    p = sub.add_parser("predict", help="classify raw dark clips with the student alone")
-    p.add_argument("clips", nargs="+", type=Path, help="video files (any container OpenCV reads)")
+    p = sub.add_parser("predict", help="classify raw dark footage with the student alone: clips, long videos, "
+                                       "folders, streams")
+    p.add_argument("clips", nargs="+", metavar="INPUT",
+                   help="video files (any container OpenCV reads), folders of them, or stream URLs (rtsp://, http://, "
+                        "a device number)")
     p.add_argument("--model", type=Path, default=Path("models/student.pt"),
                    help="a dlkdd checkpoint (.pt, runs on PyTorch) or an ONNX export (.onnx, runs on ONNX Runtime); "
                         "default: %(default)s")
     p.add_argument("--topk", type=positive_int, default=5, help="classes to print per clip (default: %(default)s)")
     p.add_argument("--json", action="store_true",
-                   help="print JSON: {clip, top: [{class, prob}], probs: {class: prob}} (a list for several clips)")
+                   help="print JSON: {clip, top: [{class, prob}], probs: {class: prob}} per clip, or the timeline "
+                        "document (README: Watch long footage) in window mode; a list for several inputs")
+    p.add_argument("--window", type=seconds, help="window mode: classify windows this long (e.g. 2s; default 2s when "
+                                                  "--timeline is given or the input is a stream)")
+    p.add_argument("--stride", type=seconds, help="one window every this long (default: half the window)")
+    p.add_argument("--timeline", type=Path, metavar="DIR",
+                   help="write per-window CSV/JSON, merged segments and an HTML/PNG view per video into DIR")
+    p.add_argument("--min-prob", type=float, default=0.5,
+                   help="a segment is consecutive windows with one top class at least this likely (default: "
+                        "%(default)s)")
+    p.add_argument("--smooth", type=positive_int, default=3, metavar="N",
+                   help="average each window's probabilities with its neighbours', N windows (1 = raw; default "
+                        "%(default)s): one misread window does not split a segment")
+    p.add_argument("--max-seconds", type=seconds, help="stop reading after this much video (streams run until they "
+                                                       "end, this, or Ctrl-C)")
+    p.add_argument("--annotate", type=Path, metavar="OUT.mp4",
+                   help="also write the video with the current action drawn on it (one input file)")
     _import_parsers(sub)
     e = sub.add_parser("export", help="export the student to ONNX (predict --model runs it on ONNX Runtime)")
     e.add_argument("--model", type=Path, default=Path("models/student.pt"),
@@ -181,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         return export(args.model, args.out, args.format)
     if args.cmd.startswith("import-"):
         return import_dataset(args)
-    return predict(args.clips, args.model, args.topk, args.json)
+    return predict(args)
 
 
 if __name__ == "__main__":

@@ -44,9 +44,8 @@ import pandas as pd
 
 from dlkdd.atomic import write_csv_atomic, write_text_atomic
 from dlkdd.data.frames import MANIFEST_COLUMNS, QUARANTINE_COLUMNS, REQUIRED_SPLITS, is_inside
-from dlkdd.data.video import printable
+from dlkdd.data.video import VIDEO_SUFFIXES, printable
 
-VIDEO_EXTS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 
 
 class DatasetImportError(ValueError):
@@ -230,7 +229,7 @@ def read_ug2(train_csv: Path, test_csv: Path, mapping: Path, val_csv: Path | Non
 
 
 def _is_video(p: Path) -> bool:
-    return p.is_file() and p.suffix.lower() in VIDEO_EXTS
+    return p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
 
 
 def read_folder(root: Path) -> Imported:
@@ -257,7 +256,7 @@ def read_folder(root: Path) -> Imported:
                 else:
                     out.bad.append(_bad_name(f, root, "file"))
     if not out.rows:
-        raise DatasetImportError(f"{root}: no video files ({', '.join(VIDEO_EXTS)}) in class folders "
+        raise DatasetImportError(f"{root}: no video files ({', '.join(VIDEO_SUFFIXES)}) in class folders "
                                  "(<root>/<Class>/* or <root>/train/<Class>/*)")
     return out
 

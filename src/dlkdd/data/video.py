@@ -31,6 +31,7 @@ _SIGNATURES: tuple[tuple[int, bytes], ...] = (
     (0, b"FLV"), (0, b"\x00\x00\x01\xba"), (0, b"\x00\x00\x01\xb3"), (0, b"\x30\x26\xb2\x75"), (0, b"OggS"),
     (0, b"\x47"),
 )
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")  # files looked for
 MAX_PLAUSIBLE_FRAMES = 10_000_000  # a container count above this (or <= 0, NaN) is garbage, not a frame count
 
 

@@ -81,6 +81,18 @@ def topk_rows(windows: Sequence[WindowResult], classes: Sequence[str], k: int) -
     return rows
 
 
+def smooth(windows: Sequence[WindowResult], n: int) -> list[WindowResult]:
+    """Each window's probabilities averaged with its neighbours', ``n`` windows centred on it (fewer at the ends;
+    ``n`` <= 1: unchanged). One window misread in a run (a turn of the head, a car's headlights) then no longer cuts
+    a segment in two; a boundary moves by less than ``n // 2`` strides."""
+    if n <= 1 or len(windows) < 2:
+        return list(windows)
+    half = n // 2
+    probs = np.stack([w.probs for w in windows])
+    return [WindowResult(w.start_s, w.end_s, probs[max(0, i - half): i + half + 1].mean(axis=0))
+            for i, w in enumerate(windows)]
+
+
 def merge_segments(windows: Sequence[WindowResult], classes: Sequence[str], min_prob: float) -> list[Segment]:
     """Runs of consecutive windows whose top class is the same with probability >= ``min_prob``, as segments over the
     windows' owned spans. A window below ``min_prob``, another top class or a gap in time ends a run."""
