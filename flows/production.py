@@ -1,0 +1,161 @@
+"""The production checkout as one object: where promotion is a transaction and every run starts consistent.
+
+Production is the commit checked out in the production checkout (a rollback by ``git reset --hard <older prod tag>``
+is respected), with its DVC-tracked data in the workspace exactly as ``dvc.lock`` says. Promotion:
+
+1. refuse unless git *and* ``dvc status`` are clean and HEAD is still the commit the candidate was built on;
+2. write the journal ``.dvc/tmp/promotion.json`` (base, target, tag) — the record a killed promotion leaves;
+3. ``git merge --ff-only`` → ``dvc checkout`` → annotated ``prod-*`` tag → remove the journal.
+
+Any failure rolls back (``git reset --hard base`` + ``dvc checkout --force``) before the error is reported. A kill
+leaves the journal, and :meth:`ProductionCheckout.reconcile`, run first by every retrain, finishes a promotion whose
+tag was written or rolls it back otherwise. ``DLKDD_FAULT=<point>`` SIGKILLs the process at a named point
+(``after_merge``, ``after_checkout``, ``after_tag``): the fault-injection tests use it to kill a real promotion.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from dlkdd.atomic import write_text_atomic
+from flows import ops
+
+JOURNAL = Path(".dvc/tmp/promotion.json")
+
+
+class PromotionFailed(RuntimeError):
+    """The promotion did not happen (refused before anything moved, or rolled back); the message says why."""
+
+
+class ProductionInconsistent(RuntimeError):
+    """The production checkout is in a state no run may repair by itself; the message says what a person must do."""
+
+
+def _fault(point: str) -> None:
+    """Fault-injection hook: die here, as a power cut or ``kill -9`` would, when ``DLKDD_FAULT`` names this point."""
+    if os.environ.get("DLKDD_FAULT") == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class ProductionCheckout:
+    repo: Path
+
+    @property
+    def journal(self) -> Path:
+        return self.repo / JOURNAL
+
+    def head(self) -> str:
+        return ops.git(self.repo, "rev-parse", "HEAD")
+
+    def rev(self) -> str:
+        """The production commit: the one checked out (not the newest tag by name, which a rollback leaves behind)."""
+        return self.head()
+
+    def tag(self) -> str | None:
+        """The newest ``prod-*`` tag reachable from HEAD (by creation time), or None."""
+        out = ops.git(self.repo, "tag", "--list", "prod-*", "--merged", "HEAD", "--sort=-creatordate")
+        return out.split()[0] if out else None
+
+    def dirty(self) -> str:
+        """'' if git tracked files and DVC-tracked outputs match HEAD; else one line naming what differs."""
+        changed = ops.git(self.repo, "status", "--porcelain", "--untracked-files=no")
+        if changed:
+            return "uncommitted git changes: " + ", ".join(line[3:] for line in changed.splitlines()[:5])
+        status = json.loads(ops.dvc(self.repo, "status", "--json").stdout or "{}")
+        if status:
+            return "DVC-tracked data differs from dvc.lock/.dvc files: " + _status_line(status)
+        return ""
+
+    # -- runs start here -------------------------------------------------------------------------------------------
+    def reconcile(self) -> list[str]:
+        """Bring an interrupted promotion to a consistent end; returns what was done (empty: nothing to do).
+
+        With a journal: a promotion whose tag exists and sits at HEAD is finished (data checked out, journal removed);
+        any other is rolled back to its base commit and data. Without one, a checkout whose data differs from its
+        commit is refused (it may be a person's work): ProductionInconsistent says what to run.
+        """
+        if self.journal.is_file():
+            j = json.loads(self.journal.read_text())
+            tag_rev = ops.git(self.repo, "rev-parse", "-q", "--verify", f"{j['tag']}^{{commit}}", check=False)
+            if tag_rev and tag_rev == j["target"] == self.head():
+                ops.dvc_retrying(self.repo, "checkout", "--force")
+                self.journal.unlink()
+                return [f"finished the interrupted promotion to {j['tag']} ({j['target'][:10]})"]
+            self.rollback(j["base"])
+            if tag_rev:  # a tag on a rolled-back commit would name it production
+                ops.git(self.repo, "tag", "-d", j["tag"], check=False)
+            self.journal.unlink()
+            return [f"rolled back the interrupted promotion of {j['branch']} to {j['base'][:10]} (the candidate "
+                    f"stays on {j['branch']})"]
+        why = self.dirty()
+        if why:
+            raise ProductionInconsistent(
+                f"production checkout {self.repo} is not consistent ({why}): restore it with `dvc checkout --force` "
+                f"(or `git reset --hard {self.tag() or 'HEAD'} && dvc checkout --force`), or commit the change, then "
+                "rerun")
+        return []
+
+    # -- candidates ------------------------------------------------------------------------------------------------
+    def open_candidate(self, run_id: str) -> tuple[Path, str, str]:
+        """A throw-away worktree on ``retrain/<run_id>`` from production sharing the DVC cache: (path, branch, base)."""
+        return ops.open_worktree(self.repo, run_id)
+
+    def close_candidate(self, ws: Path, branch: str, keep_branch: bool) -> None:
+        ops.close_worktree(self.repo, ws, branch, keep_branch)
+
+    # -- the transaction -------------------------------------------------------------------------------------------
+    def promote(self, branch: str, base: str, message: str) -> str:
+        """Make ``branch`` production (merge → dvc checkout → tag) or raise PromotionFailed with production at base."""
+        if self.head() != base:
+            raise PromotionFailed("the production checkout moved during the retrain; rerun to retrain on top of it")
+        why = self.dirty()
+        if why:
+            raise PromotionFailed(f"the production checkout is not clean ({why}); nothing moved")
+        target = ops.git(self.repo, "rev-parse", f"{branch}^{{commit}}")
+        tag = self._new_tag_name()
+        write_text_atomic(self.journal, json.dumps({"base": base, "target": target, "branch": branch, "tag": tag}))
+        try:
+            ops.git(self.repo, "merge", "-q", "--ff-only", branch)
+            _fault("after_merge")
+            ops.dvc_retrying(self.repo, "checkout")
+            _fault("after_checkout")
+            ops.git(self.repo, "tag", "-a", tag, "-m", message)
+            _fault("after_tag")
+        except ops.CommandFailed as err:
+            self.rollback(base)
+            ops.git(self.repo, "tag", "-d", tag, check=False)
+            self.journal.unlink(missing_ok=True)
+            raise PromotionFailed(f"{str(err).splitlines()[0]} (rolled back to {base[:10]})") from err
+        self.journal.unlink()
+        return tag
+
+    def rollback(self, base: str) -> None:
+        """Production back to ``base``: its commit and its data (the cache holds both, promotion only added)."""
+        ops.git(self.repo, "reset", "-q", "--hard", base)
+        ops.dvc_retrying(self.repo, "checkout", "--force")
+
+    def _new_tag_name(self) -> str:
+        stamp = time.strftime("prod-%Y%m%d-%H%M%S", time.gmtime())
+        tag, n = stamp, 1
+        while ops.git(self.repo, "tag", "--list", tag):
+            n += 1
+            tag = f"{stamp}-{n}"
+        return tag
+
+
+def _status_line(status: dict) -> str:
+    """``dvc status --json`` in a few words: ``path (modified), ...``."""
+    items = []
+    for entries in status.values():
+        for e in entries if isinstance(entries, list) else [entries]:
+            if isinstance(e, dict):
+                for kind in ("changed outs", "changed deps"):
+                    items += [f"{p} ({s})" for p, s in (e.get(kind) or {}).items()]
+            elif isinstance(e, str):
+                items.append(e)
+    return ", ".join(items[:5]) or json.dumps(status)[:200]
