@@ -66,9 +66,9 @@ class ProductionCheckout:
         changed = ops.git(self.repo, "status", "--porcelain", "--untracked-files=no")
         if changed:
             return "uncommitted git changes: " + ", ".join(line[3:] for line in changed.splitlines()[:5])
-        status = json.loads(ops.dvc(self.repo, "status", "--json").stdout or "{}")
-        if status:
-            return "DVC-tracked data differs from dvc.lock/.dvc files: " + _status_line(status)
+        outs = _changed_outs(json.loads(ops.dvc(self.repo, "status", "--json").stdout or "{}"))
+        if outs:  # changed deps alone are a stale lock committed as such, not data a promotion would overwrite
+            return "DVC-tracked outputs differ from dvc.lock/.dvc files: " + ", ".join(outs[:5])
         return ""
 
     # -- runs start here -------------------------------------------------------------------------------------------
@@ -148,14 +148,7 @@ class ProductionCheckout:
         return tag
 
 
-def _status_line(status: dict) -> str:
-    """``dvc status --json`` in a few words: ``path (modified), ...``."""
-    items = []
-    for entries in status.values():
-        for e in entries if isinstance(entries, list) else [entries]:
-            if isinstance(e, dict):
-                for kind in ("changed outs", "changed deps"):
-                    items += [f"{p} ({s})" for p, s in (e.get(kind) or {}).items()]
-            elif isinstance(e, str):
-                items.append(e)
-    return ", ".join(items[:5]) or json.dumps(status)[:200]
+def _changed_outs(status: dict) -> list[str]:
+    """The outputs ``dvc status --json`` reports as changed: ``["models/student.pt (modified)", ...]``."""
+    return [f"{p} ({s})" for entries in status.values() for e in entries if isinstance(e, dict)
+            for p, s in (e.get("changed outs") or {}).items()]
