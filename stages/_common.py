@@ -42,6 +42,13 @@ def write_history(history: list[dict[str, float]], path: str) -> None:
         pd.DataFrame(history).to_csv(tmp, index=False)
 
 
+def frames_identity(params: Params) -> dict:
+    """The frames params that shape the clips a training run reads (not workers/timeouts): part of its resume identity."""
+    f = params.frames
+    return {"num_frames": f.num_frames, "size": f.size, "train_sampling": f.train_sampling, "stride": f.stride,
+            "clips_per_video": f.clips_per_video, "min_decoded_fraction": f.min_decoded_fraction}
+
+
 def train_and_save(name: str, params: Params, frames_dir: str, clip_dirs: list[str], model_cfg, out: str, history: str,
                    teacher=None, kd=None, teacher_logits: str | None = None) -> None:
     """Train one classifier on the cached frames and save it with its training curve (shared by the train stages).
@@ -65,7 +72,7 @@ def train_and_save(name: str, params: Params, frames_dir: str, clip_dirs: list[s
     try:
         model, result = train_classifier(index, len(classes), [Path(d) for d in clip_dirs], model_cfg, params.train,
                                          params.seed, teacher, kd, desc=name, teacher_logits=teacher_logits, rt=rt,
-                                         resume_path=resume)
+                                         resume_path=resume, context={"frames": frames_identity(params)})
     except ValueError as err:  # bad arch / input size / pretrained file / logit cache: one line
         shutdown(rt)
         sys.exit(f"error: {err}")

@@ -10,15 +10,15 @@ from _common import params_or_exit
 from dlkdd.data.footage import FootageError, footage_manifest
 from dlkdd.data.frames import MANIFEST_COLUMNS, REQUIRED_SPLITS, SamplingSpec, build_frame_cache
 
-SAMPLING = ("uniform", "random")
-
 
 def read_manifest(path: Path) -> tuple[pd.DataFrame, list[str]]:
     """The manifest and its class list (``classes.txt`` beside it, else derived from the labels); exits on errors."""
     if not path.is_file():
         sys.exit(f"error: manifest {path} not found: run `dvc repro generate` or a `dlkdd import-*` command")
     try:
-        manifest = pd.read_csv(path)
+        # paths and ids stay text ("001" is not 1); a user's ``root`` column is checked by the frame cache, which
+        # trusts only the landed-footage folder as a root outside the dataset
+        manifest = pd.read_csv(path, dtype={"path": str, "video_id": str, "root": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         sys.exit(f"error: {path} is not a readable CSV: {str(err).splitlines()[0]}")
     missing = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
@@ -42,15 +42,12 @@ def main() -> None:
     args = ap.parse_args()
     params = params_or_exit()
     f = params.frames
-    if f.train_sampling not in SAMPLING:
-        sys.exit(f"error: params.yaml: frames.train_sampling must be one of {SAMPLING}, not '{f.train_sampling}'")
-    if f.workers < 1 or f.clips_per_video < 1 or f.num_frames < 1 or f.size < 1 or f.stride < 0:
-        sys.exit("error: params.yaml: frames.workers, clips_per_video, num_frames and size must be >= 1, stride >= 0")
     manifest_path = Path(args.manifest)
     root = Path(args.root) if args.root else manifest_path.parent
     if not root.is_dir():
         sys.exit(f"error: dataset root {root} is not a folder (set data.root in params.yaml)")
     manifest, classes = read_manifest(manifest_path)
+    trusted: tuple[str, ...] = ()  # row roots outside the dataset root that rows may have: landed footage's folder
     if args.footage:
         try:
             extra = footage_manifest(args.footage, classes)
@@ -59,11 +56,17 @@ def main() -> None:
         if len(extra):  # an empty footage folder leaves the manifest (and so every result) unchanged
             print(f"frames: + {len(extra)} landed footage clips from {args.footage}")
             manifest = pd.concat([manifest, extra], ignore_index=True)
+            trusted = tuple(sorted(set(extra["root"])))
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
     spec = SamplingSpec(clips_per_video=f.clips_per_video, train_sampling=f.train_sampling, stride=f.stride,
-                        min_decoded_fraction=f.min_decoded_fraction, seed=params.seed)
-    result = build_frame_cache(manifest, root, out, f.num_frames, f.size, classes, workers=f.workers, spec=spec)
+                        min_decoded_fraction=f.min_decoded_fraction, seed=params.seed,
+                        decode_timeout_s=f.decode_timeout_s)
+    try:
+        result = build_frame_cache(manifest, root, out, f.num_frames, f.size, classes, workers=f.workers, spec=spec,
+                                   trusted_roots=trusted)
+    except ValueError as err:  # two rows would write one clip file
+        sys.exit(f"error: {manifest_path}: {err}")
     print(result.summary())
     if result.ready == 0:
         sys.exit(f"error: no usable clips in {manifest_path}: every one is quarantined, see {out / 'quarantine.csv'}")

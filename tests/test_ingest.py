@@ -16,7 +16,7 @@ import yaml
 from dlkdd.config import GenerateConfig
 from dlkdd.data.frames import SamplingSpec, build_frame_cache, read_index
 from dlkdd.data.importers import read_csv_manifest, write_import
-from dlkdd.data.video import probe_video, read_video, sample_clips
+from dlkdd.data.video import open_video, read_video, sample_clips
 from footage import corrupt, set_avi_frame_count, truncate, write_clip
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,8 +126,8 @@ def test_decoding_survives_odd_real_files(tmp_path):
     assert read_video(odd)[0].shape == (6, 24, 96, 3)
     g, _ = read_video(gray)
     assert g.shape == (6, 48, 32, 3) and (g[..., 0] == g[..., 1]).all()
-    frames, fps, reported = probe_video(liar)
-    assert reported == 5 and len(frames) == 30 and fps == 15.0  # the real count wins
+    frames, fps = read_video(liar)
+    assert open_video(liar)[2] == 5 and len(frames) == 30 and fps == 15.0  # the real count wins
     m = pd.DataFrame([{"path": p.name, "label": 0, "class_name": "a", "split": "test", "video_id": p.stem}
                       for p in (odd, gray, short, liar)])
     res = build_frame_cache(m, tmp_path, tmp_path / "f", 8, 16, ["a"], spec=SamplingSpec(min_decoded_fraction=0.9))

@@ -25,14 +25,14 @@ class Killed(Exception):
     pass
 
 
-def _train(frames, cfg, resume=None, kill_after=None, **kw):
+def _train(frames, cfg, resume=None, kill_after=None, seed=3, model_cfg=TINY, **kw):
     index, classes = read_index(frames)
 
     def hook(epoch, row):  # the process "dies" right after this epoch's checkpoint was written
         if epoch == kill_after:
             raise Killed
 
-    return train_classifier(index, len(classes), [frames / "clips"], TINY, cfg, seed=3, resume_path=resume,
+    return train_classifier(index, len(classes), [frames / "clips"], model_cfg, cfg, seed=seed, resume_path=resume,
                             on_epoch_end=hook, **kw)
 
 
@@ -59,6 +59,86 @@ def test_resume_state_for_another_config_is_ignored(tiny_frames, tmp_path):
         _train(tiny_frames, _cfg(epochs=2), resume=ckpt, kill_after=1)
     _, res = _train(tiny_frames, _cfg(epochs=2, lr=1e-3), resume=ckpt)
     assert [r["epoch"] for r in res.history] == [1, 2]  # started fresh, did not resume at epoch 2
+
+
+def _copy_frames(src, dest):
+    import shutil
+
+    shutil.copytree(src, dest)
+    return dest
+
+
+def _kill_then_change(tmp_path, capsys, frames, change):
+    """Kill a run after epoch 1, apply ``change`` (returns the kwargs of the second run), re-run: its history and log."""
+    ckpt = tmp_path / "state" / "baseline.pt"
+    with pytest.raises(Killed):
+        _train(frames, _cfg(epochs=2), resume=ckpt, kill_after=1)
+    capsys.readouterr()
+    _, res = _train(**{"frames": frames, "cfg": _cfg(epochs=2), "resume": ckpt, **change()})
+    return [r["epoch"] for r in res.history], capsys.readouterr().out
+
+
+def test_resume_state_is_kept_when_nothing_changed(tiny_frames, tmp_path, capsys):
+    epochs, out = _kill_then_change(tmp_path, capsys, tiny_frames, dict)
+    assert epochs == [1, 2] and "resuming after epoch 1" in out  # history carries epoch 1 from the killed run
+
+
+def test_resume_state_from_another_seed_is_ignored(tiny_frames, tmp_path, capsys):
+    epochs, out = _kill_then_change(tmp_path, capsys, tiny_frames, lambda: {"seed": 4})
+    assert "resuming" not in out and "seed changed (3 → 4); starting fresh" in out, out
+
+
+def test_resume_state_from_another_dropout_is_ignored(tiny_frames, tmp_path, capsys):
+    epochs, out = _kill_then_change(tmp_path, capsys, tiny_frames,
+                                    lambda: {"model_cfg": ModelConfig(arch="tiny3d", dropout=0.1)})
+    assert "resuming" not in out and "model.dropout changed (0.3 → 0.1)" in out, out
+
+
+def test_resume_state_from_other_clip_bytes_is_ignored(tiny_frames, tmp_path, capsys):
+    import numpy as np
+
+    frames = _copy_frames(tiny_frames, tmp_path / "frames")
+    index, _ = read_index(frames)
+
+    def change():  # one train clip's pixels change, same shape, same index
+        f = frames / "clips" / f"{index[index.split == 'train'].clip_id.astype(str).iloc[0]}.npy"
+        clip = np.load(f)
+        np.save(f, 255 - clip)
+        return {}
+
+    epochs, out = _kill_then_change(tmp_path, capsys, frames, change)
+    assert "resuming" not in out and "clips content changed" in out and "index" not in out, out
+
+
+def test_resume_state_from_another_frame_size_is_ignored(tiny_dataset, tiny_frames, tmp_path, capsys):
+    import pandas as pd
+
+    from dlkdd.data.frames import build_frame_cache
+
+    def rebuild():  # the frames stage re-run with frames.size 24 into the same folder
+        import shutil
+
+        shutil.rmtree(frames)
+        build_frame_cache(pd.read_csv(tiny_dataset), tiny_dataset.parent, frames, 4, 24, ["Drink", "Jump", "Sit"])
+        return {}
+
+    frames = _copy_frames(tiny_frames, tmp_path / "frames")
+    epochs, out = _kill_then_change(tmp_path, capsys, frames, rebuild)
+    assert "resuming" not in out and "clip_shape changed ([4, 32, 32] → [4, 24, 24])" in out, out
+
+
+def test_resume_state_with_other_teacher_logits_is_ignored(tiny_frames, tmp_path, capsys):
+    index, classes = read_index(tiny_frames)
+    n = int((index.split == "train").sum())
+    torch.manual_seed(0)
+    logits = torch.randn(n, 2, len(classes))
+    ckpt = tmp_path / "state" / "student.pt"
+    with pytest.raises(Killed):
+        _train(tiny_frames, _cfg(epochs=2), resume=ckpt, kill_after=1, kd=KDConfig(), teacher_logits=logits)
+    capsys.readouterr()
+    _, res = _train(tiny_frames, _cfg(epochs=2), resume=ckpt, kd=KDConfig(), teacher_logits=logits + 1)
+    out = capsys.readouterr().out
+    assert "resuming" not in out and "teacher content changed" in out, out
 
 
 def test_cached_and_online_kd_give_the_same_loss_on_the_same_batch(tiny_frames, tmp_path):

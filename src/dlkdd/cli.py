@@ -86,6 +86,10 @@ def import_dataset(args: argparse.Namespace) -> int:
     except (imp.DatasetImportError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except UnicodeError as err:  # the readers turn bad bytes into a DatasetImportError; never a traceback anyway
+        print(f"error: text that is not UTF-8 ({err}); save lists as UTF-8 and rename files with such names",
+              file=sys.stderr)
+        return 2
     print(result.summary())
     print(f"next: set data.manifest: {result.manifest} and data.root: {args.root} in params.yaml, then `dvc repro`")
     return 0

@@ -6,7 +6,8 @@ and ``-S kd.temperature=4`` arrives as the float ``4.0``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,45 @@ from omegaconf.errors import OmegaConfBaseException
 ARID_CLASSES = ["Drink", "Jump", "Pick", "Pour", "Push", "Run", "Sit", "Stand", "Turn", "Walk", "Wave"]
 
 
+ENHANCE_METHODS = ("gamma", "hist_eq", "clahe", "lime", "zerodce")
+# models/build.py builds exactly these (tests/test_config.py checks the two lists agree)
+ARCHS = ("tiny3d", "r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v1_b", "swin3d_t")
+
+
 class ConfigError(ValueError):
     """A params file that does not match the schema; the message is one line naming the key."""
+
+
+# Field constructors carrying each value's allowed range or choices in the dataclass metadata; parse_params checks
+# them after OmegaConf's type check, so a bad value fails once here instead of at (or never at) its use site.
+def between(default: float, low: float | None = None, high: float | None = None, low_open: bool = False) -> Any:
+    """A number in [low, high] (either side open-ended when None; ``low_open``: low itself excluded)."""
+    return field(default=default, metadata={"low": low, "high": high, "low_open": low_open})
+
+
+def fraction(default: float) -> Any:
+    """A share in [0, 1]."""
+    return between(default, 0, 1)
+
+
+def count(default: int) -> Any:
+    """A count: >= 1."""
+    return between(default, 1)
+
+
+def nonneg(default: float) -> Any:
+    """A time, weight or count that may be 0: >= 0."""
+    return between(default, 0)
+
+
+def positive(default: float) -> Any:
+    """A scale, rate or time that must be > 0."""
+    return between(default, 0, low_open=True)
+
+
+def choice(*options: str) -> Any:
+    """A string that must be one of ``options``; the first is the default."""
+    return field(default=options[0], metadata={"choices": options})
 
 
 @dataclass
@@ -26,29 +64,30 @@ class GenerateConfig:
 
     seed: int = 0  # the data's seed, apart from the training seed so seed sweeps retrain on the same footage
     classes: list[str] = field(default_factory=lambda: list(ARID_CLASSES))
-    train_per_class: int = 30
-    val_per_class: int = 8
-    test_per_class: int = 10
-    num_frames: int = 32  # frames per written video
-    width: int = 160
-    height: int = 120
-    fps: float = 15.0
-    container: str = "avi"  # avi (MJPG) or mp4 (mp4v)
-    luma_min: float = 5.0  # target mean luma range of a dark clip, 0..255
-    luma_max: float = 30.0
-    read_noise: float = 2.0  # sensor read noise, digital numbers
-    gain: float = 0.8  # digital numbers per photo-electron: higher = noisier
+    train_per_class: int = count(30)
+    val_per_class: int = count(8)
+    test_per_class: int = count(10)
+    num_frames: int = count(32)  # frames per written video
+    width: int = count(160)
+    height: int = count(120)
+    fps: float = positive(15.0)
+    container: str = choice("avi", "mp4")  # avi (MJPG) or mp4 (mp4v)
+    luma_min: float = between(5.0, 0, 255)  # target mean luma range of a dark clip, 0..255
+    luma_max: float = between(30.0, 0, 255)
+    read_noise: float = nonneg(2.0)  # sensor read noise, digital numbers
+    gain: float = positive(0.8)  # digital numbers per photo-electron: higher = noisier
 
 
 @dataclass
 class FramesConfig:
-    num_frames: int = 8  # frames sampled per clip (uniform segments)
-    size: int = 64  # frames are resized to size x size
-    workers: int = 1  # decoding processes (results keep the manifest order)
-    clips_per_video: int = 1  # clips cut from each val/test video for video-level evaluation
-    train_sampling: str = "uniform"  # uniform (segment centres) | random (seeded random frame per segment)
-    stride: int = 0  # 0 = segments over the whole video; > 0 = a window of num_frames this many frames apart
-    min_decoded_fraction: float = 0.9  # quarantine files decoding fewer than this share of their reported frames
+    num_frames: int = count(8)  # frames sampled per clip (uniform segments)
+    size: int = count(64)  # frames are resized to size x size
+    workers: int = count(1)  # decoding processes (results keep the manifest order)
+    clips_per_video: int = count(1)  # clips cut from each val/test video for video-level evaluation
+    train_sampling: str = choice("uniform", "random")  # uniform (segment centres) | random (seeded random frame per segment)
+    stride: int = nonneg(0)  # 0 = segments over the whole video; > 0 = a window of num_frames this many frames apart
+    min_decoded_fraction: float = fraction(0.9)  # quarantine files decoding fewer than this share of their reported frames
+    decode_timeout_s: float = positive(120.0)  # an isolated decoder with no decoded frame this long is stuck: quarantined
 
 
 @dataclass
@@ -61,38 +100,38 @@ class DataConfig:
 
 @dataclass
 class ClaheConfig:
-    clip_limit: float = 2.0  # contrast limit per tile histogram (OpenCV clipLimit)
-    tile: int = 8  # tile grid is tile x tile per frame
+    clip_limit: float = positive(2.0)  # contrast limit per tile histogram (OpenCV clipLimit)
+    tile: int = count(8)  # tile grid is tile x tile per frame
 
 
 @dataclass
 class LimeConfig:
-    gamma: float = 0.8  # illumination map is raised to this power before dividing; < 1 keeps some darkness
-    sigma: float = 2.0  # Gaussian smoothing of the max-RGB illumination map, in pixels
-    eps: float = 0.02  # floor of the illumination map (0..1): caps the gain in pure-black regions
+    gamma: float = nonneg(0.8)  # illumination map is raised to this power before dividing; < 1 keeps some darkness
+    sigma: float = nonneg(2.0)  # Gaussian smoothing of the max-RGB illumination map, in pixels
+    eps: float = between(0.02, 0, 1, low_open=True)  # floor of the illumination map (0..1): caps the gain in pure-black regions
 
 
 @dataclass
 class ZeroDCEConfig:
     """Training of Zero-DCE on the dataset's own dark train frames (zero-reference: no labels, no bright pairs)."""
 
-    epochs: int = 10
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 32
-    crop: int = 32  # random square crop per training frame, pixels (the net is fully convolutional)
-    frames_per_clip: int = 2  # train frames drawn from each cached train clip
-    exposure: float = 0.6  # target mean level E of 16x16 patches, 0..1
-    w_spa: float = 1.0  # spatial consistency
-    w_exp: float = 10.0  # exposure control
-    w_col: float = 5.0  # colour constancy
-    w_tv: float = 200.0  # illumination smoothness of the curve maps
+    epochs: int = count(10)
+    lr: float = positive(1e-3)
+    weight_decay: float = nonneg(1e-4)
+    batch_size: int = count(32)
+    crop: int = count(32)  # random square crop per training frame, pixels (the net is fully convolutional)
+    frames_per_clip: int = count(2)  # train frames drawn from each cached train clip
+    exposure: float = fraction(0.6)  # target mean level E of 16x16 patches, 0..1
+    w_spa: float = nonneg(1.0)  # spatial consistency
+    w_exp: float = nonneg(10.0)  # exposure control
+    w_col: float = nonneg(5.0)  # colour constancy
+    w_tv: float = nonneg(200.0)  # illumination smoothness of the curve maps
 
 
 @dataclass
 class EnhanceConfig:
-    method: str = "gamma"  # gamma | hist_eq | clahe | lime | zerodce (params.yaml ships clahe: see the KD study)
-    gamma: float = 0.4  # out = in ** gamma on [0, 1]; < 1 brightens
+    method: str = choice(*ENHANCE_METHODS)  # gamma | hist_eq | clahe | lime | zerodce (params.yaml ships clahe: see the KD study)
+    gamma: float = positive(0.4)  # out = in ** gamma on [0, 1]; < 1 brightens
     clahe: ClaheConfig = field(default_factory=ClaheConfig)
     lime: LimeConfig = field(default_factory=LimeConfig)
     zerodce: ZeroDCEConfig = field(default_factory=ZeroDCEConfig)
@@ -100,47 +139,47 @@ class EnhanceConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = "tiny3d"  # tiny3d | r3d_18 | mc3_18 | r2plus1d_18 | s3d | swin3d_t | mvit_v1_b (16x224x224 only)
-    dropout: float = 0.3
+    arch: str = choice(*ARCHS)  # tiny3d | r3d_18 | mc3_18 | r2plus1d_18 | s3d | swin3d_t | mvit_v1_b (16x224x224 only)
+    dropout: float = fraction(0.3)
     pretrained: str = ""  # local state-dict file to start from ("" = random init); never downloaded
-    width: int = 24  # tiny3d only: first block's channels (params ~ width²: 12 ≈ 0.13M, 24 ≈ 0.53M, 48 ≈ 2.1M)
+    width: int = count(24)  # tiny3d only: first block's channels (params ~ width²: 12 ≈ 0.13M, 24 ≈ 0.53M, 48 ≈ 2.1M)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 30
-    batch_size: int = 16
-    lr: float = 3e-3
-    weight_decay: float = 1e-2
-    label_smoothing: float = 0.0
+    epochs: int = count(30)
+    batch_size: int = count(16)
+    lr: float = positive(3e-3)
+    weight_decay: float = nonneg(1e-2)
+    label_smoothing: float = fraction(0.0)
     hflip: bool = True  # random horizontal flip, applied identically to the teacher's and student's view
-    threads: int = 2  # torch CPU threads; fixed so runs reproduce on this machine kind
-    optimizer: str = "adamw"  # adamw | sgd (momentum 0.9, nesterov)
-    schedule: str = "onecycle"  # onecycle | cosine | step (cosine/step: linear warm-up first)
-    warmup_epochs: float = 0.0  # linear warm-up length for cosine/step
-    step_size: int = 10  # step schedule: multiply lr by step_gamma every step_size epochs
-    step_gamma: float = 0.1
-    grad_clip: float = 0.0  # max gradient L2 norm; 0 = off
-    accumulate: int = 1  # gradient accumulation steps (effective batch = batch_size * accumulate * world size)
-    amp: str = "bf16"  # CUDA autocast dtype: bf16 | fp16 (+GradScaler) | off; ignored on CPU
+    threads: int = count(2)  # torch CPU threads; fixed so runs reproduce on this machine kind
+    optimizer: str = choice("adamw", "sgd")  # adamw | sgd (momentum 0.9, nesterov)
+    schedule: str = choice("onecycle", "cosine", "step")  # onecycle | cosine | step (cosine/step: linear warm-up first)
+    warmup_epochs: float = nonneg(0.0)  # linear warm-up length for cosine/step
+    step_size: int = count(10)  # step schedule: multiply lr by step_gamma every step_size epochs
+    step_gamma: float = positive(0.1)
+    grad_clip: float = nonneg(0.0)  # max gradient L2 norm; 0 = off
+    accumulate: int = count(1)  # gradient accumulation steps (effective batch = batch_size * accumulate * world size)
+    amp: str = choice("bf16", "fp16", "off")  # CUDA autocast dtype: bf16 | fp16 (+GradScaler) | off; ignored on CPU
     channels_last: bool = True  # channels_last_3d memory format on CUDA
     compile: bool = False  # torch.compile the model
-    patience: int = 0  # early stopping: stop after this many epochs without a better val top-1; 0 = off
+    patience: int = nonneg(0)  # early stopping: stop after this many epochs without a better val top-1; 0 = off
     deterministic: bool = True  # deterministic kernels (torch.use_deterministic_algorithms)
-    num_workers: int = 0  # DataLoader worker processes (0 = in the main process; clips are in memory)
+    num_workers: int = nonneg(0)  # DataLoader worker processes (0 = in the main process; clips are in memory)
     resume_dir: str = ".dlkdd_resume"  # per-epoch checkpoints for resuming a killed run (outside DVC outs); "" = off
 
 
 @dataclass
 class KDConfig:
-    temperature: float = 4.0
-    alpha: float = 0.5  # weight of the KD term; 0 = plain cross-entropy
-    teacher_logits: str = "cached"  # cached: read the teacher_logits stage's artifact | online: run the teacher
+    temperature: float = positive(4.0)
+    alpha: float = fraction(0.5)  # weight of the KD term; 0 = plain cross-entropy
+    teacher_logits: str = choice("cached", "online")  # cached: read the teacher_logits stage's artifact | online: run the teacher
 
 
 @dataclass
 class EvaluateConfig:
-    latency_clips: int = 20  # clips timed for the inference-cost figure
+    latency_clips: int = count(20)  # clips timed for the inference-cost figure
 
 
 BRIGHTNESS_COLUMNS = ["luma_mean", "luma_p05", "luma_p50", "luma_p95", "dark_fraction"]
@@ -150,24 +189,24 @@ BRIGHTNESS_COLUMNS = ["luma_mean", "luma_p05", "luma_p50", "luma_p95", "dark_fra
 class ValidateConfig:
     """Data-quality gate on the per-clip statistics (src/dlkdd/quality); every bound of every check lives here."""
 
-    luma_mean_min: float = 2.0  # mean luma of every clip must lie in [min, max] of 255: dark, but not black
-    luma_mean_max: float = 45.0
-    dark_fraction_mean_min: float = 0.2  # batch mean of the share of pixels with luma < 16
-    dark_fraction_mean_max: float = 1.0
-    noise_min: float = 0.05  # sensor noise (luma DN) of every clip; a frozen or blank feed has none
-    fps_min: float = 5.0
-    fps_max: float = 120.0
-    side_min: int = 16  # clip height and width in pixels
-    side_max: int = 4096
-    min_clips: int = 1  # row count of the batch
-    class_share_ratio_min: float = 0.5  # each class's share of the train split / (1 / num_classes)
-    class_share_ratio_max: float = 2.0
-    mostly: float = 1.0  # share of clips that must pass each per-clip check (GX `mostly`)
+    luma_mean_min: float = between(2.0, 0, 255)  # mean luma of every clip must lie in [min, max] of 255: dark, but not black
+    luma_mean_max: float = between(45.0, 0, 255)
+    dark_fraction_mean_min: float = fraction(0.2)  # batch mean of the share of pixels with luma < 16
+    dark_fraction_mean_max: float = fraction(1.0)
+    noise_min: float = nonneg(0.05)  # sensor noise (luma DN) of every clip; a frozen or blank feed has none
+    fps_min: float = nonneg(5.0)
+    fps_max: float = nonneg(120.0)
+    side_min: int = count(16)  # clip height and width in pixels
+    side_max: int = count(4096)
+    min_clips: int = count(1)  # row count of the batch
+    class_share_ratio_min: float = nonneg(0.5)  # each class's share of the train split / (1 / num_classes)
+    class_share_ratio_max: float = nonneg(2.0)
+    mostly: float = fraction(1.0)  # share of clips that must pass each per-clip check (GX `mostly`)
     drift_columns: list[str] = field(default_factory=lambda: list(BRIGHTNESS_COLUMNS))
     drift_method: str = "ks"  # Evidently stattest per column (ks, wasserstein, psi, ...)
-    drift_threshold: float = 0.05  # the method's threshold (p-value for ks, distance for wasserstein)
-    drift_share: float = 0.5  # the drift check fails when this share of drift_columns (or more) drifted
-    worst: int = 5  # worst offending clips named in the summary per failed check
+    drift_threshold: float = nonneg(0.05)  # the method's threshold (p-value for ks, distance for wasserstein)
+    drift_share: float = fraction(0.5)  # the drift check fails when this share of drift_columns (or more) drifted
+    worst: int = nonneg(5)  # worst offending clips named in the summary per failed check
     warn_only: list[str] = field(default_factory=list)  # check names downgraded to warnings (printed + recorded)
 
 
@@ -176,7 +215,7 @@ class CIConfig:
     """The CI metric gate (.ci/metrics_gate.py); read by no stage, so changing it re-runs nothing."""
 
     metric: str = "student.top1"
-    tolerance: float = 0.02  # largest allowed absolute drop
+    tolerance: float = nonneg(0.02)  # largest allowed absolute drop
     baseline_rev: str = "HEAD"  # the committed metrics to compare with
 
 
@@ -186,12 +225,12 @@ class RetrainConfig:
 
     inbox: str = "inbox"  # folder polled for new clips: <inbox>/<Class>/*.mp4|avi (labelled) or <inbox>/*.mp4
     quarantine: str = "quarantine"  # rejected clips + <clip>.reason.txt
-    poll_interval_s: int = 300  # how often the watch deployment looks at the inbox
-    settle_s: float = 10.0  # a clip must be unmodified this long (still being copied otherwise)
+    poll_interval_s: int = count(300)  # how often the watch deployment looks at the inbox
+    settle_s: float = nonneg(10.0)  # a clip must be unmodified this long (still being copied otherwise)
     metric: str = "student.top1"  # key in metrics/evaluate.json compared against production
     tolerance: float = 0.01  # promote if new >= production - tolerance
-    push_retries: int = 3  # `dvc push` attempts after the first
-    push_retry_delay_s: float = 10.0
+    push_retries: int = nonneg(3)  # `dvc push` attempts after the first
+    push_retry_delay_s: float = nonneg(10.0)
 
 
 @dataclass
@@ -219,8 +258,56 @@ def _one_line(err: OmegaConfBaseException) -> str:
     return f"bad value for '{key}': {msg}" if key else msg
 
 
+def _num(v: float) -> str:
+    return f"{v:g}"
+
+
+def _field_error(key: str, value: Any, meta: Mapping[str, Any]) -> str | None:
+    """Why ``value`` breaks the range or choices in ``meta`` (one line naming ``key``), or None."""
+    if "choices" in meta:
+        if value not in meta["choices"]:
+            return f"{key}={value!r} is not a valid choice: must be one of {', '.join(meta['choices'])}"
+        return None
+    low, high, low_open = meta.get("low"), meta.get("high"), meta.get("low_open", False)
+    if low is None and high is None:
+        return None
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and value > high
+    if not (too_low or too_high):
+        return None
+    if low is not None and high is not None:
+        rule = f"in {'(' if low_open else '['}{_num(low)}, {_num(high)}]"
+    elif low is not None:
+        rule = f"{'>' if low_open else '>='} {_num(low)}"
+    else:
+        rule = f"<= {_num(high)}"
+    return f"{key}={value!r} is out of range: must be {rule}"
+
+
+# (lower key, upper key) pairs that must be ordered, within their section
+ORDERED = [("luma_min", "luma_max"), ("luma_mean_min", "luma_mean_max"),
+           ("dark_fraction_mean_min", "dark_fraction_mean_max"), ("fps_min", "fps_max"), ("side_min", "side_max"),
+           ("class_share_ratio_min", "class_share_ratio_max")]
+
+
+def check_ranges(obj: Any, prefix: str = "") -> str | None:
+    """The first range/choice violation in a (nested) config dataclass as one line, or None if all hold."""
+    for f in fields(obj):
+        key, value = f"{prefix}{f.name}", getattr(obj, f.name)
+        if is_dataclass(value):
+            err = check_ranges(value, f"{key}.")
+        else:
+            err = _field_error(key, value, f.metadata)
+        if err:
+            return err
+    for lo, hi in ORDERED:
+        if hasattr(obj, lo) and getattr(obj, lo) > getattr(obj, hi):
+            return f"{prefix}{lo}={getattr(obj, lo)!r} is out of range: must be <= {prefix}{hi}={getattr(obj, hi)!r}"
+    return None
+
+
 def parse_params(raw: dict[str, Any] | None, source: str = "params") -> Params:
-    """Validate a plain dict against :class:`Params`; raise :class:`ConfigError` with one line."""
+    """Validate a plain dict against :class:`Params` (keys, types, ranges, choices); raise :class:`ConfigError`."""
     schema = OmegaConf.structured(Params)
     try:
         merged = OmegaConf.merge(schema, OmegaConf.create(raw or {}))
@@ -228,6 +315,9 @@ def parse_params(raw: dict[str, Any] | None, source: str = "params") -> Params:
     except OmegaConfBaseException as err:
         raise ConfigError(f"{source}: {_one_line(err)}") from None
     assert isinstance(params, Params)
+    err = check_ranges(params)
+    if err:
+        raise ConfigError(f"{source}: {err}")
     return params
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,9 +27,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from dlkdd.atomic import atomic_path
+from dlkdd import faults
+from dlkdd.atomic import atomic_path, write_csv_atomic, write_text_atomic
 from dlkdd.data.clipstats import LumaStats
-from dlkdd.data.video import (VideoDecodeError, grab_frames, no_frames_error, open_video, resize_frame,
+from dlkdd.data.untrusted import Failure, map_isolated
+from dlkdd.data.video import (VideoDecodeError, check_complete, decode_planned, printable, resize_frame,
                               sample_clips)
 
 INDEX_COLUMNS = ["clip_id", "path", "label", "class_name", "split", "video_id"]
@@ -65,6 +66,7 @@ class SamplingSpec:
     stride: int = 0  # 0 = segments over the whole clip; > 0 = a window of frames this far apart
     min_decoded_fraction: float = 0.0  # quarantine a file decoding fewer than this share of its reported frames
     seed: int = 0
+    decode_timeout_s: float = 120.0  # a file whose decoder makes no progress this long is quarantined (timeout)
 
 
 @dataclass
@@ -76,39 +78,17 @@ class _Outcome:
 
 def decode_for_cache(path: Path, plan: Callable[[int], list[np.ndarray]]
                      ) -> tuple[list[list[np.ndarray]], dict[str, float], int]:
-    """Decode ``path``, keeping only the frames ``plan(frame_count)`` asks for (index arrays, one per clip) and the
-    frame after a few of them (:func:`frames_to_keep`), from which the stats row is computed. Returns the clips' BGR
-    frames, the stats row and the container's frame count (0 when implausible).
-
-    The plan needs the real frame count, which containers misreport: the reported count is trusted for one pass, and
-    when the decoded count differs the video is decoded once more on the real count (a missing count costs a cheap
-    counting pass first). Memory holds a few frames per clip whatever the video's length. A frame whose size differs
-    from the first kept one's (a mid-stream resolution change) is resized to it. Raises :class:`VideoDecodeError`.
+    """Decode ``path`` with :func:`dlkdd.data.video.decode_planned`, keeping only the frames ``plan(frame_count)``
+    asks for (index arrays, one per clip) and the frame after a few of them (:func:`frames_to_keep`), from which the
+    stats row is computed. Returns the clips' BGR frames, the stats row and the container's frame count (0 when
+    implausible). Raises :class:`VideoDecodeError`.
     """
-    cap, fps, reported = open_video(path)
-    expected = reported
-    if not expected:
-        expected = grab_frames(cap, (), path)[1]
-        cap = open_video(path)[0]
-    for _ in range(3):
-        clips = plan(expected) if expected else []
-        wanted = frames_to_keep(clips, expected)
-        got, n = grab_frames(cap, set(wanted), path)
-        if n == 0:
-            raise no_frames_error(Path(path))
-        if n == expected:
-            break
-        expected = n  # the container's count was wrong: plan again on the real one
-        cap = open_video(path)[0]
-    else:
-        raise VideoDecodeError(f"{path}: decodes to a different number of frames each time (corrupt)", "unreadable")
-    h, w = got[wanted[0]].shape[:2]
+    clips, got, n, fps, reported = decode_planned(path, plan, frames_to_keep)
+    h, w = next(iter(got.values())).shape[:2]
     stats = LumaStats()
-    for i in wanted:
-        if got[i].shape != (h, w, 3):
-            got[i] = cv2.resize(got[i], (w, h), interpolation=cv2.INTER_AREA)
+    for i in sorted(got):
         stats.add(got[i], i)
-    return [[got[int(i)] for i in idx] for idx in clips], stats.result(fps, h, w, frames=n), reported
+    return clips, stats.result(fps, h, w, frames=n), reported
 
 
 def frames_to_keep(clips: list[np.ndarray], total: int) -> list[int]:
@@ -125,12 +105,30 @@ def save_array(path: Path, arr: np.ndarray) -> None:
         np.save(fh, arr)
 
 
-def check_row(rec: dict, root: Path, num_classes: int) -> tuple[str, str] | None:
-    """Problems visible without decoding: (reason, kind), or None when the row is fine."""
-    rel = str(rec["path"])
+def check_row(rec: dict, root: Path, num_classes: int, dataset_root: Path | None = None,
+              trusted_roots: tuple[Path, ...] = ()) -> tuple[str, str] | None:
+    """Problems visible without decoding: (reason, kind), or None when the row is fine.
+
+    ``root`` is the row's effective root (its own ``root`` column, else the dataset's). The file must stay inside it
+    as written (no absolute path, no ``..``) and as resolved (no symlink out of it: that would read, cache and push
+    a file from elsewhere). With ``dataset_root`` given, a row's own ``root`` must itself lie inside the dataset root
+    or inside one of ``trusted_roots`` (the folders the caller vouches for: landed footage), so a manifest cannot
+    point a row anywhere by giving it a root.
+    """
+    rel = printable(str(rec["path"]))  # for the messages: a name that is not UTF-8 shown with its bytes escaped
+    if "\0" in rel or "\0" in str(rec.get("root", "")):  # no file has such a name (and realpath would raise)
+        return f"{rel!r}: a NUL character in the path", "malformed"
     norm = os.path.normpath(rel)
     if os.path.isabs(rel) or norm == ".." or norm.startswith(".." + os.sep):
         return f"{rel}: path escapes the dataset root {root}", "escapes_root"
+    own_root = rec.get("root")
+    if dataset_root is not None and isinstance(own_root, str) and not any(
+            is_inside(own_root, r) for r in (dataset_root, *trusted_roots)):
+        return (f"{rel}: its root column {printable(own_root)} is outside the dataset root {dataset_root}",
+                "escapes_root")
+    real = os.path.realpath(Path(root) / str(rec["path"]))
+    if not is_inside(real, root):
+        return f"{rel}: resolves to {printable(real)}, outside the root {root} (a symlink out of it)", "escapes_root"
     label = rec["label"]
     if isinstance(label, (float, np.floating)) and float(label).is_integer():
         label = int(label)  # a column with a blank cell is read as float
@@ -139,33 +137,69 @@ def check_row(rec: dict, root: Path, num_classes: int) -> tuple[str, str] | None
     return None
 
 
+def is_inside(path: str | Path, root: str | Path) -> bool:
+    """Whether ``path`` resolves (symlinks followed) to ``root`` itself or something under it."""
+    real, real_root = os.path.realpath(path), os.path.realpath(root)
+    return os.path.commonpath([real, real_root]) == real_root
+
+
+def clip_ids(rec: dict, spec: SamplingSpec) -> list[str]:
+    """The clip files a row writes (``clips/<id>.npy``): its ``video_id`` with ``/`` → ``_``, and ``__<k>`` per
+    clip when an eval row gives ``clips_per_video`` > 1 (the naming :func:`_process` uses)."""
+    vid = str(rec["video_id"]).replace("/", "_")
+    k = spec.clips_per_video if rec["split"] in EVAL_SPLITS else 1
+    return [vid + (f"__{j}" if k > 1 else "") for j in range(k)]
+
+
+def _preflight(records: list[dict], root: Path, num_classes: int, spec: SamplingSpec,
+               trusted_roots: tuple[Path, ...]) -> dict[int, dict]:
+    """The rows refused before any decoding, by manifest position → quarantine row. Raises ValueError (one line)
+    when two usable rows would write one clip file: one label would silently train on the other row's clip."""
+    refused: dict[int, dict] = {}
+    writer: dict[str, dict] = {}  # clip id -> the row writing it
+    for i, rec in enumerate(records):
+        problem = check_row(rec, _row_root(rec, root), num_classes, root, trusted_roots)
+        if problem:
+            refused[i] = {"path": printable(rec["path"]), "reason": problem[0], "kind": problem[1]}
+            continue
+        for cid in clip_ids(rec, spec):
+            other = writer.setdefault(cid, rec)
+            if other is not rec:
+                raise ValueError(
+                    f"manifest rows {other['path']} (video_id {other['video_id']}) and {rec['path']} (video_id "
+                    f"{rec['video_id']}) would both write clips/{cid}.npy: give every row its own video_id "
+                    "(or drop the duplicate row)")
+    return refused
+
+
+def _row_root(rec: dict, root: Path) -> Path:
+    """A row's effective root: its own ``root`` column when it has one (landed footage), else the dataset's."""
+    return Path(rec["root"]) if isinstance(rec.get("root"), str) else Path(root)
+
+
 def _process(job: tuple[dict, Path, Path, SamplingSpec, int, int]) -> _Outcome:
-    """Decode one video (see :func:`decode_for_cache`), cut its clips, write them; runs in a worker process. Never
-    raises on bad input."""
+    """Decode one video (see :func:`decode_for_cache`), cut its clips, write them; runs in an isolated worker process
+    (:mod:`dlkdd.data.untrusted`). Never raises on bad input."""
     rec, root, clips_dir, spec, num_classes, position = job
     problem = check_row(rec, root, num_classes)
     if problem:
         return _Outcome(bad={"path": rec["path"], "reason": problem[0], "kind": problem[1]})
     vid = str(rec["video_id"])
-    is_eval = rec["split"] in EVAL_SPLITS
-    k = spec.clips_per_video if is_eval else 1
-    policy = "uniform" if is_eval else spec.train_sampling
+    ids = clip_ids(rec, spec)
+    policy = "uniform" if rec["split"] in EVAL_SPLITS else spec.train_sampling
 
     def plan(total: int) -> list[np.ndarray]:  # a fresh seeded generator each call: the same plan for the same count
         rng = np.random.default_rng([spec.seed, position]) if policy == "random" else None
-        return sample_clips(total, spec.num_frames, k, policy, spec.stride, rng)
+        return sample_clips(total, spec.num_frames, len(ids), policy, spec.stride, rng)
 
     try:
+        faults.inject("decode", str(rec["path"]))
         clips, stats, reported = decode_for_cache(root / rec["path"], plan)
+        check_complete(root / rec["path"], int(stats["frames"]), reported, spec.min_decoded_fraction)
     except VideoDecodeError as err:
-        return _Outcome(bad={"path": rec["path"], "reason": str(err), "kind": err.kind})
-    if reported and stats["frames"] < spec.min_decoded_fraction * reported:
-        return _Outcome(bad={"path": rec["path"], "kind": "incomplete", "reason": (
-            f"{root / rec['path']}: truncated or corrupt: decoded {stats['frames']} of the {reported} frames the "
-            "container reports")})
+        return _Outcome(bad={"path": printable(rec["path"]), "reason": str(err), "kind": err.kind})
     out = _Outcome()
-    for j, frames in enumerate(clips):
-        clip_id = vid.replace("/", "_") + (f"__{j}" if k > 1 else "")
+    for clip_id, frames in zip(ids, clips):
         clip = np.stack([cv2.cvtColor(resize_frame(f, spec.size), cv2.COLOR_BGR2RGB) for f in frames])
         save_array(clips_dir / f"{clip_id}.npy", clip)
         out.rows.append({"clip_id": clip_id, **{c: rec[c] for c in INDEX_COLUMNS[1:]}})
@@ -175,35 +209,38 @@ def _process(job: tuple[dict, Path, Path, SamplingSpec, int, int]) -> _Outcome:
 
 
 def build_frame_cache(manifest: pd.DataFrame, root: Path, out_dir: Path, num_frames: int, size: int,
-                      classes: list[str], workers: int = 1, spec: SamplingSpec | None = None) -> FramesResult:
+                      classes: list[str], workers: int = 1, spec: SamplingSpec | None = None,
+                      trusted_roots: tuple[str | Path, ...] = ()) -> FramesResult:
     """Decode every clip in ``manifest`` (paths relative to ``root``, or to a row's own ``root`` column) into
     ``out_dir`` (layout in the module doc).
 
     ``spec`` adds sampling options (``num_frames`` and ``size`` given here win); ``workers`` > 1 decodes in that many
-    processes. Bad rows and files go to ``quarantine.csv`` and the rest goes on.
+    processes. Bad rows and files go to ``quarantine.csv`` and the rest goes on; a row's own ``root`` must lie inside
+    ``root`` or one of ``trusted_roots`` (:func:`check_row`). Raises ValueError before decoding anything when two
+    rows would write one clip file (:func:`_preflight`).
     """
     spec = SamplingSpec(**{**(spec.__dict__ if spec else {}), "num_frames": num_frames, "size": size})
+    records = manifest.to_dict("records")
+    refused = _preflight(records, Path(root), len(classes), spec, tuple(Path(r) for r in trusted_roots))
     clips = out_dir / "clips"
     clips.mkdir(parents=True, exist_ok=True)
-    records = manifest.to_dict("records")
     # an optional ``root`` column gives a row its own root (landed footage lives beside the dataset, not inside it)
-    jobs = [(rec, Path(rec["root"]) if isinstance(rec.get("root"), str) else Path(root), clips, spec, len(classes), i)
-            for i, rec in enumerate(records)]
+    jobs = [(rec, _row_root(rec, root), clips, spec, len(classes), i)
+            for i, rec in enumerate(records) if i not in refused]
     rows, stats, bad = [], [], []
-    # one OpenCV thread per process: parallelism comes from the workers, and OpenCV's own thread pool only added
-    # overhead on these small per-frame calls (measured in CPU time: histograms cost 1.6x with 2 threads)
-    cv_threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
-        if workers > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(max_workers=workers, initializer=cv2.setNumThreads, initargs=(1,)) as pool:
-                # map keeps the manifest's order, so the index does not depend on scheduling
-                results = list(tqdm(pool.map(_process, jobs, chunksize=max(1, len(jobs) // (workers * 8))),
-                                    total=len(jobs), desc="frames", unit="video"))
-        else:
-            results = [_process(job) for job in tqdm(jobs, desc="frames", unit="video")]
-    finally:
-        cv2.setNumThreads(cv_threads)
+    # every file is decoded in a supervised worker process: a codec that crashes or hangs on one file quarantines
+    # that file (kind crashed / timeout) and the rest goes on (dlkdd.data.untrusted); map keeps the manifest's order,
+    # so the index does not depend on scheduling
+    outcomes = map_isolated(_process, jobs, workers, spec.decode_timeout_s,
+                            subject=lambda job: printable(job[0]["path"]))
+    results = []
+    for job, res in zip(jobs, tqdm(outcomes, total=len(jobs), desc="frames", unit="video")):
+        if isinstance(res, Failure):
+            res = _Outcome(bad={"path": printable(job[0]["path"]), "reason": res.message, "kind": res.kind})
+        results.append(res)
+    # refused rows take their manifest position again, so the quarantine keeps the manifest's order
+    by_position = dict(zip((job[-1] for job in jobs), results)) | {i: _Outcome(bad=b) for i, b in refused.items()}
+    results = [by_position[i] for i in sorted(by_position)]
     videos = 0
     for res in results:
         if res.bad:
@@ -212,10 +249,10 @@ def build_frame_cache(manifest: pd.DataFrame, root: Path, out_dir: Path, num_fra
         videos += 1
         rows += res.rows
         stats += res.stats
-    pd.DataFrame(rows, columns=INDEX_COLUMNS).to_csv(out_dir / "index.csv", index=False)
-    pd.DataFrame(stats).to_csv(out_dir / "stats.csv", index=False)
-    pd.DataFrame(bad, columns=QUARANTINE_COLUMNS).to_csv(out_dir / "quarantine.csv", index=False)
-    (out_dir / "classes.txt").write_text("\n".join(classes) + "\n")
+    write_csv_atomic(pd.DataFrame(rows, columns=INDEX_COLUMNS), out_dir / "index.csv")
+    write_csv_atomic(pd.DataFrame(stats), out_dir / "stats.csv")
+    write_csv_atomic(pd.DataFrame(bad, columns=QUARANTINE_COLUMNS), out_dir / "quarantine.csv")
+    write_text_atomic(out_dir / "classes.txt", "\n".join(classes) + "\n")
     return FramesResult(len(rows), len(bad), out_dir, videos)
 
 

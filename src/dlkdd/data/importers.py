@@ -20,12 +20,20 @@ Formats (exactly as the datasets ship them):
 - UG2+ 2021 (ARID1.1): CSV ``VideoID,Video,ClassID`` (train and validation files) + ``mapping_table_t1.txt``.
 - Folder per class (Dark-48 and any other): ``<root>/<Class>/*.{avi,mp4,mkv,...}`` or
   ``<root>/{train,val,test}/<Class>/*``; class list = the class folders.
-- Plain CSV manifest: ``path,label[,split][,group]`` with class names as labels (class list from ``--classes`` or
-  sorted); rows sharing a ``group`` are kept in one split when splits are carved.
+- Plain CSV manifest: ``path,label[,split][,group][,root]`` with class names as labels (class list from
+  ``--classes`` or sorted); rows sharing a ``group`` are kept in one split when splits are carved; a ``root`` cell is
+  a folder the row's path is relative to, which must itself lie inside the dataset root.
+
+Roots are roots: a row whose file resolves outside the dataset root (``..``, an absolute path, a symlink to a file
+elsewhere, a ``root`` cell elsewhere) is quarantined ``escapes_root``, so no byte from outside the dataset is ever
+imported. Duplicates are refused: a second row naming the same file (after resolving ``.``, ``//`` and symlinks) or
+giving the same ``video_id`` is quarantined ``duplicate`` and the first one kept. Lists and CSVs must be UTF-8 text,
+file names valid UTF-8 (else ``bad_name``, the name shown with its bytes escaped).
 """
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 from dataclasses import dataclass, field
@@ -34,8 +42,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlkdd.atomic import write_text_atomic
-from dlkdd.data.frames import MANIFEST_COLUMNS, QUARANTINE_COLUMNS, REQUIRED_SPLITS
+from dlkdd.atomic import write_csv_atomic, write_text_atomic
+from dlkdd.data.frames import MANIFEST_COLUMNS, QUARANTINE_COLUMNS, REQUIRED_SPLITS, is_inside
+from dlkdd.data.video import printable
 
 VIDEO_EXTS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 
@@ -71,15 +80,37 @@ class ImportResult:
 
 # ---------------------------------------------------------------- format readers
 
+INT = re.compile(r"^-?\d+$")  # a class id: "--1", "1-" or "1.0" are not (int() would raise on the first)
+
+
+def read_text(path: Path) -> str:
+    """A list, table or CSV as text: UTF-8 (a leading BOM is dropped); anything else is one line saying where."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise DatasetImportError(f"{path}: not UTF-8 text at line {line} (byte 0x{data[err.start]:02x}); "
+                                 "save it as UTF-8") from None
+
+
+def is_utf8_name(name: str) -> bool:
+    """False for a name holding bytes that are not UTF-8 (Python keeps them as lone surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
 
 def read_mapping_table(path: Path) -> dict[int, str]:
     """``<class_id>\\t<ClassName>`` lines (ARID's mapping_table.txt) → {id: name}."""
     out: dict[int, str] = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split("\t") if "\t" in line else line.split(None, 1)
-        if len(parts) != 2 or not parts[0].strip().lstrip("-").isdigit():
+        if len(parts) != 2 or not INT.match(parts[0].strip()):
             raise DatasetImportError(f"{path}:{n}: expected '<class_id><TAB><ClassName>', got {line!r}")
         out[int(parts[0])] = parts[1].strip()
     if not out:
@@ -116,14 +147,14 @@ def _find(dirs: list[Path], patterns: tuple[str, ...], what: str) -> Path:
 
 def parse_split_list(path: Path, split: str) -> tuple[list[dict], list[dict]]:
     """One split list: ARID's ``<idx>\\t<class_id>\\t<relpath>`` lines, or an ARID1.1 ``VideoID,Video,ClassID`` CSV."""
-    text = path.read_text()
+    text = read_text(path)
     first = text.lstrip().split("\n", 1)[0].strip()
     rows, bad = [], []
     if first.replace(" ", "").lower().startswith("videoid,video,classid"):
         for n, rec in enumerate(csv.DictReader(text.splitlines()), 2):
             rec = {k.strip(): (v or "").strip() for k, v in rec.items() if k}
             cid = rec.get("ClassID", "")
-            if not rec.get("Video") or not cid.lstrip("-").isdigit():
+            if not rec.get("Video") or not INT.match(cid):
                 bad.append({"path": f"{path.name}:{n}", "reason": f"{path}:{n}: malformed row {rec}",
                             "kind": "malformed"})
                 continue
@@ -133,9 +164,9 @@ def parse_split_list(path: Path, split: str) -> tuple[list[dict], list[dict]]:
         if not line.strip():
             continue
         parts = line.rstrip("\r\n").split("\t") if "\t" in line else line.split()
-        if len(parts) == 3 and parts[1].lstrip("-").isdigit():
+        if len(parts) == 3 and INT.match(parts[1].strip()):
             rows.append({"path": parts[2].strip(), "class_id": int(parts[1]), "split": split})
-        elif len(parts) == 2 and parts[1].lstrip("-").isdigit():  # "<relpath> <class_id>" lists
+        elif len(parts) == 2 and INT.match(parts[1].strip()):  # "<relpath> <class_id>" lists
             rows.append({"path": parts[0].strip(), "class_id": int(parts[1]), "split": split})
         else:
             bad.append({"path": f"{path.name}:{n}", "kind": "malformed",
@@ -203,46 +234,63 @@ def _is_video(p: Path) -> bool:
 
 
 def read_folder(root: Path) -> Imported:
-    """``<root>/<Class>/*`` (no splits) or ``<root>/{train,val,test}/<Class>/*``; classes = the class folders."""
+    """``<root>/<Class>/*`` (no splits) or ``<root>/{train,val,test}/<Class>/*``; classes = the class folders.
+
+    A file or class folder whose name is not valid UTF-8 cannot go into a manifest: it is quarantined ``bad_name``.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DatasetImportError(f"{root} is not a folder")
     split_dirs = [s for s in REQUIRED_SPLITS if (root / s).is_dir()]
     tops = [(root / s, s) for s in split_dirs] if split_dirs else [(root, "")]
-    names = sorted({c.name for top, _ in tops for c in top.iterdir() if c.is_dir() and not c.name.startswith(".")})
+    folders = [c for top, _ in tops for c in sorted(top.iterdir()) if c.is_dir() and not c.name.startswith(".")]
+    names = sorted({c.name for c in folders if is_utf8_name(c.name)})
     out = Imported(class_names=dict(enumerate(names)), source=f"folder {root}")
+    out.bad += [_bad_name(c, root, "class folder") for c in folders if not is_utf8_name(c.name)]
     ids = {n: i for i, n in enumerate(names)}
     for top, split in tops:
         for cdir in sorted(c for c in top.iterdir() if c.is_dir() and c.name in ids):
             for f in sorted(p for p in cdir.rglob("*") if _is_video(p)):
-                out.rows.append({"path": f.relative_to(root).as_posix(), "class_id": ids[cdir.name], "split": split})
+                rel = f.relative_to(root).as_posix()
+                if is_utf8_name(rel):
+                    out.rows.append({"path": rel, "class_id": ids[cdir.name], "split": split})
+                else:
+                    out.bad.append(_bad_name(f, root, "file"))
     if not out.rows:
         raise DatasetImportError(f"{root}: no video files ({', '.join(VIDEO_EXTS)}) in class folders "
                                  "(<root>/<Class>/* or <root>/train/<Class>/*)")
     return out
 
 
+def _bad_name(path: Path, root: Path, what: str) -> dict:
+    rel = printable(path.relative_to(root).as_posix())
+    return {"path": rel, "kind": "bad_name",
+            "reason": f"{rel}: {what} name is not valid UTF-8 (bytes shown escaped); rename it to import it"}
+
+
 def read_csv_manifest(path: Path, classes_file: Path | None = None) -> Imported:
-    """A plain ``path,label[,split][,group]`` CSV; labels are class names (class ids if ``classes_file`` is given
-    and the labels are integers). Classes come from ``classes_file`` (one name per line) or the sorted labels.
-    A non-empty ``group`` (e.g. a recording session) keeps its rows together when splits are carved."""
+    """A plain ``path,label[,split][,group][,root]`` CSV; labels are class names (class ids if ``classes_file`` is
+    given and the labels are integers). Classes come from ``classes_file`` (one name per line) or the sorted labels.
+    A non-empty ``group`` (e.g. a recording session) keeps its rows together when splits are carved; a non-empty
+    ``root`` is a folder (relative to the dataset root, or absolute) that the row's path is relative to:
+    :func:`write_import` quarantines the row unless that folder lies inside the dataset root."""
     path = Path(path)
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (FileNotFoundError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        df = pd.read_csv(io.StringIO(read_text(path)), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise DatasetImportError(f"{path}: cannot read it as CSV ({str(err).splitlines()[0]})") from None
     df.columns = [c.strip().lower() for c in df.columns]
     if not {"path", "label"} <= set(df.columns):
         raise DatasetImportError(f"{path}: needs columns path,label[,split][,group]; has {','.join(df.columns)}")
     if classes_file:
-        names = [c.strip() for c in Path(classes_file).read_text().splitlines() if c.strip()]
+        names = [c.strip() for c in read_text(Path(classes_file)).splitlines() if c.strip()]
     else:
         names = sorted({lab.strip() for lab in df["label"] if lab.strip()})
     ids = {n: i for i, n in enumerate(names)}
     out = Imported(class_names=dict(enumerate(names)), source=f"CSV {path}")
     for n, rec in enumerate(df.to_dict("records"), 2):
         lab = rec["label"].strip()
-        cid = ids.get(lab, int(lab) if classes_file and lab.isdigit() else -1)
+        cid = ids.get(lab, int(lab) if classes_file and INT.match(lab) else -1)
         split = rec.get("split", "").strip().lower()
         if split and split not in REQUIRED_SPLITS:
             out.bad.append({"path": rec["path"], "kind": "bad_split",
@@ -251,6 +299,8 @@ def read_csv_manifest(path: Path, classes_file: Path | None = None) -> Imported:
         row = {"path": rec["path"].strip(), "class_id": cid, "split": split, "label_text": lab}
         if rec.get("group", "").strip():
             row["group"] = rec["group"].strip()
+        if rec.get("root", "").strip():
+            row["row_root"] = rec["root"].strip()
         out.rows.append(row)
     return out
 
@@ -260,18 +310,62 @@ def read_csv_manifest(path: Path, classes_file: Path | None = None) -> Imported:
 
 def row_problem(path: str, class_id: int, class_names: dict[int, str], root: Path,
                 label_text: str | None = None) -> tuple[str, str] | None:
-    """Why an imported row is unusable, as (reason, kind), or None."""
+    """Why an imported row is unusable, as (reason, kind), or None.
+
+    The file must stay inside ``root`` both as written (no absolute path, no ``..``) and as resolved: a symlink to a
+    file elsewhere would copy that file's bytes into the dataset (and onto its remote)."""
     norm = os.path.normpath(path) if path else ""
     if not path:
         return "empty path", "malformed"
+    if "\0" in path:  # no file has such a name (and the OS refuses to resolve one)
+        return f"{path!r}: a NUL character in the path", "malformed"
     if os.path.isabs(path) or norm == ".." or norm.startswith(".." + os.sep) or norm.startswith("../"):
         return f"{path}: path escapes the dataset root {root}", "escapes_root"
+    real = os.path.realpath(Path(root) / path)
+    if not is_inside(real, root):
+        return f"{path}: resolves to {real}, outside the dataset root {root} (a symlink out of it)", "escapes_root"
     if class_id not in class_names:
         shown = repr(label_text) if label_text is not None else class_id
         return f"{path}: label {shown} is not in the class list ({len(class_names)} classes)", "bad_label"
     if not (root / path).is_file():
         return f"{path}: no such file under {root}", "missing"
     return None
+
+
+def _with_row_root(row: dict, root: Path) -> dict:
+    """A CSV row's ``root`` cell folded into its path, relative to the dataset root (an absolute cell is taken as
+    resolved, so a root reached through a symlinked dataset folder still matches); the result is checked like any
+    path by :func:`row_problem`, so a cell outside the dataset root quarantines the row."""
+    cell = row.pop("row_root")
+    if os.path.isabs(cell):
+        full = os.path.join(os.path.realpath(cell), row["path"])
+        row["path"] = Path(os.path.relpath(full, os.path.realpath(root))).as_posix()
+    else:
+        row["path"] = Path(os.path.normpath(os.path.join(cell, row["path"]))).as_posix()
+    return row
+
+
+def drop_duplicates(rows: list[dict], root: Path) -> tuple[list[dict], list[dict]]:
+    """Keep the first row for each file (its resolved path: ``a/./b``, ``a//b`` and symlinks to one file are one
+    file) and quarantine the others as ``duplicate``, naming the row kept. A clip listed twice, e.g. in train and
+    in test, would otherwise be trained on and tested on."""
+    first: dict[str, dict] = {}
+    kept, dups = [], []
+    for r in rows:
+        key = os.path.realpath(Path(root) / r["path"])
+        if key in first:
+            dups.append(_duplicate(r, first[key], "the same file as"))
+        else:
+            first[key] = r
+            kept.append(r)
+    return kept, dups
+
+
+def _duplicate(row: dict, kept: dict, what: str) -> dict:
+    def where(r: dict) -> str:
+        return f"{r['path']} ({r['split'] or 'no split'})"
+    return {"path": row["path"], "kind": "duplicate",
+            "reason": f"{where(row)}: {what} {where(kept)}, which is kept; list each clip once"}
 
 
 def assign_splits(rows: list[dict], val_fraction: float, test_fraction: float, seed: int) -> None:
@@ -336,7 +430,9 @@ def _share(n: int, fraction: float, keep: int) -> int:
 
 
 def _video_ids(paths: list[str]) -> list[str]:
-    """The file stem when stems are unique (ARID: ``Drink_1_1``), else the path without its extension."""
+    """The file stem when stems are unique (ARID: ``Drink_1_1``), else the path without its extension (characters
+    other than letters, digits, ``.``, ``-`` and ``_`` replaced by ``_``: ids name files). May still repeat
+    (``a b/c.avi`` and ``a_b/c.avi``, or ``v.avi`` beside ``v.mp4``): :func:`write_import` quarantines those."""
     stems = [Path(p).stem for p in paths]
     if len(set(stems)) == len(stems):
         return stems
@@ -358,14 +454,18 @@ def write_import(imp: Imported, root: Path, out_dir: Path, val_fraction: float =
     bad = list(imp.bad)
     good: list[dict] = []
     for r in imp.rows:
+        r = _with_row_root(dict(r), root) if r.get("row_root") else dict(r)
         problem = row_problem(r["path"], r["class_id"], imp.class_names, root, r.get("label_text"))
         if problem:
             bad.append({"path": r["path"], "reason": problem[0], "kind": problem[1]})
         else:
-            good.append(dict(r))
+            good.append(r)
     if not good:
         raise DatasetImportError(f"{imp.source}: none of the {len(imp.rows)} listed clips is usable under {root} "
                                  f"(first problem: {bad[0]['reason'] if bad else 'no rows'}); check --root")
+    good, dups = drop_duplicates(good, root)
+    good, same_id = _unique_video_ids(good)
+    bad += dups + same_id
     assign_splits(good, val_fraction, test_fraction, seed)
     counts = {s: sum(r["split"] == s for r in good) for s in REQUIRED_SPLITS}
     empty = [s for s, n in counts.items() if n == 0]
@@ -377,26 +477,29 @@ def write_import(imp: Imported, root: Path, out_dir: Path, val_fraction: float =
     ids = sorted(imp.class_names)  # dataset class ids in order → labels 0..K-1
     label = {cid: i for i, cid in enumerate(ids)}
     classes = [imp.class_names[c] for c in ids]
-    vids = _video_ids([r["path"] for r in good])
     # ``group`` rides along only when there are groups: frames reads the manifest's required columns and ignores
     # extras, and ungrouped datasets keep exactly the columns they always had
     columns = MANIFEST_COLUMNS + (["group"] if any(r.get("group") for r in good) else [])
     manifest = pd.DataFrame([{"path": r["path"], "label": label[r["class_id"]], "class_name": imp.class_names[
-        r["class_id"]], "split": r["split"], "video_id": v, "group": r.get("group", "")}
-        for r, v in zip(good, vids)], columns=columns)
+        r["class_id"]], "split": r["split"], "video_id": r["video_id"], "group": r.get("group", "")}
+        for r in good], columns=columns)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_csv(manifest, out_dir / "manifest.csv")
-    _atomic_csv(pd.DataFrame(bad, columns=QUARANTINE_COLUMNS), out_dir / "import_quarantine.csv")
-    _atomic_text(out_dir / "classes.txt", "\n".join(classes) + "\n")
+    write_csv_atomic(manifest, out_dir / "manifest.csv")
+    write_csv_atomic(pd.DataFrame(bad, columns=QUARANTINE_COLUMNS), out_dir / "import_quarantine.csv")
+    write_text_atomic(out_dir / "classes.txt", "\n".join(classes) + "\n")
     return ImportResult(out_dir / "manifest.csv", out_dir / "import_quarantine.csv", len(manifest), len(bad),
                         classes, counts)
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    write_text_atomic(path, text)
-
-
-def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_csv(tmp, index=False)
-    tmp.replace(path)
+def _unique_video_ids(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Set ``video_id`` on each row (:func:`_video_ids`); a row repeating an earlier row's id is quarantined as a
+    ``duplicate``: the frame cache stores one file per id, so one of the two clips would silently be the other."""
+    first: dict[str, dict] = {}
+    kept, dups = [], []
+    for r, vid in zip(rows, _video_ids([r["path"] for r in rows])):
+        if vid in first:
+            dups.append(_duplicate(r, first[vid], f"video_id {vid!r} is already that of"))
+            continue
+        first[vid] = r
+        kept.append({**r, "video_id": vid})
+    return kept, dups

@@ -18,7 +18,8 @@ frame, so a 3-frame clip gives 0,0,0,1,1,2,2,2 for 8); a stride window that does
 """
 from __future__ import annotations
 
-from collections.abc import Container, Iterator
+import os
+from collections.abc import Callable, Container, Iterator
 from pathlib import Path
 
 import cv2
@@ -36,7 +37,8 @@ MAX_PLAUSIBLE_FRAMES = 10_000_000  # a container count above this (or <= 0, NaN)
 class VideoDecodeError(ValueError):
     """A file that is not a usable video; the message says why in one line, ``kind`` names the failure.
 
-    kinds: ``missing``, ``empty``, ``not_video``, ``unreadable``, ``incomplete``.
+    kinds: ``missing``, ``empty``, ``not_video``, ``unreadable``, ``incomplete``, ``bad_name`` (not UTF-8), and from
+    an isolated worker (:mod:`dlkdd.data.untrusted`) ``crashed`` and ``timeout``.
     """
 
     def __init__(self, message: str, kind: str = "unreadable") -> None:
@@ -57,29 +59,51 @@ def reported_frame_count(value: float) -> int:
 
 
 def read_video(path: str | Path, min_decoded_fraction: float = 0.0) -> tuple[np.ndarray, float]:
-    """Decode every frame of ``path``. Returns RGB uint8 frames (T, H, W, 3) and the fps (0.0 when unknown).
+    """Decode every frame of ``path`` into memory. Returns RGB uint8 frames (T, H, W, 3) and the fps (0.0 = unknown).
 
-    Any resolution/aspect; grayscale streams become 3-channel. ``min_decoded_fraction`` > 0 rejects a file that
-    decodes fewer than that fraction of the frames its container reports (kind ``incomplete``); a missing or
-    implausible count is ignored. Raises :class:`VideoDecodeError`.
+    For short clips only (tests, tools): memory grows with the video. Pipelines read footage with
+    :func:`decode_planned` (the frame cache, the landing gate, single-clip predict) or :mod:`dlkdd.data.stream`
+    (windows of long footage), which keep a few frames whatever the length. ``min_decoded_fraction`` > 0 rejects a
+    file that decodes fewer than that fraction of the frames its container reports (kind ``incomplete``).
+    Raises :class:`VideoDecodeError`.
     """
     path = Path(path)
-    frames, fps, reported = _decode(path)
-    if reported and len(frames) < min_decoded_fraction * reported:
-        raise VideoDecodeError(f"{path}: truncated or corrupt: decoded {len(frames)} of the {reported} frames the "
-                               "container reports", "incomplete")
+    cap, fps, reported = open_video(path)
+    frames = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for _, f in read_stream(cap, lambda n: True, path)]
+    if not frames:
+        raise no_frames_error(path)
+    check_complete(path, len(frames), reported, min_decoded_fraction)
     return np.stack(frames), fps
 
 
-def probe_video(path: str | Path) -> tuple[np.ndarray, float, int]:
-    """Like :func:`read_video` without the completeness check, also returning the container's frame count (0 = n/a)."""
-    frames, fps, reported = _decode(Path(path))
-    return np.stack(frames), fps, reported
+def check_complete(path: Path, decoded: int, reported: int, min_decoded_fraction: float) -> None:
+    """Raise ``incomplete`` when a file decodes fewer than ``min_decoded_fraction`` of the frames its container
+    reports (truncated upload, corrupt mid-stream); a missing or implausible count (0) is not judged."""
+    if reported and decoded < min_decoded_fraction * reported:
+        raise VideoDecodeError(f"{path}: truncated or corrupt: decoded {decoded} of the {reported} frames the "
+                               "container reports", "incomplete")
+
+
+def printable(path: str | Path) -> str:
+    """A path as text that can always be printed and written to a CSV: bytes that are not UTF-8 become ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def check_name(path: str | Path) -> None:
+    """Refuse a path whose bytes are not valid UTF-8 (kind ``bad_name``) before any codec sees it: OpenCV's FFmpeg
+    backend segfaults on such names, which no ``except`` can catch."""
+    raw = os.fsencode(path)
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise VideoDecodeError(f"{printable(path)}: file name is not valid UTF-8; rename the file",
+                               "bad_name") from None
 
 
 def open_video(path: str | Path) -> tuple[cv2.VideoCapture, float, int]:
-    """Open ``path`` for :func:`bgr_frames`: the capture, the fps (0.0 when unknown) and the container's frame count
-    (0 when implausible). Raises :class:`VideoDecodeError` for a missing, empty or unopenable file."""
+    """Open ``path`` for :func:`read_stream`: the capture, the fps (0.0 when unknown) and the container's frame count
+    (0 when implausible). Raises :class:`VideoDecodeError` for a bad name, a missing, empty or unopenable file."""
+    check_name(path)
     path = Path(path)
     if not path.is_file():
         raise VideoDecodeError(f"{path}: no such file", "missing")
@@ -103,38 +127,82 @@ def to_bgr(frame: np.ndarray) -> np.ndarray:
     return frame
 
 
-def bgr_frames(cap: cv2.VideoCapture) -> Iterator[np.ndarray]:
-    """Every frame of an opened capture as BGR uint8 (H, W, 3); releases it at the end."""
+# Set in an isolated decoding worker (dlkdd.data.untrusted): called for every decoded frame, so the supervisor can
+# tell a long video that is still decoding from a codec that hangs.
+heartbeat: Callable[[], None] | None = None
+
+
+def read_stream(cap: cv2.VideoCapture, keep: Callable[[int], bool], path: Path | str = "video"
+                ) -> Iterator[tuple[int, np.ndarray]]:
+    """The one decoding loop: run an opened capture to its end, yielding ``(index, BGR frame (H, W, 3))`` for the
+    frames ``keep(index)`` wants. Releases the capture.
+
+    ``grab`` decodes; only ``retrieve`` converts a frame out of the codec's pixel format, which is about half of what
+    reading a frame costs (measured: a grab-only pass takes 0.49-0.61 of a read pass), so frames nobody keeps are
+    never converted. ``keep`` is asked in index order, once per frame, after that frame is decoded. The number of
+    frames decoded is the last index + 1 of a full pass: use :func:`grab_frames` when that count matters.
+    """
+    n = 0
     try:
-        while True:
-            ok, frame = cap.read()
-            if not ok or frame is None:
-                return
-            yield to_bgr(frame)
+        while cap.grab():
+            if heartbeat is not None:
+                heartbeat()
+            if keep(n):
+                ok, frame = cap.retrieve()
+                if not ok or frame is None:
+                    raise VideoDecodeError(f"{path}: frame {n} decodes but cannot be converted (corrupt)", "unreadable")
+                yield n, to_bgr(frame)
+            n += 1
     finally:
         cap.release()
 
 
 def grab_frames(cap: cv2.VideoCapture, wanted: Container[int], path: Path) -> tuple[dict[int, np.ndarray], int]:
-    """Run an opened capture to its end; return the BGR frames at the ``wanted`` indices and the number of frames.
+    """Run an opened capture to its end (:func:`read_stream`); return the BGR frames at the ``wanted`` indices and the
+    number of frames decoded. Releases the capture."""
+    count = [0]
 
-    ``grab`` decodes; only ``retrieve`` converts a frame out of the codec's pixel format, which is about half of what
-    reading a frame costs (measured: a grab-only pass takes 0.49-0.61 of a read pass), so frames nobody uses are
-    never converted. Releases the capture.
+    def keep(n: int) -> bool:
+        count[0] = n + 1
+        return n in wanted
+
+    got = dict(read_stream(cap, keep, path))
+    return got, count[0]
+
+
+def decode_planned(path: Path, plan: Callable[[int], list[np.ndarray]], extra: Callable[[list[np.ndarray], int],
+                   list[int]] | None = None) -> tuple[list[list[np.ndarray]], dict[int, np.ndarray], int, float, int]:
+    """Decode ``path`` once, keeping only the frames ``plan(frame_count)`` asks for (index arrays, one per clip) and
+    the indices ``extra(clips, frame_count)`` adds. Returns the clips' BGR frames, every kept frame by index, the
+    number of frames decoded, the fps and the container's count (0 when implausible).
+
+    The plan needs the real frame count, which containers misreport: the reported count is trusted for one pass, and
+    when the decoded count differs the video is decoded once more on the real count (a missing count costs a cheap
+    counting pass first). Memory holds the kept frames only, whatever the video's length. A frame whose size differs
+    from the first kept one's (a mid-stream resolution change) is resized to it. Raises :class:`VideoDecodeError`.
     """
-    got: dict[int, np.ndarray] = {}
-    n = 0
-    try:
-        while cap.grab():
-            if n in wanted:
-                ok, frame = cap.retrieve()
-                if not ok or frame is None:
-                    raise VideoDecodeError(f"{path}: frame {n} decodes but cannot be converted (corrupt)", "unreadable")
-                got[n] = to_bgr(frame)
-            n += 1
-    finally:
-        cap.release()
-    return got, n
+    cap, fps, reported = open_video(path)
+    expected = reported
+    if not expected:
+        expected = grab_frames(cap, (), path)[1]
+        cap = open_video(path)[0]
+    for _ in range(3):
+        clips = plan(expected) if expected else []
+        wanted = sorted({int(i) for idx in clips for i in idx} | set(extra(clips, expected) if extra else ()))
+        got, n = grab_frames(cap, set(wanted), path)
+        if n == 0:
+            raise no_frames_error(Path(path))
+        if n == expected:
+            break
+        expected = n  # the container's count was wrong: plan again on the real one
+        cap = open_video(path)[0]
+    else:
+        raise VideoDecodeError(f"{path}: decodes to a different number of frames each time (corrupt)", "unreadable")
+    h, w = got[wanted[0]].shape[:2]
+    for i in wanted:
+        if got[i].shape != (h, w, 3):
+            got[i] = cv2.resize(got[i], (w, h), interpolation=cv2.INTER_AREA)
+    return [[got[int(i)] for i in idx] for idx in clips], got, n, fps, reported
 
 
 def no_frames_error(path: Path) -> VideoDecodeError:
@@ -142,14 +210,6 @@ def no_frames_error(path: Path) -> VideoDecodeError:
     if not looks_like_video(path):
         return VideoDecodeError(f"{path}: not a video file (no known container header)", "not_video")
     return VideoDecodeError(f"{path}: no decodable frames (truncated or corrupt)", "unreadable")
-
-
-def _decode(path: Path) -> tuple[list[np.ndarray], float, int]:
-    cap, fps, reported = open_video(path)
-    frames = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in bgr_frames(cap)]
-    if not frames:
-        raise no_frames_error(path)
-    return frames, fps, reported
 
 
 def _unopenable(path: Path) -> VideoDecodeError:

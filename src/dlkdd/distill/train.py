@@ -10,11 +10,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
-from dlkdd.config import KDConfig, ModelConfig, TrainConfig
+from dlkdd.config import KDConfig, ModelConfig, TrainConfig, to_dict
 from dlkdd.data.dataset import ClipDataset
 from dlkdd.distill.logit_cache import CachedLogitsDataset
 from dlkdd.distill.runtime import Runtime, init_runtime
-from dlkdd.distill.trainer import FitResult, fit, seed_everything
+from dlkdd.distill.trainer import FitResult, content_hash, fit, seed_everything
 from dlkdd.models.build import build_model, check_input
 
 
@@ -36,12 +36,15 @@ def train_classifier(index: pd.DataFrame, num_classes: int, clip_dirs: list[Path
                      kd: KDConfig | None = None, desc: str = "model",
                      teacher_logits: torch.Tensor | Path | str | None = None, rt: Runtime | None = None,
                      resume_path: str | Path | None = None,
-                     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> tuple[nn.Module, FitResult]:
+                     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+                     context: dict | None = None) -> tuple[nn.Module, FitResult]:
     """Train ``model_cfg.arch`` on the ``train`` split of ``clip_dirs[0]``; select on ``val`` of the same view.
 
     KD comes either online — a ``teacher`` run on ``clip_dirs[1]``, the enhanced frames aligned with the student's —
     or from ``teacher_logits``: the teacher_logits stage's file (or a (N, 2, K) tensor in train-split order).
     Under ``torchrun`` the process group is joined here (``rt``); the returned model is the same on every rank.
+    A resume state at ``resume_path`` is used only if it came from the same inputs (:func:`resume_inputs`, plus
+    ``context``: the caller's params that shaped the data, e.g. the frames section).
     """
     rt = rt or init_runtime()
     generator = seed_everything(seed, train_cfg.threads, train_cfg.deterministic)
@@ -63,6 +66,26 @@ def train_classifier(index: pd.DataFrame, num_classes: int, clip_dirs: list[Path
     val_set = ClipDataset(index, clip_dirs[:1], "val")
     train_loader = make_train_loader(dataset, train_cfg, generator, rt, seed)
     val_loader = DataLoader(val_set, batch_size=64)
-    result = fit(model, train_loader, val_loader, train_cfg, generator, teacher if teacher_logits is None else None,
-                 kd, desc, rt=rt, resume_path=resume_path, on_epoch_end=on_epoch_end)
+    online = teacher if teacher_logits is None else None
+    inputs = resume_inputs(seed, model_cfg, index, [*train_set.views, *val_set.views],
+                           teacher_logits if teacher_logits is not None else online, context) if resume_path else None
+    result = fit(model, train_loader, val_loader, train_cfg, generator, online, kd, desc, rt=rt,
+                 resume_path=resume_path, on_epoch_end=on_epoch_end, inputs=inputs)
     return model, result
+
+
+def resume_inputs(seed: int, model_cfg: ModelConfig, index: pd.DataFrame, clips: list[torch.Tensor],
+                  teacher: torch.Tensor | nn.Module | None, context: dict | None = None) -> dict:
+    """Everything outside the train config that changes a training run's result, for the resume fingerprint.
+
+    Content hashes, not paths or mtimes: the index rows, the clip bytes as loaded (uint8 (N, 3, T, H, W) per view and
+    split) and the teacher's logits (N, 2, K) or, online, its weights. ``clip_shape`` (T, H, W) names a frames change.
+    """
+    if isinstance(teacher, nn.Module):
+        teacher_hash = content_hash(*teacher.state_dict().values())
+    else:
+        teacher_hash = content_hash(teacher) if teacher is not None else ""
+    return {"seed": seed, "model": to_dict(model_cfg), **(context or {}),
+            "clip_shape": list(clips[0].shape[2:]),
+            "index_hash": content_hash(index.to_csv(index=False).encode()),
+            "clips_hash": content_hash(*clips), "teacher_hash": teacher_hash}

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlkdd.config import EnhanceConfig
+from dlkdd.config import ENHANCE_METHODS, EnhanceConfig
 from dlkdd.enhance.gamma import gamma_correct
 from dlkdd.enhance.histeq import clahe, hist_eq
 from dlkdd.enhance.lime import lime_enhance
 
-METHODS = ("gamma", "hist_eq", "clahe", "lime", "zerodce")
+METHODS = ENHANCE_METHODS  # the schema lists them (enhance.method is checked on load)
 
 
 def enhance_clip(frames: np.ndarray, cfg: EnhanceConfig, model=None) -> np.ndarray:

@@ -1,0 +1,224 @@
+"""Decoding untrusted footage in isolation: a codec crash, hang or out-of-memory costs one file, never the run.
+
+FFmpeg inside OpenCV can segfault (no ``except`` catches that), loop forever or allocate without bound on a crafted or
+damaged file. Every file of an imported dataset or a landing is therefore decoded in a **worker process** supervised
+from here:
+
+- the worker says it is alive while frames decode (:data:`dlkdd.data.video.heartbeat`); a worker silent for
+  ``timeout_s`` seconds is killed and the file is reported as ``timeout``: a long video that keeps decoding is never
+  cut off, a stuck codec is;
+- a worker that dies (segfault, abort, killed by the kernel's OOM killer) is reported as ``crashed`` with its signal;
+- either way a fresh worker takes the next file.
+
+Workers are fresh interpreters (no forked copy of the parent's threads or CUDA state) reused across files, so the
+start cost (importing numpy and OpenCV, well under a second) is paid once per worker, not per file.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from queue import Queue
+from typing import Any
+
+from dlkdd import faults
+from dlkdd.data.video import VideoDecodeError, check_complete
+
+POLL_S = 0.1  # how often the supervisor looks at the worker
+STARTUP_S = 120.0  # a worker must be ready within this (importing OpenCV on a loaded machine)
+BEAT_S = 0.5  # the worker says it is alive at most this often (a message per decoded frame would cost more)
+_BOOT = "import sys; sys.path[:0] = sys.argv[3:]; from dlkdd.data.untrusted import _serve; _serve()"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What an isolated call produced instead of a result: ``kind`` is ``crashed`` or ``timeout``."""
+
+    kind: str
+    message: str
+
+
+def _serve() -> None:
+    """The worker process's main loop: read ``(fn, arg)``, answer ``(True, result)`` or ``(False, one line)``; between
+    them, ``("beat",)`` while frames decode."""
+    import cv2
+
+    from dlkdd.data import video
+
+    cv2.setNumThreads(1)  # parallelism comes from the workers (bench_ingest: OpenCV's pool only added overhead)
+    inbox, outbox = Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False)
+    last = [0.0]
+
+    def beat() -> None:
+        now = time.monotonic()
+        if now - last[0] > BEAT_S:
+            last[0] = now
+            outbox.send(("beat",))
+
+    video.heartbeat = beat
+    outbox.send(("ready",))
+    while True:
+        try:
+            fn, arg = inbox.recv()
+        except EOFError:
+            return
+        try:
+            outbox.send((True, fn(arg)))
+        except Exception as err:  # the function's own errors travel back as one line
+            outbox.send((False, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"))
+
+
+class IsolatedWorker:
+    """One supervised worker process: :meth:`call` runs ``fn(arg)`` there (both picklable, ``fn`` importable).
+
+    A plain ``python -c`` child (not multiprocessing's ``spawn``, which re-runs the caller's ``__main__`` and so
+    breaks scripts without a main guard), talking over two pipes; stdout and stderr stay the codec's.
+    """
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._proc: subprocess.Popen | None = None
+
+    def _start(self) -> None:
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        self._proc = subprocess.Popen([sys.executable, "-c", _BOOT, str(to_child_r), str(from_child_w), *sys.path],
+                                      pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL)
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self._send, self._recv = Connection(to_child_w, readable=False), Connection(from_child_r, writable=False)
+        # the start (an interpreter importing numpy and OpenCV) is not the file's time: wait for it apart, generously
+        if not (self._recv.poll(max(STARTUP_S, self.timeout_s)) and self._recv.recv() == ("ready",)):
+            self.close()
+            raise RuntimeError(f"the isolated decoder did not start within {max(STARTUP_S, self.timeout_s):g} s")
+
+    def call(self, fn: Callable[[Any], Any], arg: Any, subject: str = "") -> Any:
+        """``fn(arg)`` in the worker; a :class:`Failure` when the worker died or stopped making progress. An exception
+        raised by ``fn`` comes back as ``RuntimeError`` with its one-line message."""
+        if self._proc is None or self._proc.poll() is not None:
+            self._start()
+        try:
+            self._send.send((fn, arg))
+        except (BrokenPipeError, OSError):
+            return self._died(subject)
+        since = time.monotonic()
+        while True:
+            if self._recv.poll(POLL_S):
+                try:
+                    msg = self._recv.recv()
+                except (EOFError, OSError):
+                    return self._died(subject)
+                if msg == ("beat",):
+                    since = time.monotonic()
+                    continue
+                ok, value = msg
+                if not ok:
+                    raise RuntimeError(value)
+                return value
+            if self._proc.poll() is not None:
+                return self._died(subject)
+            if time.monotonic() - since > self.timeout_s:
+                self.close()
+                return Failure("timeout", f"{subject}: decoder made no progress for {self.timeout_s:g} s (hung on a "
+                                          "damaged stream?); raise frames.decode_timeout_s if the file is fine")
+
+    def _died(self, subject: str) -> Failure:
+        assert self._proc is not None
+        code = self._proc.wait(5)
+        self.close()
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        return Failure("crashed", f"{subject}: the decoder crashed on this file ({how}); it is damaged or uses a "
+                                  "codec this OpenCV build cannot read")
+
+    def close(self) -> None:
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.kill()
+            self._proc.wait(5)
+            self._send.close()
+            self._recv.close()
+            self._proc = None
+
+
+def map_isolated(fn: Callable[[Any], Any], args: Iterable[Any], workers: int, timeout_s: float,
+                 subject: Callable[[Any], str] = str) -> Iterator[Any]:
+    """``fn`` over ``args`` in ``workers`` supervised worker processes; yields results (or :class:`Failure`) in the
+    order of ``args``. ``subject(arg)`` names the file in failure messages."""
+    pool: Queue[IsolatedWorker] = Queue()
+    all_workers = [IsolatedWorker(timeout_s) for _ in range(max(1, workers))]
+    for w in all_workers:
+        pool.put(w)
+
+    def one(arg: Any) -> Any:
+        w = pool.get()
+        try:
+            return w.call(fn, arg, subject(arg))
+        finally:
+            pool.put(w)
+
+    try:
+        with ThreadPoolExecutor(max_workers=len(all_workers)) as ex:
+            yield from ex.map(one, args)
+    finally:
+        for w in all_workers:
+            w.close()
+
+
+_local = threading.local()
+
+
+def _stats_job(arg: tuple[str, int]) -> tuple[dict[str, float], int] | tuple[str, str]:
+    from dlkdd.data.frames import decode_for_cache
+    from dlkdd.data.video import sample_clips
+
+    path, num_frames = arg
+    faults.inject("decode", path)
+    try:
+        _, stats, reported = decode_for_cache(Path(path), lambda total: sample_clips(total, num_frames))
+    except VideoDecodeError as err:
+        return str(err), err.kind
+    return stats, reported
+
+
+def clip_stats_isolated(path: str | Path, *, timeout_s: float, min_decoded_fraction: float,
+                        num_frames: int = 8) -> dict[str, float]:
+    """Per-clip statistics of an untrusted file, exactly as the frame cache computes them for ``num_frames`` sampled
+    frames (so a landing is compared with the training set like with like), decoded in an isolated worker.
+
+    Raises :class:`VideoDecodeError` with any decoder kind, ``crashed`` or ``timeout``. The worker is kept per
+    thread for the next call.
+    """
+    from dlkdd.data.video import check_name
+
+    check_name(path)  # before the file goes anywhere near a codec
+    worker = getattr(_local, "worker", None)
+    if worker is None or worker.timeout_s != timeout_s:
+        worker = _local.worker = IsolatedWorker(timeout_s)
+    try:
+        out = worker.call(_stats_job, (str(path), num_frames), str(path))
+    except RuntimeError as err:
+        raise VideoDecodeError(f"{path}: {err}", "unreadable") from None
+    if isinstance(out, Failure):
+        raise VideoDecodeError(out.message, out.kind)
+    if isinstance(out[0], str):
+        raise VideoDecodeError(out[0], out[1])  # type: ignore[arg-type]
+    stats, reported = out
+    check_complete(Path(path), int(stats["frames"]), int(reported), min_decoded_fraction)
+    return stats
+
+
+def close_workers() -> None:
+    """Stop this thread's kept worker (tests; a process exiting stops it anyway: workers are daemons)."""
+    worker = getattr(_local, "worker", None)
+    if worker is not None:
+        worker.close()
+        _local.worker = None
+

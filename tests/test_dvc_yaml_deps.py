@@ -1,0 +1,251 @@
+"""dvc.yaml lists every input of every stage, so `dvc repro` never skips a stage whose inputs changed.
+
+Two static checks per stage, from the script its ``cmd`` runs:
+- code: every module file the script imports, transitively through ``src/dlkdd`` and ``stages/_common.py`` (package
+  ``__init__.py`` files included: Python runs them), lies under one of the stage's ``deps``;
+- params: every params key the stage's code reads is covered by its ``params`` list (a section covers its keys) or
+  by a ``${...}`` interpolation in its cmd/deps (DVC tracks those). Keys are found by following ``params.a.b``
+  attribute chains and aliases (``f = params.frames``) through the script and the ``_common.py`` helpers it hands
+  ``params`` to; a section handed whole to any other function counts as read whole (conservative).
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dlkdd.config import Params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A section handed whole to a library function of which some keys are, by design, not read: (stage, key) → why.
+NOT_READ = {
+    ("enhance", "enhance.zerodce"): "enhance_clip never reads the Zero-DCE training params; they reach the stage "
+                                    "through models/zerodce.pt (a dep)",
+}
+
+
+def _script(stage: dict, root: Path = ROOT) -> Path:
+    m = re.search(r"\b(stages/\w+\.py)\b", stage["cmd"])
+    assert m, f"no stages/*.py in cmd {stage['cmd']!r}"
+    return root / m.group(1)
+
+
+def _module_file(name: str, root: Path) -> Path | None:
+    """The file of module ``name`` (dlkdd.x.y or _common) inside this project, or None if it is a third party's."""
+    if name == "_common":
+        return root / "stages" / "_common.py"
+    if name != "dlkdd" and not name.startswith("dlkdd."):
+        return None
+    base = root / "src" / Path(*name.split("."))
+    for cand in (base.with_suffix(".py"), base / "__init__.py"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _imported_modules(tree: ast.AST, skip: set[ast.AST] = frozenset()) -> set[str]:
+    """Module names a file imports anywhere (function-level too, except inside ``skip``); ``from a import b`` adds a
+    and a.b (b may be a submodule), and every parent package (Python runs each ``__init__``)."""
+    skipped = {n for f in skip for n in ast.walk(f)}
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if node in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names |= {f"{node.module}.{a.name}" for a in node.names}
+    return {".".join(n.split(".")[:i]) for n in names for i in range(1, n.count(".") + 2)}
+
+
+def code_files(script: Path, root: Path = ROOT) -> set[Path]:
+    """The script and every project module file it runs, transitively.
+
+    ``stages/_common.py`` is a bag of helpers with lazy imports: only the helpers the script imports from it count.
+    """
+    script_tree = ast.parse(script.read_text())
+    used = {a.name for n in ast.walk(script_tree) if isinstance(n, ast.ImportFrom) and n.module == "_common"
+            for a in n.names}
+    seen, todo = set(), [script]
+    while todo:
+        f = todo.pop()
+        if f in seen:
+            continue
+        seen.add(f)
+        tree = ast.parse(f.read_text())
+        skip = set()
+        if f.name == "_common.py":
+            skip = {n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name not in used}
+        for name in _imported_modules(tree, skip):
+            mf = _module_file(name, root)
+            if mf is not None and mf not in seen:
+                todo.append(mf)
+    return seen
+
+
+def _is_section(key: tuple[str, ...]) -> bool:
+    """Whether ``key`` names a section of the schema (the root included) rather than a value."""
+    obj: object = Params
+    for part in key:
+        if not dataclasses.is_dataclass(obj) or part not in {f.name for f in dataclasses.fields(obj)}:
+            return False
+        obj = _resolve(obj, part)  # type: ignore[arg-type]
+    return dataclasses.is_dataclass(obj)
+
+
+def _resolve(cls: type, name: str) -> object:
+    default = next(f for f in dataclasses.fields(cls) if f.name == name)
+    if default.default_factory is not dataclasses.MISSING:  # sections are built by their default factory
+        return type(default.default_factory())
+    return type(default.default)
+
+
+class _ParamsReads:
+    """Walks functions, following where a Params object (or a section of it) flows; collects the keys read."""
+
+    def __init__(self, functions: dict[str, ast.FunctionDef]):
+        self.functions, self.keys, self.done = functions, set(), set()
+
+    def scan(self, body: ast.AST, roots: dict[str, tuple[str, ...]]) -> None:
+        parents = {c: p for p in ast.walk(body) for c in ast.iter_child_nodes(p)}
+        for node in ast.walk(body):  # aliases first: x = params.a (and x = params_or_exit())
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                v = node.value
+                if isinstance(v, ast.Call) and isinstance(v.func, ast.Name) and v.func.id in ("params_or_exit",
+                                                                                              "load_params"):
+                    roots[node.targets[0].id] = ()
+        for node in ast.walk(body):
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                key = self._chain(node.value, roots)
+                if key is not None and _is_section(key):
+                    roots[node.targets[0].id] = key
+        for node in ast.walk(body):
+            if not isinstance(node, (ast.Name, ast.Attribute)) or isinstance(parents.get(node), ast.Attribute):
+                continue  # only maximal chains
+            key = self._chain(node, roots)
+            if key is None:
+                continue
+            parent = parents.get(node)
+            if isinstance(parent, ast.Assign) and key is not None and _is_section(key):
+                continue  # an alias, followed above
+            if not _is_section(key):
+                self.keys.add(".".join(key))
+            elif isinstance(parent, ast.Call) and node in parent.args + [k.value for k in parent.keywords]:
+                self._into_call(parent, node, key)
+            elif isinstance(node, ast.Name) and isinstance(parent, ast.FunctionDef | ast.arguments):
+                continue
+            else:
+                self.keys.add(".".join(key) if key else "*")
+
+    def _chain(self, node: ast.AST, roots: dict[str, tuple[str, ...]]) -> tuple[str, ...] | None:
+        attrs = []
+        while isinstance(node, ast.Attribute):
+            attrs.append(node.attr)
+            node = node.value
+        if isinstance(node, ast.Name) and node.id in roots:
+            return roots[node.id] + tuple(reversed(attrs))
+        return None
+
+    def _into_call(self, call: ast.Call, arg: ast.AST, key: tuple[str, ...]) -> None:
+        """A Params object or section passed to a function: follow it into a project helper, else it is read whole."""
+        fn = self.functions.get(call.func.id) if isinstance(call.func, ast.Name) else None
+        if fn is None:
+            self.keys.add(".".join(key) if key else "*")
+            return
+        names = [a.arg for a in fn.args.args]
+        if arg in call.args:
+            pname = names[call.args.index(arg)]
+        else:
+            pname = next(k.arg for k in call.keywords if k.value is arg)
+        if (fn.name, pname, key) in self.done:
+            return
+        self.done.add((fn.name, pname, key))
+        self.scan(fn, {pname: key})
+
+
+def params_read(script: Path, root: Path = ROOT) -> set[str]:
+    """Dotted params keys (or whole sections) the stage script reads, through the _common helpers it calls."""
+    trees = [ast.parse(script.read_text()), ast.parse((root / "stages" / "_common.py").read_text())]
+    functions = {n.name: n for t in trees for n in ast.walk(t) if isinstance(n, ast.FunctionDef)}
+    reads = _ParamsReads(functions)
+    main = functions.get("main")
+    reads.scan(main if main is not None else trees[0], {})
+    return reads.keys
+
+
+def _covered(key: str, entries: list[str]) -> bool:
+    return any(key == e or key.startswith(e + ".") for e in entries)
+
+
+def stage_problems(dvc_yaml: dict, root: Path = ROOT) -> list[str]:
+    """One line per input a stage reads that dvc.yaml does not list."""
+    problems = []
+    for name, stage in dvc_yaml["stages"].items():
+        deps = [str(d) for d in stage.get("deps", [])]
+        text = " ".join([stage["cmd"], *deps])
+        interpolated = re.findall(r"\$\{\s*([\w.]+)\s*\}", text)
+        params = [p if isinstance(p, str) else next(iter(p)) for p in stage.get("params", [])] + interpolated
+        dep_paths = [(root / d).resolve() for d in deps if "${" not in d]
+        script = _script(stage, root)
+        for f in sorted(code_files(script, root)):
+            if not any(f.resolve() == d or d in f.resolve().parents for d in dep_paths):
+                problems.append(f"{name}: runs {f.relative_to(root)} but deps do not list it")
+        for key in sorted(params_read(script, root)):
+            if _covered(key, params):
+                continue
+            if key != "*" and _is_section(tuple(key.split("."))) and \
+                    all(_covered(k, params) or (name, k) in NOT_READ for k in _leaves(key)):
+                continue
+            problems.append(f"{name}: reads params {key} but its params list does not cover it")
+    return problems
+
+
+def _leaves(key: str) -> list[str]:
+    """The sub-sections/keys of section ``key``, one level down (for a section partly listed key by key)."""
+    obj: object = Params
+    for part in key.split("."):
+        obj = _resolve(obj, part)  # type: ignore[arg-type]
+    return [f"{key}.{f.name}" for f in dataclasses.fields(obj)]
+
+
+def _dvc() -> dict:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())
+
+
+def test_dvc_yaml_lists_every_module_and_param_each_stage_reads():
+    assert stage_problems(_dvc()) == []
+
+
+@pytest.mark.parametrize("stage, key", [("frames", "seed"), ("evaluate", "train.threads"),
+                                        ("teacher_logits", "train.threads"), ("train_student", "kd")])
+def test_checker_catches_a_param_removed_from_a_stage(stage, key):
+    dvc = _dvc()
+    params = dvc["stages"][stage]["params"]
+    assert key in params, f"{stage} no longer lists {key}: pick another key for this test"
+    params.remove(key)
+    problems = stage_problems(dvc)
+    assert any(p.startswith(f"{stage}: reads params {key}") for p in problems), problems
+
+
+def test_checker_catches_a_library_module_removed_from_a_stage():
+    dvc = _dvc()
+    deps = dvc["stages"]["frames"]["deps"]
+    deps.remove("src/dlkdd/data/clipstats.py")
+    assert "frames: runs src/dlkdd/data/clipstats.py but deps do not list it" in stage_problems(dvc)
+
+
+def test_checker_follows_aliases_and_helpers(tmp_path):
+    """A key read through an alias inside a _common helper is found; a sibling key that is not read is not."""
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "stages" / "_common.py").write_text(
+        "def helper(p):\n    t = p.train\n    return t.threads\n")
+    script = tmp_path / "stages" / "x.py"
+    script.write_text("from _common import params_or_exit, helper\n\ndef main():\n    params = params_or_exit()\n"
+                      "    helper(params)\n    print(params.kd.alpha)\n")
+    assert params_read(script, tmp_path) == {"train.threads", "kd.alpha"}
