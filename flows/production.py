@@ -9,18 +9,17 @@ is respected), with its DVC-tracked data in the workspace exactly as ``dvc.lock`
 
 Any failure rolls back (``git reset --hard base`` + ``dvc checkout --force``) before the error is reported. A kill
 leaves the journal, and :meth:`ProductionCheckout.reconcile`, run first by every retrain, finishes a promotion whose
-tag was written or rolls it back otherwise. ``DLKDD_FAULT=<point>`` SIGKILLs the process at a named point
-(``after_merge``, ``after_checkout``, ``after_tag``): the fault-injection tests use it to kill a real promotion.
+tag was written or rolls it back otherwise. ``DLKDD_FAULT=promote@<step>`` (:mod:`dlkdd.faults`) SIGKILLs the process
+after ``after_merge``, ``after_checkout`` or ``after_tag``: the fault-injection tests kill a real promotion with it.
 """
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from dlkdd import faults
 from dlkdd.atomic import write_text_atomic
 from flows import ops
 
@@ -33,12 +32,6 @@ class PromotionFailed(RuntimeError):
 
 class ProductionInconsistent(RuntimeError):
     """The production checkout is in a state no run may repair by itself; the message says what a person must do."""
-
-
-def _fault(point: str) -> None:
-    """Fault-injection hook: die here, as a power cut or ``kill -9`` would, when ``DLKDD_FAULT`` names this point."""
-    if os.environ.get("DLKDD_FAULT") == point:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -121,11 +114,11 @@ class ProductionCheckout:
         write_text_atomic(self.journal, json.dumps({"base": base, "target": target, "branch": branch, "tag": tag}))
         try:
             ops.git(self.repo, "merge", "-q", "--ff-only", branch)
-            _fault("after_merge")
+            faults.inject("promote", "after_merge")
             ops.dvc_retrying(self.repo, "checkout")
-            _fault("after_checkout")
+            faults.inject("promote", "after_checkout")
             ops.git(self.repo, "tag", "-a", tag, "-m", message)
-            _fault("after_tag")
+            faults.inject("promote", "after_tag")
         except ops.CommandFailed as err:
             self.rollback(base)
             ops.git(self.repo, "tag", "-d", tag, check=False)

@@ -18,10 +18,10 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from dlkdd.config import Params, load_params
-from dlkdd.data.footage import (Landed, NewClip, add_clips, claim, claim_dir, display_name, file_md5,
-                                quarantine_file, read_footage_csv, release_claims, survey_inbox)
-from dlkdd.data.clipstats import clip_stats
-from dlkdd.data.video import VideoDecodeError, read_video
+from dlkdd.data.footage import (Landed, NewClip, add_clips, claim, claim_dir, file_md5, quarantine_file,
+                                read_footage_csv, release_claims, survey_inbox)
+from dlkdd.data.untrusted import clip_stats_isolated
+from dlkdd.data.video import VideoDecodeError, printable
 from flows import ops
 from flows.gate import BatchVerdict, gate_batch
 from flows.production import ProductionCheckout, ProductionInconsistent, PromotionFailed
@@ -80,8 +80,9 @@ def _classes(repo: Path, params: Params) -> list[str]:
 
 
 @task(cache_policy=NO_CACHE)
-def inspect_clips(landed: list[Landed], classes: list[str]) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Decode every landed clip; returns its statistics (one row per decodable clip) and ``{path: reason}`` refusals."""
+def inspect_clips(landed: list[Landed], classes: list[str], params: Params) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Decode every landed clip in an isolated worker (a codec crash or hang refuses that clip, never the run);
+    returns its statistics (one row per decodable clip, as the frame cache computes them) and ``{path: reason}``."""
     rows, refused = [], {}
     for item in landed:
         key = str(item.path)
@@ -89,14 +90,15 @@ def inspect_clips(landed: list[Landed], classes: list[str]) -> tuple[pd.DataFram
             refused[key] = f"unknown class '{item.class_name}' (known: {', '.join(classes)})"
             continue
         try:
-            video, fps = read_video(item.path)
-        except VideoDecodeError as err:
-            refused[key] = f"cannot decode: {err}"
+            stats = clip_stats_isolated(item.path, timeout_s=params.frames.decode_timeout_s,
+                                        min_decoded_fraction=params.frames.min_decoded_fraction,
+                                        num_frames=params.frames.num_frames)
+        except VideoDecodeError as err:  # missing/empty/not_video/unreadable/incomplete/crashed/timeout/bad_name
+            refused[key] = f"cannot decode ({err.kind}): {err}"
             continue
         label = classes.index(item.class_name) if item.class_name else -1
         split = "train" if item.class_name else "unlabelled"  # unlabelled rows stay out of the class balance
-        rows.append({"clip_id": key, "split": split, "label": label, "class_name": item.class_name or "",
-                     **clip_stats(video, fps)})
+        rows.append({"clip_id": key, "split": split, "label": label, "class_name": item.class_name or "", **stats})
     return pd.DataFrame(rows), refused
 
 
@@ -122,7 +124,7 @@ def quarantine_clips(refused: dict[str, str], roots: list[Path], quarantine: Pat
         root = next(r for r in roots if Path(src).is_relative_to(r))
         rel = Path(src).relative_to(root)
         quarantine_file(src, quarantine / run_id / rel, reason)
-        out[display_name(rel)] = reason
+        out[printable(rel)] = reason
     return out
 
 
@@ -217,7 +219,7 @@ def _retrain_claimed(repo_p: Path, production: ProductionCheckout, landed: list[
                      tolerance: float) -> dict:
     cfg, run_id = params.retrain, summary.run_id
     inbox, quarantine = roots[1], repo_p / cfg.quarantine
-    rel = lambda p: display_name(Path(p).relative_to(roots[0]))  # noqa: E731  (claimed path → its inbox path)
+    rel = lambda p: printable(Path(p).relative_to(roots[0]))  # noqa: E731  (claimed path → its inbox path)
     summary.landed = [rel(c.path) for c in landed]
     if not landed and not refused:
         summary.reason = f"no settled clips in {inbox}"
@@ -226,7 +228,7 @@ def _retrain_claimed(repo_p: Path, production: ProductionCheckout, landed: list[
     # 1. fingerprint (before the gate: add_clips re-checks the copy against it), decode + quality gate
     md5s = {c.path: file_md5(c.path) for c in landed}
     classes = _classes(repo_p, params)
-    stats, bad = inspect_clips(landed, classes)
+    stats, bad = inspect_clips(landed, classes, params)
     refused.update(bad)
     gate = run_gate(stats, params, repo_p, classes, run_id) if len(stats) else None
     if gate is not None:

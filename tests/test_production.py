@@ -64,7 +64,7 @@ def promote_in_subprocess(repo: Path, branch: str, base: str, fault: str | None)
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}"}
     env.pop("DLKDD_FAULT", None)
     if fault:
-        env["DLKDD_FAULT"] = fault
+        env["DLKDD_FAULT"] = f"promote@{fault}"
     return subprocess.run([sys.executable, "-c", code, str(repo), branch, base], env=env, capture_output=True,
                           text=True, timeout=300)
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from dlkdd.atomic import atomic_path
+from dlkdd.data.video import VideoDecodeError, check_name, printable
 
 FOOTAGE_COLUMNS = ["path", "class_name", "md5"]
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov")
@@ -168,19 +169,6 @@ class InboxScan:
     refused: dict[Path, str]
 
 
-def display_name(path: str | Path) -> str:
-    """``path`` as printable text: undecodable bytes (``bad_name``) are shown as ``\\xNN`` instead of crashing."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
-def _utf8(name: str) -> bool:
-    try:
-        name.encode("utf-8")  # os.fsdecode keeps undecodable bytes as lone surrogates, which cannot be encoded
-        return True
-    except UnicodeEncodeError:
-        return False
-
-
 def _read_labels(path: Path) -> dict[str, str]:
     """``labels.csv`` (``path,class_name``) as a dict; raises FootageError with one line if it is malformed."""
     try:
@@ -228,15 +216,17 @@ def survey_inbox(inbox: str | Path, settle_s: float = 0.0, now: float | None = N
             if name.startswith(".") or p == lab:
                 continue
             if os.path.islink(p) or not os.path.realpath(p).startswith(real + os.sep):
-                refused[p] = f"escapes_root: {display_name(rel)} is a symlink or resolves outside the inbox (not " \
+                refused[p] = f"escapes_root: {printable(rel)} is a symlink or resolves outside the inbox (not " \
                              "followed); copy the file itself into the inbox"
                 if name in dirs:
                     dirs.remove(name)
                 continue
             if name in dirs or p.suffix.lower() not in VIDEO_SUFFIXES or len(rel.parts) > 2:
                 continue
-            if not _utf8(str(rel)):
-                refused[p] = f"bad_name: {display_name(rel)} is not valid UTF-8; rename it and land it again"
+            try:
+                check_name(rel)
+            except VideoDecodeError as err:
+                refused[p] = f"bad_name: {err}; land it again under a UTF-8 name"
                 continue
             if now - p.stat().st_mtime < settle_s:
                 continue
@@ -309,7 +299,7 @@ def release_claims(inbox: str | Path, run_id: str | None = None) -> list[str]:
                 if os.path.lexists(dest):
                     dest = dest.with_name(f"{dest.stem}.reclaimed-{run.name}{dest.suffix}")
                 move_bytes(src, dest)
-                moved.append(display_name(rel))
+                moved.append(printable(rel))
             os.rmdir(top)
     if root.is_dir() and not any(root.iterdir()):
         root.rmdir()
