@@ -7,6 +7,7 @@ their return value). The dataset change and the pipeline run happen in a throw-a
 """
 from __future__ import annotations
 
+import shlex
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -50,7 +51,8 @@ class Summary:
 
     def markdown(self) -> str:
         fmt = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731
-        rows = [("run", self.run_id), ("reconciled", "; ".join(self.reconciled) or "consistent"), ("landed", f"{len(self.landed)}: " + ", ".join(self.landed)),
+        rows = [("run", self.run_id), ("reconciled", "; ".join(self.reconciled) or "consistent"),
+                ("landed", f"{len(self.landed)}: " + ", ".join(self.landed)),
                 ("accepted", f"{len(self.accepted)}: " + ", ".join(self.accepted)),
                 ("quarantined", f"{len(self.quarantined)}: "
                  + "; ".join(f"{k} ({v})" for k, v in self.quarantined.items())),
@@ -309,8 +311,9 @@ def reland_hint(repo: Path, inbox: Path, branch: str, added: list[str], pushed: 
     """
     where = f"{len(added)} clip(s) on branch {branch} under data/footage, in the DVC cache" + \
         (" and remote" if pushed else "")
-    gets = [f"dvc get {repo} data/footage/{a} --rev {branch} -o "
-            f"{inbox / (a if not a.startswith('_unlabelled/') else a.split('/', 1)[1])}" for a in added]
+    q = shlex.quote
+    gets = [f"dvc get {q(str(repo))} {q('data/footage/' + a)} --rev {q(branch)} -o "
+            f"{q(str(inbox / (a.split('/', 1)[1] if a.startswith('_unlabelled/') else a)))}" for a in added]
     return f"{where}; land them again: " + " && ".join(gets)
 
 

@@ -3,6 +3,7 @@ holding this project's pipeline with a tiny params.yaml. The tests share one pro
 each starts from the state the previous one left (as nights do in production)."""
 import hashlib
 import json
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -194,7 +195,7 @@ def test_crippled_training_is_not_promoted(prod):
     from flows.retrain import retrain
 
     before = snapshot(prod)
-    dark_clip(prod / "inbox/Drink/dusk.avi", "Drink", 303)
+    dusk_md5 = md5(dark_clip(prod / "inbox/Drink/dusk.avi", "Drink", 303))
     out = retrain(repo=str(prod), set_params=["train.lr=0.0", "train.epochs=1"], tolerance=-0.05)
     assert out["decision"] == "kept", out
     assert out["candidate"] < out["production"] + 0.05
@@ -206,6 +207,13 @@ def test_crippled_training_is_not_promoted(prod):
     assert "lr: 0.0" in ckpt  # the crippled recipe is what the candidate branch records
     assert snapshot(prod) == before  # production untouched
     assert out["push"] == "pushed"
+    # the accepted clip is not lost: the summary says where it is and the command that lands it again works
+    assert out["branch"] in out["clips"] and "DVC cache" in out["clips"]
+    for cmd in out["clips"].split("land them again: ", 1)[1].split(" && "):
+        sh(shlex.split(cmd), prod)
+    (again,) = (prod / "inbox/Drink").glob("dusk_*.avi")
+    assert md5(again) == dusk_md5
+    again.unlink()
 
 
 def test_failed_retrain_leaves_production_exactly_as_before(prod):
