@@ -79,6 +79,11 @@ class ProductionCheckout:
                 ops.dvc_retrying(self.repo, "checkout", "--force")
                 self.journal.unlink()
                 return [f"finished the interrupted promotion to {j['tag']} ({j['target'][:10]})"]
+            if self.head() not in (j["base"], j["target"]):  # someone moved it since: their commits are not ours to drop
+                raise ProductionInconsistent(
+                    f"production checkout {self.repo} was moved during an interrupted promotion ({self.journal} names "
+                    f"{j['base'][:10]} → {j['target'][:10]}, HEAD is {self.head()[:10]}): check it out as wanted, run "
+                    f"`dvc checkout --force`, delete {JOURNAL}, then rerun")
             self.rollback(j["base"])
             if tag_rev:  # a tag on a rolled-back commit would name it production
                 ops.git(self.repo, "tag", "-d", j["tag"], check=False)
