@@ -175,3 +175,24 @@ def test_poll_during_a_run_does_not_retake_claimed_clips(prod):
     assert any("returned 1 clip" in r for r in out["reconciled"]), out
     assert out["landed"] == ["Jump/lights.avi"] and out["decision"] == "gate failed"
     assert not (prod / "inbox/.claimed").exists()
+
+
+def test_codec_crash_and_hang_on_a_landed_clip_quarantine_it_with_its_kind(prod, monkeypatch):
+    """The landing gate decodes in the lead's isolated worker: a codec that really segfaults or hangs on one clip
+    quarantines that clip with the kind in its reason, and the run goes on."""
+    from flows.retrain import retrain
+
+    before = snapshot(prod)
+    dark_clip(prod / "inbox/Jump/boom.avi", "Jump", 121)
+    dark_clip(prod / "inbox/Sit/stuck.avi", "Sit", 122)
+    params = yaml.safe_load((prod / "params.yaml").read_text())
+    params["frames"]["decode_timeout_s"] = 3.0
+    (prod / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.setenv("DLKDD_FAULT", "decode@boom=crash,decode@stuck=hang")
+    try:
+        out = retrain(repo=str(prod))
+    finally:
+        sh(["git", "checkout", "params.yaml"], prod)
+    assert out["quarantined"]["Jump/boom.avi"].startswith("cannot decode (crashed)"), out
+    assert out["quarantined"]["Sit/stuck.avi"].startswith("cannot decode (timeout)"), out
+    assert out["decision"] == "nothing to do" and snapshot(prod) == before
