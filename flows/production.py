@@ -59,6 +59,10 @@ class ProductionCheckout:
         changed = ops.git(self.repo, "status", "--porcelain", "--untracked-files=no")
         if changed:
             return "uncommitted git changes: " + ", ".join(line[3:] for line in changed.splitlines()[:5])
+        return self.data_dirty()
+
+    def data_dirty(self) -> str:
+        """'' if every DVC-tracked output in the workspace is what ``dvc.lock``/``.dvc`` files say; else one line."""
         outs = _changed_outs(json.loads(ops.dvc(self.repo, "status", "--json").stdout or "{}"))
         if outs:  # changed deps alone are a stale lock committed as such, not data a promotion would overwrite
             return "DVC-tracked outputs differ from dvc.lock/.dvc files: " + ", ".join(outs[:5])
@@ -70,7 +74,8 @@ class ProductionCheckout:
 
         With a journal: a promotion whose tag exists and sits at HEAD is finished (data checked out, journal removed);
         any other is rolled back to its base commit and data. Without one, a checkout whose data differs from its
-        commit is refused (it may be a person's work): ProductionInconsistent says what to run.
+        commit is refused (it may be a person's work): ProductionInconsistent says what to run. Uncommitted git edits
+        (e.g. to params.yaml) do not stop a run; they stop a promotion.
         """
         if self.journal.is_file():
             j = json.loads(self.journal.read_text())
@@ -90,7 +95,7 @@ class ProductionCheckout:
             self.journal.unlink()
             return [f"rolled back the interrupted promotion of {j['branch']} to {j['base'][:10]} (the candidate "
                     f"stays on {j['branch']})"]
-        why = self.dirty()
+        why = self.data_dirty()
         if why:
             raise ProductionInconsistent(
                 f"production checkout {self.repo} is not consistent ({why}): restore it with `dvc checkout --force` "
