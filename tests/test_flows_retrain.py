@@ -204,7 +204,7 @@ def test_crippled_training_is_not_promoted(prod):
     cand_metrics = json.loads(sh(["git", "show", f"{out['branch']}:metrics/evaluate.json"], prod))
     assert (out["production"], out["candidate"]) == (prod_metrics["student"]["top1"], cand_metrics["student"]["top1"])
     ckpt = yaml.safe_load(sh(["git", "show", f"{out['branch']}:params.yaml"], prod))
-    assert ckpt["train"]["lr"] == 1e-12  # the crippled recipe is what the candidate branch records
+    assert float(ckpt["train"]["lr"]) == 1e-12  # the crippled recipe is what the candidate branch records
     assert snapshot(prod) == before  # production untouched
     assert out["push"] == "pushed"
     # the accepted clip is not lost: the summary says where it is and the command that lands it again works
