@@ -188,7 +188,7 @@ def _retrain(repo_p: Path, set_params: list[str], push: bool, tolerance: float |
     params = load_params(repo_p / "params.yaml")
     cfg = params.retrain
     tolerance = cfg.tolerance if tolerance is None else tolerance
-    inbox, quarantine = repo_p / cfg.inbox, repo_p / cfg.quarantine
+    inbox = repo_p / cfg.inbox
     run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
     summary = Summary(run_id, metric=cfg.metric)
     production = ProductionCheckout(repo_p)

@@ -4,6 +4,7 @@ through the ``DLKDD_FAULT`` hook in a subprocess), repaired by the next run; dir
 git + DVC production repo (the fixtures of test_flows_retrain), tests in file order as nights are."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -179,12 +180,14 @@ def test_poll_during_a_run_does_not_retake_claimed_clips(prod):
 
 def test_codec_crash_and_hang_on_a_landed_clip_quarantine_it_with_its_kind(prod, monkeypatch):
     """The landing gate decodes in the lead's isolated worker: a codec that really segfaults or hangs on one clip
-    quarantines that clip with the kind in its reason, and the run goes on."""
+    quarantines that clip with the kind in its reason, and the run goes on; a non-UTF-8 name is refused by its bytes
+    before any decoder (cv2 segfaults on such names)."""
     from flows.retrain import retrain
 
     before = snapshot(prod)
     dark_clip(prod / "inbox/Jump/boom.avi", "Jump", 121)
     dark_clip(prod / "inbox/Sit/stuck.avi", "Sit", 122)
+    shutil.copy(prod / "inbox/Sit/stuck.avi", os.path.join(os.fsencode(prod / "inbox/Jump"), b"caf\xe9.avi"))
     params = yaml.safe_load((prod / "params.yaml").read_text())
     params["frames"]["decode_timeout_s"] = 3.0
     (prod / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -195,4 +198,6 @@ def test_codec_crash_and_hang_on_a_landed_clip_quarantine_it_with_its_kind(prod,
         sh(["git", "checkout", "params.yaml"], prod)
     assert out["quarantined"]["Jump/boom.avi"].startswith("cannot decode (crashed)"), out
     assert out["quarantined"]["Sit/stuck.avi"].startswith("cannot decode (timeout)"), out
+    assert out["quarantined"]["Jump/caf\\xe9.avi"].startswith("bad_name: "), out  # never reached a codec
+    assert os.path.isfile(os.path.join(os.fsencode(prod / "quarantine" / out["run_id"] / "Jump"), b"caf\xe9.avi"))
     assert out["decision"] == "nothing to do" and snapshot(prod) == before
