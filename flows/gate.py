@@ -9,6 +9,7 @@ import pandas as pd
 
 from dlkdd.config import Params
 from dlkdd.quality import GateInputError, check_footage
+from dlkdd.quality.drift import MIN_DRIFT_ROWS
 
 
 @dataclass
@@ -16,6 +17,7 @@ class BatchVerdict:
     passed: bool  # False: the batch as a whole is refused, nothing of it is trained on
     rejected: dict[str, str] = field(default_factory=dict)  # clip_id -> why (named offenders of failed checks)
     report: str = ""  # the gate's readable summary, for the run summary
+    drift: str = ""  # "tested: ..." or "not tested: <why>": a batch too small for drift must say so, not pass silently
 
 
 def gate_batch(stats: pd.DataFrame, params: Params, reference: pd.DataFrame | None = None,
@@ -34,10 +36,17 @@ def gate_batch(stats: pd.DataFrame, params: Params, reference: pd.DataFrame | No
     except GateInputError as err:
         return BatchVerdict(False, {}, f"gate could not judge the batch: {err}")
     rejected: dict[str, str] = {}
+    drift = next((c for c in result.checks if c.name == "drift"), None)
+    if len(stats) < MIN_DRIFT_ROWS:
+        drift_note = f"not tested: {len(stats)} clip{'s' if len(stats) != 1 else ''} (needs >= {MIN_DRIFT_ROWS})"
+    elif drift is None or drift.status == "skipped":
+        drift_note = "not tested: " + (drift.detail if drift else "no drift check ran")
+    else:
+        drift_note = f"tested ({drift.status}): {drift.detail}"
     for check in result.checks:
         if check.failed:
             for w in check.worst:
                 if "clip_id" in w and w["clip_id"] in set(stats["clip_id"]):
                     why = f"{check.name}={w.get('value')}: {check.detail}"
                     rejected[w["clip_id"]] = f"{rejected[w['clip_id']]}; {why}" if w["clip_id"] in rejected else why
-    return BatchVerdict(result.passed, rejected, result.summary())
+    return BatchVerdict(result.passed, rejected, result.summary(), drift_note)

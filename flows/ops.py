@@ -2,9 +2,8 @@
 
 A retrain never works in the production checkout. It works in a throw-away git worktree on a branch
 ``retrain/<run_id>`` under ``.dvc/tmp/retrain/`` that shares the production checkout's DVC cache, so a crash or a kill
-at any point leaves the production dataset, models and git history exactly as they were. Promotion is then a
-fast-forward of the production branch + an annotated ``prod-*`` tag + ``dvc checkout``: recorded and reversible
-(``git reset --hard <previous prod tag> && dvc checkout``).
+at any point leaves the production dataset, models and git history exactly as they were. Promotion, the one step
+that changes production, is a transaction in :mod:`flows.production`.
 """
 from __future__ import annotations
 
@@ -83,12 +82,6 @@ def exclusive(repo: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def production_rev(repo: Path) -> str:
-    """The commit of the production model: the newest ``prod-*`` tag, else the checked-out commit."""
-    tags = git(repo, "tag", "--list", "prod-*", "--sort=-refname").split()
-    return git(repo, "rev-parse", f"{tags[0]}^{{commit}}") if tags else git(repo, "rev-parse", "HEAD")
-
-
 def cleanup_stale(repo: Path) -> list[str]:
     """Remove worktrees left by killed runs (their branches stay, unmerged, for a post-mortem)."""
     root = repo / WORKTREES
@@ -140,20 +133,3 @@ def metric_diff(ws: Path, old_rev: str, key: str,
 
 def has_remote(ws: Path) -> bool:
     return bool(dvc(ws, "remote", "list").stdout.strip())
-
-
-def promote(repo: Path, branch: str, base: str, tag_message: str) -> str:
-    """Fast-forward the production checkout to ``branch``, tag it ``prod-<UTC time>`` and check the data out."""
-    if git(repo, "status", "--porcelain", "--untracked-files=no"):
-        raise CommandFailed("the production checkout has uncommitted changes; commit or stash them first")
-    if git(repo, "rev-parse", "HEAD") != base:
-        raise CommandFailed("the production branch moved during the retrain; rerun to retrain on top of it")
-    git(repo, "merge", "-q", "--ff-only", branch)
-    tag = time.strftime("prod-%Y%m%d-%H%M%S", time.gmtime())
-    n = 1
-    while git(repo, "tag", "--list", tag):
-        n += 1
-        tag = time.strftime("prod-%Y%m%d-%H%M%S", time.gmtime()) + f"-{n}"
-    git(repo, "tag", "-a", tag, "-m", tag_message)
-    dvc_retrying(repo, "checkout")
-    return tag

@@ -7,7 +7,7 @@ their return value). The dataset change and the pipeline run happen in a throw-a
 """
 from __future__ import annotations
 
-import shutil
+import shlex
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -19,11 +19,13 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from dlkdd.config import Params, load_params
-from dlkdd.data.footage import Landed, NewClip, add_clips, file_md5, read_footage_csv, scan_inbox
-from dlkdd.data.clipstats import clip_stats
-from dlkdd.data.video import VideoDecodeError, read_video
+from dlkdd.data.footage import (Landed, NewClip, add_clips, claim, claim_dir, file_md5, quarantine_file,
+                                read_footage_csv, release_claims, survey_inbox)
+from dlkdd.data.untrusted import clip_stats_isolated
+from dlkdd.data.video import VideoDecodeError, printable
 from flows import ops
 from flows.gate import BatchVerdict, gate_batch
+from flows.production import ProductionCheckout, ProductionInconsistent, PromotionFailed
 
 
 @dataclass
@@ -31,29 +33,33 @@ class Summary:
     """What one retrain did; rendered as the Prefect artifact and ``reports/retrain/<run_id>.md``."""
 
     run_id: str
+    reconciled: list[str] = field(default_factory=list)  # what the run repaired before starting
     landed: list[str] = field(default_factory=list)
     quarantined: dict[str, str] = field(default_factory=dict)
     accepted: list[str] = field(default_factory=list)
     gate: str = ""
+    drift: str = ""
     metric: str = ""
     production: float | None = None
     candidate: float | None = None
-    decision: str = "nothing to do"  # promoted | kept | gate failed | training failed | nothing to do
+    decision: str = "nothing to do"  # promoted | kept | gate failed | training failed | refused | nothing to do
     reason: str = ""
     branch: str = ""
     tag: str = ""
     push: str = ""
+    clips: str = ""  # where accepted clips of a run that was not promoted are, and how to land them again
 
     def markdown(self) -> str:
         fmt = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731
-        rows = [("run", self.run_id), ("landed", f"{len(self.landed)}: " + ", ".join(self.landed)),
+        rows = [("run", self.run_id), ("reconciled", "; ".join(self.reconciled) or "consistent"),
+                ("landed", f"{len(self.landed)}: " + ", ".join(self.landed)),
                 ("accepted", f"{len(self.accepted)}: " + ", ".join(self.accepted)),
                 ("quarantined", f"{len(self.quarantined)}: "
                  + "; ".join(f"{k} ({v})" for k, v in self.quarantined.items())),
-                ("quality gate", self.gate), (f"{self.metric} production", fmt(self.production)),
+                ("quality gate", self.gate), ("drift", self.drift), (f"{self.metric} production", fmt(self.production)),
                 (f"{self.metric} new", fmt(self.candidate)), ("decision", f"**{self.decision}**"),
                 ("reason", self.reason), ("branch", self.branch), ("production tag", self.tag),
-                ("dvc push", self.push)]
+                ("dvc push", self.push), ("accepted clips", self.clips)]
         esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
         return "\n".join([f"# Retrain {self.run_id}", "", "| item | value |", "|---|---|"]
                          + [f"| {k} | {esc(v)} |" for k, v in rows]) + "\n"
@@ -76,8 +82,9 @@ def _classes(repo: Path, params: Params) -> list[str]:
 
 
 @task(cache_policy=NO_CACHE)
-def inspect_clips(landed: list[Landed], classes: list[str]) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Decode every landed clip; returns its statistics (one row per decodable clip) and ``{path: reason}`` refusals."""
+def inspect_clips(landed: list[Landed], classes: list[str], params: Params) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Decode every landed clip in an isolated worker (a codec crash or hang refuses that clip, never the run);
+    returns its statistics (one row per decodable clip, as the frame cache computes them) and ``{path: reason}``."""
     rows, refused = [], {}
     for item in landed:
         key = str(item.path)
@@ -85,14 +92,15 @@ def inspect_clips(landed: list[Landed], classes: list[str]) -> tuple[pd.DataFram
             refused[key] = f"unknown class '{item.class_name}' (known: {', '.join(classes)})"
             continue
         try:
-            video, fps = read_video(item.path)
-        except VideoDecodeError as err:
-            refused[key] = f"cannot decode: {err}"
+            stats = clip_stats_isolated(item.path, timeout_s=params.frames.decode_timeout_s,
+                                        min_decoded_fraction=params.frames.min_decoded_fraction,
+                                        num_frames=params.frames.num_frames)
+        except VideoDecodeError as err:  # missing/empty/not_video/unreadable/incomplete/crashed/timeout/bad_name
+            refused[key] = f"cannot decode ({err.kind}): {err}"
             continue
         label = classes.index(item.class_name) if item.class_name else -1
         split = "train" if item.class_name else "unlabelled"  # unlabelled rows stay out of the class balance
-        rows.append({"clip_id": key, "split": split, "label": label, "class_name": item.class_name or "",
-                     **clip_stats(video, fps)})
+        rows.append({"clip_id": key, "split": split, "label": label, "class_name": item.class_name or "", **stats})
     return pd.DataFrame(rows), refused
 
 
@@ -108,13 +116,18 @@ def run_gate(stats: pd.DataFrame, params: Params, repo: Path, classes: list[str]
 
 
 @task(cache_policy=NO_CACHE)
-def quarantine_clips(refused: dict[str, str], inbox: Path, quarantine: Path, run_id: str) -> None:
-    """Move each refused clip to ``<quarantine>/<run_id>/<its inbox path>`` with a ``<clip>.reason.txt`` beside it."""
+def quarantine_clips(refused: dict[str, str], roots: list[Path], quarantine: Path, run_id: str) -> dict[str, str]:
+    """Move each refused entry to ``<quarantine>/<run_id>/<its inbox path>`` with a ``<clip>.reason.txt`` beside it.
+
+    ``roots``: where the entries may be (the run's claim folder, the inbox); returns ``{inbox path: reason}``.
+    """
+    out = {}
     for src, reason in refused.items():
-        dest = quarantine / run_id / Path(src).relative_to(inbox)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(src, dest)
-        dest.with_name(dest.name + ".reason.txt").write_text(reason + "\n")
+        root = next(r for r in roots if Path(src).is_relative_to(r))
+        rel = Path(src).relative_to(root)
+        quarantine_file(src, quarantine / run_id / rel, reason)
+        out[printable(rel)] = reason
+    return out
 
 
 @task(cache_policy=NO_CACHE)
@@ -175,33 +188,61 @@ def _retrain(repo_p: Path, set_params: list[str], push: bool, tolerance: float |
     params = load_params(repo_p / "params.yaml")
     cfg = params.retrain
     tolerance = cfg.tolerance if tolerance is None else tolerance
-    inbox, quarantine = repo_p / cfg.inbox, repo_p / cfg.quarantine
+    inbox = repo_p / cfg.inbox
     run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
     summary = Summary(run_id, metric=cfg.metric)
+    production = ProductionCheckout(repo_p)
     stale = ops.cleanup_stale(repo_p)
     if stale:
         get_run_logger().warning("removed worktrees of interrupted runs: %s", stale)
+    # 0. start from a consistent production: finish or roll back an interrupted promotion, or refuse
+    try:
+        summary.reconciled = production.reconcile()
+    except ProductionInconsistent as err:
+        summary.decision, summary.reason = "refused", str(err)
+        return vars(_finish(summary, repo_p))
+    back = release_claims(inbox)  # we hold the retrain lock: any claim left is a dead run's
+    if back:
+        summary.reconciled.append(f"returned {len(back)} clip(s) claimed by interrupted runs to the inbox")
 
-    landed = scan_inbox(inbox, cfg.settle_s)
-    summary.landed = [str(c.path.relative_to(inbox)) for c in landed]
-    if not landed:
+    scan = survey_inbox(inbox, cfg.settle_s)
+    cdir = claim_dir(inbox, run_id)
+    taken = claim(inbox, run_id, [c.path for c in scan.landed])  # a poll during this run no longer sees them
+    landed = [Landed(taken[c.path], c.class_name) for c in scan.landed]
+    try:
+        return _retrain_claimed(repo_p, production, landed, {str(k): v for k, v in scan.refused.items()},
+                                [cdir, inbox], summary, params, set_params, push, tolerance)
+    finally:
+        release_claims(inbox, run_id)  # clips this run did not land (e.g. training failed) wait for the next run
+
+
+def _retrain_claimed(repo_p: Path, production: ProductionCheckout, landed: list[Landed], refused: dict[str, str],
+                     roots: list[Path], summary: Summary, params: Params, set_params: list[str], push: bool,
+                     tolerance: float) -> dict:
+    cfg, run_id = params.retrain, summary.run_id
+    inbox, quarantine = roots[1], repo_p / cfg.quarantine
+    rel = lambda p: printable(Path(p).relative_to(roots[0]))  # noqa: E731  (claimed path → its inbox path)
+    summary.landed = [rel(c.path) for c in landed]
+    if not landed and not refused:
         summary.reason = f"no settled clips in {inbox}"
         return vars(_finish(summary, repo_p))
 
-    # 1. decode + quality gate; refused clips are quarantined with their reason
+    # 1. fingerprint (before the gate: add_clips re-checks the copy against it), decode + quality gate
+    md5s = {c.path: file_md5(c.path) for c in landed}
     classes = _classes(repo_p, params)
-    stats, refused = inspect_clips(landed, classes)
+    stats, bad = inspect_clips(landed, classes, params)
+    refused.update(bad)
     gate = run_gate(stats, params, repo_p, classes, run_id) if len(stats) else None
     if gate is not None:
         summary.gate = ("passed" if gate.passed else "FAILED") + (f": {gate.report}" if gate.report else "")
+        summary.drift = gate.drift
         refused.update(gate.rejected)
         if not gate.passed:  # the whole batch is refused: nothing of it is trained on
             refused.update({k: f"batch failed the quality gate: {gate.report}" for k in stats["clip_id"]
                             if k not in refused})
-    quarantine_clips(refused, inbox, quarantine, run_id)
-    summary.quarantined = {str(Path(k).relative_to(inbox)): v for k, v in refused.items()}
+    summary.quarantined = quarantine_clips(refused, roots, quarantine, run_id)
     accepted = [c for c in landed if str(c.path) not in refused]
-    summary.accepted = [str(c.path.relative_to(inbox)) for c in accepted]
+    summary.accepted = [rel(c.path) for c in accepted]
     if gate is not None and not gate.passed:
         summary.decision, summary.reason = "gate failed", "the batch failed the quality gate: nothing trained"
         return vars(_finish(summary, repo_p))
@@ -210,7 +251,7 @@ def _retrain(repo_p: Path, set_params: list[str], push: bool, tolerance: float |
         return vars(_finish(summary, repo_p))
 
     known = set(read_footage_csv(repo_p / "data/footage.csv")["md5"])
-    clips = [NewClip(c.path, c.class_name, file_md5(c.path)) for c in accepted]
+    clips = [NewClip(c.path, c.class_name, md5s[c.path]) for c in accepted]
     fresh = [c for c in clips if c.md5 not in known]
     if not fresh:
         for c in clips:
@@ -218,31 +259,30 @@ def _retrain(repo_p: Path, set_params: list[str], push: bool, tolerance: float |
         summary.reason = "every accepted clip is already in the dataset"
         return vars(_finish(summary, repo_p))
 
-    ws, branch, base = ops.open_worktree(repo_p, run_id)
+    ws, branch, base = production.open_candidate(run_id)
     summary.branch, keep_branch, error = branch, False, None
     try:
         # 2. dataset change + 3. pipeline, both on the branch: production is untouched until promotion
-        add_to_dataset(ws, fresh, run_id)
-        prod = ops.production_rev(repo_p)
+        added = add_to_dataset(ws, fresh, run_id)
         try:
             run_pipeline(ws, set_params, run_id)
         except ops.CommandFailed as err:
             summary.decision, summary.reason = "training failed", f"nothing promoted: {str(err).splitlines()[0]}"
             error = err
             return vars(_finish(summary, repo_p))
-        # 4. compare with the production student
-        summary.production, summary.candidate = ops.metric_diff(ws, prod, cfg.metric)
+        # 4. compare with the production student (the checked-out production commit: a rollback is respected)
+        summary.production, summary.candidate = ops.metric_diff(ws, base, cfg.metric)
         promote, why = decide(summary.production, summary.candidate, tolerance, cfg.metric)
         keep_branch = True
-        # 5. promote (fast-forward + prod-* tag + dvc checkout) or keep production and say why
+        # 5. promote (a transaction: merge → dvc checkout → tag, rolled back on failure) or keep production
         if not promote:
             summary.decision, summary.reason = "kept", f"{why}; candidate on {branch}"
         else:
             try:
-                summary.tag = ops.promote(repo_p, branch, base, f"retrain {run_id}: {why}")
+                summary.tag = production.promote(branch, base, f"retrain {run_id}: {why}")
                 summary.decision, summary.reason = "promoted", why
-            except ops.CommandFailed as err:
-                summary.decision, summary.reason = "kept", f"promotion refused: {str(err).splitlines()[0]}"
+            except PromotionFailed as err:
+                summary.decision, summary.reason = "kept", f"promotion failed: {err}; candidate on {branch}"
         # 6. data and models to the DVC remote, with retries
         if push:
             try:
@@ -253,13 +293,28 @@ def _retrain(repo_p: Path, set_params: list[str], push: bool, tolerance: float |
                 error = err
         else:
             summary.push = "skipped (push=False)"
+        if summary.decision != "promoted":
+            summary.clips = reland_hint(repo_p, inbox, branch, added, summary.push == "pushed")
         for c in clips:  # landed clips are now in the DVC cache and on a branch
             c.src.unlink(missing_ok=True)
         return vars(_finish(summary, repo_p))
     finally:
-        ops.close_worktree(repo_p, ws, branch, keep_branch=keep_branch)
+        production.close_candidate(ws, branch, keep_branch=keep_branch)
         if error is not None:  # the summary is written; the run itself shows as failed in the UI
             raise error
+
+
+def reland_hint(repo: Path, inbox: Path, branch: str, added: list[str], pushed: bool) -> str:
+    """Where the accepted clips of an unpromoted run are, and the command that puts them back in the inbox.
+
+    ``added``: their paths under ``data/footage`` on ``branch`` (``<Class>/<stem>_<md5[:8]><ext>``).
+    """
+    where = f"{len(added)} clip(s) on branch {branch} under data/footage, in the DVC cache" + \
+        (" and remote" if pushed else "")
+    q = shlex.quote
+    gets = [f"dvc get {q(str(repo))} {q('data/footage/' + a)} --rev {q(branch)} -o "
+            f"{q(str(inbox / (a.split('/', 1)[1] if a.startswith('_unlabelled/') else a)))}" for a in added]
+    return f"{where}; land them again: " + " && ".join(gets)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@ settled clips are there, start ``retrain``.
 
 Served (``flows/serve.py``), it starts the ``retrain/retrain`` deployment, whose concurrency limit is 1 with the
 ENQUEUE strategy, and only when no run of it is already waiting: landings during a run therefore cause exactly one
-follow-up run (which takes everything in the inbox when it starts), never a pile-up. Without a deployment name (tests,
+follow-up run (which takes everything in the inbox when it starts), never a pile-up. Clips a running retrain has
+claimed (renamed into the hidden ``<inbox>/.claimed/<run_id>/``) are not landings, so a poll during a run does not
+queue a second retrain for them. Without a deployment name (tests,
 one-off use) it runs ``retrain`` in-process as a subflow.
 """
 from __future__ import annotations
@@ -18,7 +20,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
 
 from dlkdd.config import load_params
-from dlkdd.data.footage import scan_inbox
+from dlkdd.data.footage import survey_inbox
 from flows.retrain import retrain
 
 WAITING = [StateType.SCHEDULED, StateType.PENDING]  # includes AwaitingConcurrencySlot (a SCHEDULED state)
@@ -40,7 +42,8 @@ def watch(repo: str = ".", deployment: str | None = None) -> dict:
     """Start one retrain if settled clips are in the inbox and no retrain is already waiting to start."""
     repo_p = Path(repo).resolve()
     cfg = load_params(repo_p / "params.yaml").retrain
-    landed = scan_inbox(repo_p / cfg.inbox, cfg.settle_s)
+    scan = survey_inbox(repo_p / cfg.inbox, cfg.settle_s)  # clips a running retrain claimed are hidden: not new
+    landed = scan.landed + [*scan.refused]  # refusals too: a retrain quarantines them with their reason
     log = get_run_logger()
     if not landed:
         log.info("inbox %s: nothing settled", repo_p / cfg.inbox)

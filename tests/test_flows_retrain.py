@@ -3,6 +3,7 @@ holding this project's pipeline with a tiny params.yaml. The tests share one pro
 each starts from the state the previous one left (as nights do in production)."""
 import hashlib
 import json
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -188,24 +189,31 @@ def test_promotion_rule():
 
 
 def test_crippled_training_is_not_promoted(prod):
-    """lr=0: the new student never learns. At this tiny scale production is itself near chance, so a crippled
+    """lr=1e-12 (the schema refuses 0): the new student never learns. At this tiny scale production is itself near chance, so a crippled
     student can tie it; the run therefore demands a real improvement (tolerance -0.05), which untrained weights
     cannot deliver, and must be kept with its reason while production stays as it was."""
     from flows.retrain import retrain
 
     before = snapshot(prod)
-    dark_clip(prod / "inbox/Drink/dusk.avi", "Drink", 303)
-    out = retrain(repo=str(prod), set_params=["train.lr=0.0", "train.epochs=1"], tolerance=-0.05)
+    dusk_md5 = md5(dark_clip(prod / "inbox/Drink/dusk.avi", "Drink", 303))
+    out = retrain(repo=str(prod), set_params=["train.lr=1e-12", "train.epochs=1"], tolerance=-0.05)
     assert out["decision"] == "kept", out
     assert out["candidate"] < out["production"] + 0.05
     assert "worse than production" in out["reason"] and out["branch"] in out["reason"]
     prod_metrics = json.loads(sh(["git", "show", "HEAD:metrics/evaluate.json"], prod))
     cand_metrics = json.loads(sh(["git", "show", f"{out['branch']}:metrics/evaluate.json"], prod))
     assert (out["production"], out["candidate"]) == (prod_metrics["student"]["top1"], cand_metrics["student"]["top1"])
-    ckpt = sh(["git", "show", f"{out['branch']}:params.yaml"], prod)
-    assert "lr: 0.0" in ckpt  # the crippled recipe is what the candidate branch records
+    ckpt = yaml.safe_load(sh(["git", "show", f"{out['branch']}:params.yaml"], prod))
+    assert float(ckpt["train"]["lr"]) == 1e-12  # the crippled recipe is what the candidate branch records
     assert snapshot(prod) == before  # production untouched
     assert out["push"] == "pushed"
+    # the accepted clip is not lost: the summary says where it is and the command that lands it again works
+    assert out["branch"] in out["clips"] and "DVC cache" in out["clips"]
+    for cmd in out["clips"].split("land them again: ", 1)[1].split(" && "):
+        sh(shlex.split(cmd), prod)
+    (again,) = (prod / "inbox/Drink").glob("dusk_*.avi")
+    assert md5(again) == dusk_md5
+    again.unlink()
 
 
 def test_failed_retrain_leaves_production_exactly_as_before(prod):

@@ -110,3 +110,74 @@ def test_frames_stage_merges_footage_and_is_unchanged_without_it(tiny_dataset, c
     assert len(merged) == len(plain) + 1 and list(extra["class_name"]) == ["Jump"]
     assert list(extra["split"]) == ["train"]
     assert (tmp_path / "merged/clips" / f"{extra['clip_id'].iloc[0]}.npy").is_file()
+
+
+def test_symlink_out_of_the_inbox_is_refused_not_followed(clips, tmp_path):
+    """A link to a private video (or folder) outside the inbox must never have its bytes landed."""
+    from dlkdd.data.footage import survey_inbox
+
+    inbox = tmp_path / "inbox"
+    (inbox / "Jump").mkdir(parents=True)
+    private = tmp_path / "private"
+    private.mkdir()
+    shutil.copy(clips[0], private / "secret.avi")
+    os.symlink(private / "secret.avi", inbox / "Jump/secret.avi")
+    os.symlink(private, inbox / "Sit")  # a whole folder
+    shutil.copy(clips[1], inbox / "Jump/ok.avi")
+    scan = survey_inbox(inbox)
+    assert [str(c.path.relative_to(inbox)) for c in scan.landed] == ["Jump/ok.avi"]
+    refused = {str(p.relative_to(inbox)): why for p, why in scan.refused.items()}
+    assert set(refused) == {"Jump/secret.avi", "Sit"}
+    assert all(why.startswith("escapes_root: ") for why in refused.values())
+
+
+def test_non_utf8_name_is_quarantined_by_bytes_before_any_codec(clips, tmp_path):
+    from dlkdd.data.footage import quarantine_file, survey_inbox
+
+    inbox = tmp_path / "inbox"
+    (inbox / "Jump").mkdir(parents=True)
+    bad = os.path.join(os.fsencode(inbox / "Jump"), b"caf\xe9.avi")  # latin-1 bytes: not UTF-8
+    shutil.copy(clips[0], bad)
+    scan = survey_inbox(inbox)
+    assert scan.landed == []
+    ((path, why),) = scan.refused.items()
+    assert why.startswith("bad_name: ") and "caf\\xe9.avi" in why
+    quarantine_file(path, tmp_path / "q" / path.relative_to(inbox), why)
+    assert not os.path.exists(bad)
+    moved = os.path.join(os.fsencode(tmp_path / "q/Jump"), b"caf\xe9.avi")
+    assert file_md5(moved) == file_md5(clips[0])
+    assert open(moved + b".reason.txt", encoding="utf-8").read().startswith("bad_name: ")
+
+
+def test_malformed_labels_csv_is_refused_and_the_folder_clips_still_land(clips, tmp_path):
+    from dlkdd.data.footage import survey_inbox
+
+    inbox = tmp_path / "inbox"
+    (inbox / "Jump").mkdir(parents=True)
+    shutil.copy(clips[0], inbox / "Jump/a.avi")
+    shutil.copy(clips[1], inbox / "loose.avi")
+    (inbox / "labels.csv").write_text("file;label\nloose.avi;Sit\n")  # wrong header
+    scan = survey_inbox(inbox)
+    assert [(str(c.path.relative_to(inbox)), c.class_name) for c in scan.landed] == [("Jump/a.avi", "Jump")]
+    refused = {str(p.relative_to(inbox)): why for p, why in scan.refused.items()}
+    assert set(refused) == {"labels.csv", "loose.avi"}  # the loose clip is not landed unlabelled by mistake
+    assert refused["labels.csv"].startswith("bad_labels: ") and "path,class_name" in refused["labels.csv"]
+    (inbox / "labels.csv").write_bytes(b'path,class_name\n"unclosed,\xff\n')  # not even parseable
+    assert "bad_labels" in survey_inbox(inbox).refused[inbox / "labels.csv"]
+
+
+def test_claimed_clips_are_not_landings_and_dead_claims_return(clips, tmp_path):
+    from dlkdd.data.footage import claim, release_claims
+
+    inbox = tmp_path / "inbox"
+    (inbox / "Jump").mkdir(parents=True)
+    shutil.copy(clips[0], inbox / "Jump/a.avi")
+    shutil.copy(clips[1], inbox / "b.avi")
+    taken = claim(inbox, "run1", [c.path for c in scan_inbox(inbox)])
+    assert all(q.is_file() for q in taken.values())
+    assert scan_inbox(inbox) == []  # a poll during the run sees nothing new
+    shutil.copy(clips[2], inbox / "Jump/a.avi")  # the same name lands again meanwhile: never overwritten
+    assert sorted(release_claims(inbox)) == ["Jump/a.avi", "b.avi"]
+    assert not (inbox / ".claimed").exists()
+    assert {str(c.path.relative_to(inbox)) for c in scan_inbox(inbox)} == {"Jump/a.avi", "Jump/a.reclaimed-run1.avi",
+                                                                          "b.avi"}

@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from dlkdd.atomic import atomic_path
+from dlkdd.data.video import VideoDecodeError, check_name, printable
 
 FOOTAGE_COLUMNS = ["path", "class_name", "md5"]
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov")
@@ -142,6 +143,10 @@ def add_clips(footage_csv: str | Path, clips: list[NewClip]) -> list[str]:
     return names
 
 
+CLAIMS = ".claimed"  # <inbox>/.claimed/<run_id>/<rel>: clips a running retrain has taken (hidden: scans skip it)
+LABELS = "labels.csv"
+
+
 @dataclass(frozen=True)
 class Landed:
     """A clip found in the inbox: its path and the class its folder (or labels.csv) gives it (None = unlabelled)."""
@@ -150,27 +155,152 @@ class Landed:
     class_name: str | None
 
 
-def scan_inbox(inbox: str | Path, settle_s: float = 0.0, now: float | None = None) -> list[Landed]:
+@dataclass(frozen=True)
+class InboxScan:
+    """One look at the inbox: settled clips to take, and entries to refuse (path → ``"<kind>: <why>"``).
+
+    Refusal kinds: ``escapes_root`` (a symlink, or anything resolving outside the inbox: never followed, so a link to
+    a private video cannot copy its bytes into the dataset), ``bad_name`` (a name that is not valid UTF-8: codecs
+    crash on such names, so it is moved with os-level bytes paths before any decoder sees it), ``bad_labels``
+    (a malformed ``labels.csv``, and the loose clips it was meant to label).
+    """
+
+    landed: list[Landed]
+    refused: dict[Path, str]
+
+
+def _read_labels(path: Path) -> dict[str, str]:
+    """``labels.csv`` (``path,class_name``) as a dict; raises FootageError with one line if it is malformed."""
+    try:
+        side = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:
+        raise FootageError(f"{path.name} cannot be parsed ({str(err).splitlines()[0]}); expected header "
+                           "path,class_name") from None
+    missing = {"path", "class_name"} - set(side.columns)
+    if missing:
+        raise FootageError(f"{path.name} lacks column(s) {sorted(missing)}; expected header path,class_name")
+    return dict(zip(side["path"], side["class_name"]))
+
+
+def survey_inbox(inbox: str | Path, settle_s: float = 0.0, now: float | None = None) -> InboxScan:
     """Settled video files in ``inbox``: ``<inbox>/<Class>/*.mp4|avi|...`` are labelled by folder, loose files by an
-    optional ``<inbox>/labels.csv`` (``path,class_name``), else unlabelled. Hidden files (``.name``, partial uploads)
-    and files modified in the last ``settle_s`` seconds (still being copied) are left for the next look.
+    optional ``<inbox>/labels.csv`` (``path,class_name``), else unlabelled. Hidden files (``.name``, partial uploads,
+    ``.claimed/``) and files modified in the last ``settle_s`` seconds (still being copied) are left for the next
+    look. Symlinks, non-UTF-8 names and a malformed labels.csv are refused (see :class:`InboxScan`).
     """
     import time
 
     inbox = Path(inbox)
     if not inbox.is_dir():
-        return []
+        return InboxScan([], {})
     now = time.time() if now is None else now
+    real = os.path.realpath(inbox)
+    refused: dict[Path, str] = {}
     labels: dict[str, str] = {}
-    if (inbox / "labels.csv").is_file():
-        side = pd.read_csv(inbox / "labels.csv", dtype=str, keep_default_na=False)
-        labels = dict(zip(side.get("path", []), side.get("class_name", [])))
+    labels_error = None
+    lab = inbox / LABELS
+    if lab.is_symlink():
+        refused[lab] = f"escapes_root: {LABELS} is a symlink (not followed); put the file itself in the inbox"
+    elif lab.is_file() and now - lab.stat().st_mtime >= settle_s:
+        try:
+            labels = _read_labels(lab)
+        except FootageError as err:
+            labels_error = str(err)
+            refused[lab] = f"bad_labels: {err}"
     found = []
-    for p in sorted(inbox.rglob("*")):
-        rel = p.relative_to(inbox)
-        if (not p.is_file() or p.suffix.lower() not in VIDEO_SUFFIXES or any(s.startswith(".") for s in rel.parts)
-                or len(rel.parts) > 2 or now - p.stat().st_mtime < settle_s):
-            continue
-        cls = rel.parts[0] if len(rel.parts) == 2 else (labels.get(rel.as_posix()) or None)
-        found.append(Landed(p, cls))
-    return found
+    for top, dirs, files in os.walk(inbox):  # never follows symlinked folders
+        rel_top = Path(top).relative_to(inbox)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted([*dirs, *files]):
+            p, rel = Path(top) / name, rel_top / name
+            if name.startswith(".") or p == lab:
+                continue
+            if os.path.islink(p) or not os.path.realpath(p).startswith(real + os.sep):
+                refused[p] = f"escapes_root: {printable(rel)} is a symlink or resolves outside the inbox (not " \
+                             "followed); copy the file itself into the inbox"
+                if name in dirs:
+                    dirs.remove(name)
+                continue
+            if name in dirs or p.suffix.lower() not in VIDEO_SUFFIXES or len(rel.parts) > 2:
+                continue
+            try:
+                check_name(rel)
+            except VideoDecodeError as err:
+                refused[p] = f"bad_name: {err}; land it again under a UTF-8 name"
+                continue
+            if now - p.stat().st_mtime < settle_s:
+                continue
+            if len(rel.parts) == 1 and labels_error is not None:
+                refused[p] = f"bad_labels: no label for {rel}: {labels_error}; fix {LABELS} and land both again"
+                continue
+            cls = rel.parts[0] if len(rel.parts) == 2 else (labels.get(rel.as_posix()) or None)
+            found.append(Landed(p, cls))
+    return InboxScan(sorted(found, key=lambda c: c.path), refused)
+
+
+def scan_inbox(inbox: str | Path, settle_s: float = 0.0, now: float | None = None) -> list[Landed]:
+    """The settled clips :func:`survey_inbox` would land (refusals aside)."""
+    return survey_inbox(inbox, settle_s, now).landed
+
+
+def move_bytes(src: str | Path, dest: str | Path) -> None:
+    """Move a file (or symlink: the link, not its target) by os-level bytes paths, creating ``dest``'s folder.
+
+    Bytes paths keep names that are not valid UTF-8 intact; a rename never reads the file, so no codec sees it.
+    """
+    bsrc, bdest = os.fsencode(src), os.fsencode(dest)
+    os.makedirs(os.path.dirname(bdest), exist_ok=True)
+    try:
+        os.rename(bsrc, bdest)
+    except OSError:  # another filesystem
+        shutil.move(bsrc, bdest)
+
+
+def quarantine_file(src: str | Path, dest: str | Path, reason: str) -> None:
+    """Move ``src`` to ``dest`` and write ``<dest>.reason.txt`` (one line: why it was refused)."""
+    move_bytes(src, dest)
+    with open(os.fsencode(dest) + b".reason.txt", "w", encoding="utf-8") as fh:
+        fh.write(reason + "\n")
+
+
+def claim_dir(inbox: str | Path, run_id: str) -> Path:
+    return Path(inbox) / CLAIMS / run_id
+
+
+def claim(inbox: str | Path, run_id: str, paths: list[Path]) -> dict[Path, Path]:
+    """Rename ``paths`` (inside ``inbox``) into the run's hidden claim folder; returns ``{inbox path: claimed path}``.
+
+    A claimed clip is no longer a landing (scans skip hidden parts), so a poll during the run does not queue a second
+    retrain for it; a rename keeps the inode, so an md5 taken after the claim is of the bytes the run will land.
+    """
+    inbox, dest = Path(inbox), claim_dir(inbox, run_id)
+    out = {}
+    for p in paths:
+        q = dest / p.relative_to(inbox)
+        move_bytes(p, q)
+        out[p] = q
+    return out
+
+
+def release_claims(inbox: str | Path, run_id: str | None = None) -> list[str]:
+    """Return claimed files to the inbox (one run's, or every run's: claims of dead runs); returns what moved back.
+
+    A file already back at the same inbox path is kept beside it as ``<stem>.reclaimed-<run><ext>``, never overwritten.
+    """
+    root = Path(inbox) / CLAIMS
+    runs = [root / run_id] if run_id else (sorted(root.iterdir()) if root.is_dir() else [])
+    moved = []
+    for run in runs:
+        for top, _dirs, files in os.walk(run, topdown=False):
+            for name in files:
+                src = Path(top) / name
+                rel = src.relative_to(run)
+                dest = Path(inbox) / rel
+                if os.path.lexists(dest):
+                    dest = dest.with_name(f"{dest.stem}.reclaimed-{run.name}{dest.suffix}")
+                move_bytes(src, dest)
+                moved.append(printable(rel))
+            os.rmdir(top)
+    if root.is_dir() and not any(root.iterdir()):
+        root.rmdir()
+    return moved

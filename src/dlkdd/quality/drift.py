@@ -34,15 +34,19 @@ def drift_report(current: pd.DataFrame, reference: pd.DataFrame, cfg: ValidateCo
                           Dataset.from_pandas(reference[cols].astype(float), data_definition=definition))
 
 
+MIN_DRIFT_ROWS = 2  # clips each side needs for a drift test; fewer and the check is skipped (and says so)
+
+
 def check_drift(current: pd.DataFrame, reference: pd.DataFrame | None, cfg: ValidateConfig,
                 out_dir: Path | None = None) -> tuple[CheckResult, dict[str, str]]:
     """The ``drift`` check; writes ``drift.html`` and ``drift.json`` under ``out_dir`` when given.
 
     Skipped (and said so) when there is no reference or no current footage: drift needs both.
     """
-    if reference is None or len(reference) < 2 or len(current) < 2:
-        why = "no reference footage" if reference is None or len(reference) < 2 else "no current footage"
-        return CheckResult("drift", SKIPPED, "DriftedColumnsCount share", f"skipped: {why} (needs >= 2 clips each)"
+    if reference is None or len(reference) < MIN_DRIFT_ROWS or len(current) < MIN_DRIFT_ROWS:
+        why = "no reference footage" if reference is None or len(reference) < MIN_DRIFT_ROWS else "no current footage"
+        return CheckResult("drift", SKIPPED, "DriftedColumnsCount share",
+                           f"skipped: {why} (needs >= {MIN_DRIFT_ROWS} clips each)"
                            ), {}
     from evidently.legacy.calculations.stattests.registry import StatTestNotFoundError
 

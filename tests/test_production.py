@@ -1,0 +1,204 @@
+"""Production is always in one consistent state: promotion as a transaction, killed at each step for real (SIGKILL
+through the ``DLKDD_FAULT`` hook in a subprocess), repaired by the next run; dirty data refuses it; a rollback by
+``git reset --hard`` is what the next comparison uses; landing refusals and claims in a real retrain. One real
+git + DVC production repo (the fixtures of test_flows_retrain), tests in file order as nights are."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from test_flows_retrain import ROOT, dark_clip, floodlit_clip, md5, prefect_server, prod, sh, snapshot  # noqa: F401
+
+DVC = [sys.executable, "-m", "dvc"]
+
+
+def lock_md5(repo: Path, out: str) -> str:
+    """The md5 ``dvc.lock`` records for output ``out``."""
+    for stage in yaml.safe_load((repo / "dvc.lock").read_text())["stages"].values():
+        for o in stage.get("outs", []):
+            if o["path"] == out:
+                return o["md5"]
+    raise KeyError(out)
+
+
+def assert_consistent(repo: Path) -> None:
+    """HEAD == the newest prod tag reachable from it, git and `dvc status` clean, no journal, model bytes == lock."""
+    from flows.production import ProductionCheckout
+
+    pc = ProductionCheckout(repo)
+    if sh(["git", "tag", "--list", "prod-*"], repo):  # before the first promotion there is no tag to agree with
+        assert pc.tag() and sh(["git", "rev-parse", f"{pc.tag()}^{{commit}}"], repo) == pc.head()
+    assert sh(["git", "status", "--porcelain", "--untracked-files=no"], repo) == ""
+    status = json.loads(sh([*DVC, "status", "--json"], repo) or "{}")
+    assert not [e for v in status.values() for e in v if isinstance(e, dict) and e.get("changed outs")], status
+    assert not pc.journal.exists()
+    assert md5(repo / "models/student.pt") == lock_md5(repo, "models/student.pt")
+
+
+def candidate(repo: Path, run_id: str, top1: float | None = None) -> tuple[str, str]:
+    """A cheap real candidate: a retrain worktree whose student (a DVC-tracked output in dvc.lock) has other bytes,
+    committed with ``dvc commit`` on branch ``retrain/<run_id>``; optionally a faked metric. Returns (branch, base)."""
+    from flows import ops
+    from flows.production import ProductionCheckout
+
+    pc = ProductionCheckout(repo)
+    ws, branch, base = pc.open_candidate(run_id)
+    with open(ws / "models/student.pt", "ab") as fh:
+        fh.write(run_id.encode())
+    ops.dvc(ws, "commit", "-f", "-q")  # every stage: the lock stays consistent downstream
+    if top1 is not None:
+        m = json.loads((ws / "metrics/evaluate.json").read_text())
+        m["student"]["top1"] = top1
+        (ws / "metrics/evaluate.json").write_text(json.dumps(m))
+    ops.commit_all(ws, f"candidate {run_id}")
+    pc.close_candidate(ws, branch, keep_branch=True)
+    return branch, base
+
+
+def promote_in_subprocess(repo: Path, branch: str, base: str, fault: str | None) -> subprocess.CompletedProcess:
+    code = ("import sys; from pathlib import Path; from flows.production import ProductionCheckout; "
+            "print(ProductionCheckout(Path(sys.argv[1])).promote(sys.argv[2], sys.argv[3], 'test'))")
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}"}
+    env.pop("DLKDD_FAULT", None)
+    if fault:
+        env["DLKDD_FAULT"] = f"promote@{fault}"
+    return subprocess.run([sys.executable, "-c", code, str(repo), branch, base], env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_promotion_is_merge_checkout_tag(prod):
+    branch, base = candidate(prod, "first")
+    r = promote_in_subprocess(prod, branch, base, None)
+    assert r.returncode == 0, r.stderr
+    assert sh(["git", "rev-parse", "HEAD"], prod) == sh(["git", "rev-parse", branch], prod) != base
+    assert_consistent(prod)
+
+
+@pytest.mark.parametrize("fault,finished", [("after_merge", False), ("after_checkout", False), ("after_tag", True)])
+def test_promotion_killed_is_repaired_by_the_next_run(prod, fault, finished):
+    from flows.retrain import retrain
+
+    before = snapshot(prod)
+    branch, base = candidate(prod, f"killed-{fault.replace('_', '-')}")
+    r = promote_in_subprocess(prod, branch, base, fault)
+    assert r.returncode == -9, (r.returncode, r.stderr)  # really SIGKILLed mid-promotion
+    assert sh(["git", "rev-parse", "HEAD"], prod) == sh(["git", "rev-parse", branch], prod)  # between states
+    out = retrain(repo=str(prod))  # nothing landed: the run only reconciles
+    assert out["reconciled"], out
+    assert_consistent(prod)
+    if finished:  # the tag was written: the promotion is completed, not undone
+        assert sh(["git", "rev-parse", "HEAD"], prod) == sh(["git", "rev-parse", branch], prod)
+    else:
+        assert snapshot(prod) == before  # back to the last consistent production, data included
+        assert "rolled back" in out["reconciled"][0] and branch in out["reconciled"][0]
+
+
+def test_dirty_dvc_output_refuses_promotion_with_nothing_moved(prod):
+    from flows.production import ProductionCheckout, PromotionFailed
+    from flows.retrain import retrain
+
+    branch, base = candidate(prod, "dirty")
+    with open(prod / "models/student.pt", "ab") as fh:  # someone edited a DVC-tracked output in production
+        fh.write(b"local edit")
+    before = snapshot(prod)
+    with pytest.raises(PromotionFailed, match="models/student.pt"):
+        ProductionCheckout(prod).promote(branch, base, "test")
+    assert snapshot(prod) == before and not ProductionCheckout(prod).journal.exists()
+    out = retrain(repo=str(prod))  # a run refuses to start on it, with one line saying what to do
+    assert out["decision"] == "refused" and "dvc checkout" in out["reason"] and "\n" not in out["reason"]
+    assert snapshot(prod) == before
+    sh([*DVC, "checkout", "--force"], prod)
+    assert_consistent(prod)
+
+
+def test_rollback_by_reset_is_production_for_the_next_comparison(prod):
+    """Promote a candidate whose metric is a (faked) 0.999, roll back by the README's reset; a real retrain must compare
+    against the rolled-back commit's metric. The same run lands a malformed labels.csv (quarantined, the folder clip
+    trained) and a single clip (drift not tested, and said so)."""
+    from flows.production import ProductionCheckout
+    from flows.retrain import retrain
+
+    pc = ProductionCheckout(prod)
+    good_tag = pc.tag()
+    good = json.loads((prod / "metrics/evaluate.json").read_text())["student"]["top1"]
+    branch, base = candidate(prod, "too-good", top1=0.999)
+    pc.promote(branch, base, "test")
+    sh(["git", "reset", "-q", "--hard", good_tag], prod)  # the README's rollback
+    sh([*DVC, "checkout", "--force"], prod)
+    assert pc.rev() == sh(["git", "rev-parse", f"{good_tag}^{{commit}}"], prod)
+    dark_clip(prod / "inbox/Jump/after_rollback.avi", "Jump", 909)
+    dark_clip(prod / "inbox/loose.avi", "Sit", 910)
+    (prod / "inbox/labels.csv").write_text("file;label\nloose.avi;Sit\n")
+    out = retrain(repo=str(prod))
+    assert out["production"] == good != 0.999, out
+    assert out["accepted"] == ["Jump/after_rollback.avi"] and out["decision"] in {"promoted", "kept"}
+    assert out["quarantined"]["labels.csv"].startswith("bad_labels: ")
+    assert out["quarantined"]["loose.avi"].startswith("bad_labels: ")
+    assert (prod / "quarantine" / out["run_id"] / "labels.csv.reason.txt").is_file()
+    assert out["drift"] == "not tested: 1 clip (needs >= 2)"
+    assert not (prod / "inbox/.claimed").exists()
+    assert_consistent(prod)
+
+
+def test_symlink_out_of_inbox_is_quarantined_not_landed(prod, tmp_path):
+    from flows.retrain import retrain
+
+    before = snapshot(prod)
+    private = dark_clip(tmp_path / "private/secret.avi", "Jump", 111)
+    (prod / "inbox/Jump").mkdir(parents=True, exist_ok=True)
+    os.symlink(private, prod / "inbox/Jump/secret.avi")
+    out = retrain(repo=str(prod))
+    assert out["quarantined"]["Jump/secret.avi"].startswith("escapes_root: ") and out["accepted"] == []
+    assert (prod / "quarantine" / out["run_id"] / "Jump/secret.avi").is_symlink()  # the link moved, not the bytes
+    assert private.is_file() and snapshot(prod) == before
+    assert md5(private) not in sh(["git", "log", "--all", "-p", "--", "data/footage.csv"], prod)
+
+
+def test_poll_during_a_run_does_not_retake_claimed_clips(prod):
+    """A retrain holds the lock and has claimed its clips: the watch poll sees no landing; once that run is dead, the
+    next run returns its claims to the inbox and takes them (here: a floodlit clip the gate refuses, to stay cheap)."""
+    from dlkdd.data.footage import claim, scan_inbox
+    from flows import ops
+    from flows.retrain import retrain
+    from flows.watch import watch
+
+    clip = floodlit_clip(prod / "inbox/Jump/lights.avi", 7)
+    with ops.exclusive(prod) as held:
+        assert held
+        claim(prod / "inbox", "running-run", [c.path for c in scan_inbox(prod / "inbox")])
+        assert watch(repo=str(prod)) == {"landed": 0, "triggered": None}
+    assert not clip.exists()  # ... and then the running run is killed, its claim left behind
+    out = retrain(repo=str(prod))
+    assert any("returned 1 clip" in r for r in out["reconciled"]), out
+    assert out["landed"] == ["Jump/lights.avi"] and out["decision"] == "gate failed"
+    assert not (prod / "inbox/.claimed").exists()
+
+
+def test_codec_crash_and_hang_on_a_landed_clip_quarantine_it_with_its_kind(prod, monkeypatch):
+    """The landing gate decodes in the lead's isolated worker: a codec that really segfaults or hangs on one clip
+    quarantines that clip with the kind in its reason, and the run goes on; a non-UTF-8 name is refused by its bytes
+    before any decoder (cv2 segfaults on such names)."""
+    from flows.retrain import retrain
+
+    before = snapshot(prod)
+    dark_clip(prod / "inbox/Jump/boom.avi", "Jump", 121)
+    dark_clip(prod / "inbox/Sit/stuck.avi", "Sit", 122)
+    shutil.copy(prod / "inbox/Sit/stuck.avi", os.path.join(os.fsencode(prod / "inbox/Jump"), b"caf\xe9.avi"))
+    params = yaml.safe_load((prod / "params.yaml").read_text())
+    params["frames"]["decode_timeout_s"] = 3.0
+    (prod / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.setenv("DLKDD_FAULT", "decode@boom=crash,decode@stuck=hang")
+    try:
+        out = retrain(repo=str(prod))
+    finally:
+        sh(["git", "checkout", "params.yaml"], prod)
+    assert out["quarantined"]["Jump/boom.avi"].startswith("cannot decode (crashed)"), out
+    assert out["quarantined"]["Sit/stuck.avi"].startswith("cannot decode (timeout)"), out
+    assert out["quarantined"]["Jump/caf\\xe9.avi"].startswith("bad_name: "), out  # never reached a codec
+    assert os.path.isfile(os.path.join(os.fsencode(prod / "quarantine" / out["run_id"] / "Jump"), b"caf\xe9.avi"))
+    assert out["decision"] == "nothing to do" and snapshot(prod) == before
