@@ -86,14 +86,25 @@ def model_files(model: Path | None, tmp: Path) -> tuple[Path, Path]:
     return model, onnx
 
 
+_MEASURED = """
+import runpy, sys
+sys.argv = ["dlkdd", *sys.argv[1:]]
+try:
+    runpy.run_module("dlkdd.cli", run_name="__main__")
+except SystemExit:
+    pass
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print(hwm, file=sys.stderr)
+"""
+
+
 def peak_rss_mb(clip: Path, model: Path) -> float:
-    """Peak resident memory of a whole ``dlkdd predict --window 2s`` process (os.wait4's rusage of that child)."""
-    p = subprocess.Popen([sys.executable, "-m", "dlkdd.cli", "predict", str(clip), "--model", str(model), "--window",
-                          "2s", "--json"], stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
-    _, status, usage = os.wait4(p.pid, 0)
-    if status != 0:
-        raise RuntimeError(f"predict failed on {clip} (status {status})")
-    return usage.ru_maxrss / 1024
+    """Peak resident memory of a whole ``dlkdd predict --window 2s`` process: its own VmHWM at exit (the rusage of a
+    child would also count the pages of this big parent it was forked from)."""
+    r = subprocess.run([sys.executable, "-c", _MEASURED, "predict", str(clip), "--model", str(model), "--window", "2s",
+                        "--json"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    return int(r.stderr.strip().splitlines()[-1]) / 1024
 
 
 def main() -> None:

@@ -23,12 +23,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from dlkdd.atomic import atomic_path
-from dlkdd.data.video import VideoDecodeError, check_name, printable
+from dlkdd.atomic import write_csv_atomic
+from dlkdd.data.video import VIDEO_SUFFIXES, VideoDecodeError, check_name, printable
 
 FOOTAGE_COLUMNS = ["path", "class_name", "md5"]
-VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov")
-
 
 class FootageError(ValueError):
     """Footage that cannot be used as asked; the message says what is wrong in one line."""
@@ -44,11 +42,8 @@ class NewClip:
 
 
 def file_md5(path: str | Path) -> str:
-    h = hashlib.md5()
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "md5").hexdigest()
 
 
 def read_footage_csv(path: str | Path) -> pd.DataFrame:
@@ -61,11 +56,6 @@ def read_footage_csv(path: str | Path) -> pd.DataFrame:
     if missing:
         raise FootageError(f"{path}: missing column(s) {sorted(missing)}; expected header {','.join(FOOTAGE_COLUMNS)}")
     return df[FOOTAGE_COLUMNS]
-
-
-def _write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
 
 
 def footage_manifest(footage_csv: str | Path, classes: list[str]) -> pd.DataFrame:
@@ -133,7 +123,7 @@ def add_clips(footage_csv: str | Path, clips: list[NewClip]) -> list[str]:
             os.replace(staging / name, dest)
             placed.append(dest)
         new = pd.DataFrame([{"path": n, "class_name": c.class_name or "", "md5": c.md5} for c, n in zip(todo, names)])
-        _write_csv_atomic(pd.concat([table, new], ignore_index=True), footage_csv)
+        write_csv_atomic(pd.concat([table, new], ignore_index=True), footage_csv)
     except BaseException:
         for p in placed:
             p.unlink(missing_ok=True)
