@@ -175,7 +175,6 @@ class ValidateConfig:
 class CIConfig:
     """The CI metric gate (.ci/metrics_gate.py); read by no stage, so changing it re-runs nothing."""
 
-    metric: str = "student.top1"  # the row of the printed `dvc metrics diff` table to highlight
     model: str = "student"  # the model column of metrics/predictions.csv the paired test judges
     alpha: float = 0.05  # fail when McNemar's exact one-sided p (new worse than committed, same clips) < alpha
     floor: float = 0.5  # ... or when the new top-1 falls below this, whatever the test says
