@@ -3,7 +3,7 @@
 
 tests/data/predictions_*.csv are real `metrics/predictions.csv` files of the embedded pipeline (110 test clips):
 ``default`` from `dvc repro` (AVX-512 kernels), ``avx2`` the same code and seed with the student retrained under
-``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`` (other weights, a few clips apart: must pass), ``no_kd``
+``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`` (other weights: 9 clips lost, 8 gained; must pass), ``no_kd``
 the default run with the student's column taken from the same run's baseline, i.e. the quarter-size student trained
 without the teacher (CE only, what `-S kd.alpha=0` trains): a real regression that must fail.
 """
@@ -71,8 +71,8 @@ def test_gate_passes_on_unchanged_run(repo):
 
 
 def test_gate_passes_when_other_cpu_kernels_train_other_weights(repo):
-    """Same code, AVX2 kernels: top-1 moves by more than the old fixed tolerance (0.02), the gate still passes."""
-    assert abs(top1(AVX2) - top1(DEFAULT)) > 0.02  # the case the old tolerance failed on
+    """Same code and seed, AVX2 kernels: other weights, other clips right and wrong; the gate passes."""
+    assert top1(AVX2) != top1(DEFAULT)
     write_run(repo, AVX2)
     r = run_gate(repo)
     assert r.returncode == 0, r.stdout + r.stderr
