@@ -84,7 +84,8 @@ def test_several_clips_per_video_do_not_fake_drift_and_real_drift_still_shows(fo
 
     def column_pvalues(name: str) -> dict[str, float]:  # Evidently's own per-column KS p-values, from its report
         data = json.loads((tmp_path / name / "drift.json").read_text())
-        return {m["config"]["column"]: m["value"] for m in data["metrics"] if m["config"]["type"].endswith("ValueDrift")}
+        return {m["config"]["column"]: m["value"] for m in data["metrics"]
+                if m["config"]["type"].endswith("ValueDrift")}
 
     d1, d2 = drift(one, "one"), drift(two, "two")
     assert d2.status == "pass", d2.detail
