@@ -3,9 +3,9 @@
 
 tests/data/predictions_*.csv are real `metrics/predictions.csv` files of the embedded pipeline (110 test clips):
 ``default`` from `dvc repro` (AVX-512 kernels), ``avx2`` the same code and seed with the student retrained under
-``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`` (other weights: 9 clips lost, 8 gained; must pass), ``no_kd``
-the default run with the student's column taken from the same run's baseline, i.e. the quarter-size student trained
-without the teacher (CE only, what `-S kd.alpha=0` trains): a real regression that must fail.
+``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`` (other weights: 9 clips lost, 8 gained; must pass), ``kd_alpha0``
+from the same run with the student retrained with `kd.alpha=0` (no distillation; per clip the same as the baseline):
+a real regression that must fail.
 """
 import json
 import shutil
@@ -22,7 +22,7 @@ from dlkdd.regression import (PredictionsError, compare_prediction_files, compar
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
-DEFAULT, AVX2, NO_KD = (DATA / f"predictions_{n}.csv" for n in ("default", "avx2", "no_kd"))
+DEFAULT, AVX2, KD_ALPHA0 = (DATA / f"predictions_{n}.csv" for n in ("default", "avx2", "kd_alpha0"))
 
 
 def top1(path: Path) -> float:
@@ -81,8 +81,8 @@ def test_gate_passes_when_other_cpu_kernels_train_other_weights(repo):
 
 
 def test_gate_fails_on_a_real_regression(repo):
-    """No distillation (CE only) on the quarter-size student: significantly worse on the same clips."""
-    write_run(repo, NO_KD)
+    """kd.alpha=0 on the quarter-size student (no distillation): significantly worse on the same clips."""
+    write_run(repo, KD_ALPHA0)
     r = run_gate(repo)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "**FAIL**" in r.stdout and "significantly worse" in r.stdout
@@ -103,7 +103,7 @@ def test_gate_cannot_judge_without_committed_predictions_or_on_other_clips(repo)
 def test_paired_figures_on_real_predictions():
     ok, reason, small = compare_prediction_files(DEFAULT, AVX2, alpha=0.05)
     assert ok and small.n == 110 and small.p_value >= 0.05, reason
-    ok, reason, big = compare_prediction_files(DEFAULT, NO_KD, alpha=0.05)
+    ok, reason, big = compare_prediction_files(DEFAULT, KD_ALPHA0, alpha=0.05)
     assert not ok and big.worse > big.better and big.p_value < 0.05, reason
     # the floor alone fails a model far below it, whatever the test says
     assert not compare_prediction_files(DEFAULT, DEFAULT, alpha=0.05, floor=0.99)[0]
