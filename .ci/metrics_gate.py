@@ -1,11 +1,19 @@
-"""CI gate: compare the workspace metrics with the committed ones (`dvc metrics diff --json`), print a markdown
-table, exit 1 when the watched metric (params: ci.metric) drops by more than ci.tolerance."""
+"""CI gate: is the freshly trained student significantly worse than the committed one on the same test clips?
+
+Prints `dvc metrics diff --json --all <ci.baseline_rev>` as a markdown table (for people), then decides with a paired
+test (dlkdd.regression): McNemar's exact one-sided test of the committed vs the new per-clip correctness in
+metrics/predictions.csv, failing when p < ci.alpha or the new top-1 is below ci.floor. A fixed top-1 tolerance is
+not used: the same code on other CPU kernels trains other weights and moves top-1 by a few clips (README).
+Exit 0 pass, 1 significantly worse, 2 cannot judge (no committed predictions, other test clips, bad params).
+"""
 import json
 import subprocess
 import sys
 
 from dlkdd.config import ConfigError, load_params
-from dlkdd.regression import check_regression, parse_metrics_diff, to_markdown
+from dlkdd.regression import PredictionsError, compare_predictions, parse_metrics_diff, to_markdown
+
+PREDICTIONS = "metrics/predictions.csv"
 
 
 def main() -> int:
@@ -19,9 +27,23 @@ def main() -> int:
     if out.returncode != 0:
         print(f"error: dvc metrics diff failed: {out.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
         return 2
-    rows = parse_metrics_diff(json.loads(out.stdout or "{}"))
-    ok, reason = check_regression(rows, ci.metric, ci.tolerance)
-    print(f"### Metrics vs {ci.baseline_rev}\n\n{to_markdown(rows)}\n\n**{'PASS' if ok else 'FAIL'}**: {reason}")
+    print(f"### Metrics vs {ci.baseline_rev}\n\n{to_markdown(parse_metrics_diff(json.loads(out.stdout or '{}')))}\n")
+    old = subprocess.run(["git", "show", f"{ci.baseline_rev}:{PREDICTIONS}"], capture_output=True, text=True)
+    if old.returncode != 0:
+        print(f"error: no {PREDICTIONS} committed at {ci.baseline_rev}: run `dvc repro` and commit it with dvc.lock",
+              file=sys.stderr)
+        return 2
+    try:
+        with open(PREDICTIONS) as f:
+            new = f.read()
+        ok, reason, _ = compare_predictions(old.stdout, new, ci.alpha, ci.floor, ci.model)
+    except FileNotFoundError:
+        print(f"error: {PREDICTIONS} not found: run `dvc repro` first", file=sys.stderr)
+        return 2
+    except PredictionsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"**{'PASS' if ok else 'FAIL'}** (paired test vs {ci.baseline_rev}): {reason}")
     return 0 if ok else 1
 
 

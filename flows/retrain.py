@@ -23,6 +23,7 @@ from dlkdd.data.footage import (Landed, NewClip, add_clips, claim, claim_dir, fi
                                 read_footage_csv, release_claims, survey_inbox)
 from dlkdd.data.untrusted import clip_stats_isolated
 from dlkdd.data.video import VideoDecodeError, printable
+from dlkdd.regression import PredictionsError, compare_predictions
 from flows import ops
 from flows.gate import BatchVerdict, gate_batch
 from flows.production import ProductionCheckout, ProductionInconsistent, PromotionFailed
@@ -42,6 +43,7 @@ class Summary:
     metric: str = ""
     production: float | None = None
     candidate: float | None = None
+    paired: str = ""  # the paired test of production's and the candidate's per-clip test predictions
     decision: str = "nothing to do"  # promoted | kept | gate failed | training failed | refused | nothing to do
     reason: str = ""
     branch: str = ""
@@ -57,7 +59,8 @@ class Summary:
                 ("quarantined", f"{len(self.quarantined)}: "
                  + "; ".join(f"{k} ({v})" for k, v in self.quarantined.items())),
                 ("quality gate", self.gate), ("drift", self.drift), (f"{self.metric} production", fmt(self.production)),
-                (f"{self.metric} new", fmt(self.candidate)), ("decision", f"**{self.decision}**"),
+                (f"{self.metric} new", fmt(self.candidate)), ("paired test", self.paired),
+                ("decision", f"**{self.decision}**"),
                 ("reason", self.reason), ("branch", self.branch), ("production tag", self.tag),
                 ("dvc push", self.push), ("accepted clips", self.clips)]
         esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
@@ -65,15 +68,36 @@ class Summary:
                          + [f"| {k} | {esc(v)} |" for k, v in rows]) + "\n"
 
 
-def decide(production: float | None, candidate: float | None, tolerance: float, metric: str) -> tuple[bool, str]:
-    """Promote iff the candidate is not worse than production beyond ``tolerance`` (< 0: it must beat production)."""
+def decide(production: float | None, candidate: float | None, tolerance: float, metric: str,
+           paired: tuple[bool | None, str] | None = None) -> tuple[bool, str]:
+    """Promote iff the candidate is (a) not significantly worse than production on the same test clips (``paired``:
+    the verdict of :func:`dlkdd.regression.compare_predictions`, the CI gate's test; ``None`` verdict = could not be
+    paired, which does not block) and (b) not worse than production beyond ``tolerance`` (< 0: it must beat
+    production by that much). (a) tells a real regression from the few clips a seed moves; (b) bounds the drop a
+    person accepts without a significant difference."""
     if candidate is None:
         return False, f"the new run has no {metric}"
+    if paired is not None and paired[0] is False:
+        return False, f"significantly worse than production: {paired[1]}"
     if production is None:
         return True, f"no production {metric} to beat"
     if candidate >= production - tolerance:
         return True, f"{metric} {candidate:.4f} >= production {production:.4f} - tolerance {tolerance}"
     return False, f"{metric} {candidate:.4f} is worse than production {production:.4f} beyond tolerance {tolerance}"
+
+
+def paired_evidence(ws: Path, base: str, model: str, alpha: float) -> tuple[bool | None, str]:
+    """The paired test of production's (``base``) and the candidate's (``ws``) per-clip test predictions:
+    (ok, one line with lost/gained clips and McNemar's p); ok is None when they cannot be paired."""
+    old = ops.git(ws, "show", f"{base}:metrics/predictions.csv", check=False)
+    new = ws / "metrics/predictions.csv"
+    if not old or not new.is_file():
+        return None, "not tested: production or the candidate has no metrics/predictions.csv"
+    try:
+        ok, why, _ = compare_predictions(old, new.read_text(), alpha, 0.0, model)
+    except PredictionsError as err:
+        return None, f"not tested: {err}"
+    return ok, why
 
 
 def _classes(repo: Path, params: Params) -> list[str]:
@@ -272,7 +296,9 @@ def _retrain_claimed(repo_p: Path, production: ProductionCheckout, landed: list[
             return vars(_finish(summary, repo_p))
         # 4. compare with the production student (the checked-out production commit: a rollback is respected)
         summary.production, summary.candidate = ops.metric_diff(ws, base, cfg.metric)
-        promote, why = decide(summary.production, summary.candidate, tolerance, cfg.metric)
+        paired = paired_evidence(ws, base, cfg.metric.split(".")[0], cfg.alpha)
+        summary.paired = paired[1]
+        promote, why = decide(summary.production, summary.candidate, tolerance, cfg.metric, paired)
         keep_branch = True
         # 5. promote (a transaction: merge → dvc checkout → tag, rolled back on failure) or keep production
         if not promote:

@@ -6,12 +6,12 @@ from pathlib import Path
 import pandas as pd
 from _common import load_zerodce_or_exit, params_or_exit
 
-from dlkdd.atomic import write_text_atomic
+from dlkdd.atomic import atomic_path, write_text_atomic
 from dlkdd.data.dataset import ClipDataset
 from dlkdd.data.frames import read_index
 from dlkdd.distill.checkpoint import load_model
 from dlkdd.distill.evaluation import (evaluate_split, evaluate_two_stream, inference_cost, per_class_accuracy,
-                                     two_stream_cost)
+                                     predictions_table, two_stream_cost)
 from dlkdd.enhance import enhance_clip
 from dlkdd.distill.trainer import seed_everything
 
@@ -30,6 +30,8 @@ def main() -> None:
     ap.add_argument("--metrics", required=True)
     ap.add_argument("--cost", required=True)
     ap.add_argument("--confusion", required=True)
+    ap.add_argument("--predictions", required=True,
+                    help="per-clip predictions CSV (the CI gate's paired test compares it with the committed one)")
     args = ap.parse_args()
     params = params_or_exit()
     seed_everything(params.seed, params.train.threads)
@@ -54,6 +56,9 @@ def main() -> None:
     cost["two_stream"] = two_stream_cost(lambda f: enhance_clip(f, params.enhance, zerodce), models["teacher"],
                                          models["baseline"], test.views[0][0], params.evaluate.latency_clips)
     cost["student_vs_two_stream_latency"] = round(cost["student"]["latency_ms"] / cost["two_stream"]["latency_ms"], 3)
+    preds = {name: lg.argmax(1) for name, lg in logits.items()} | {"two_stream": fused.argmax(1)}
+    with atomic_path(args.predictions) as tmp:
+        predictions_table(test, preds, classes).to_csv(tmp, index=False)
     write_json(metrics, args.metrics)
     write_json(cost, args.cost)
     for name, m in metrics.items():

@@ -1,28 +1,22 @@
 """Stage validate: the data-quality gate between frames and training; fails closed.
 
 GX expectations on every clip's statistics, class balance of the train split, and Evidently drift of the val+test
-footage against the train footage. Passing writes the stamp the training stages depend on; failing removes it, prints
-one summary and exits non-zero, so `dvc repro` stops before training. Reports and the metrics JSON are written either way.
+footage against the train footage (one row per video on both sides). Passing writes the stamp the training stages
+depend on; failing removes it, prints one summary and exits non-zero, so `dvc repro` stops before training. Reports
+and the metrics JSON are written either way.
 """
 import argparse
 import hashlib
 import json
-import os
 import sys
 from pathlib import Path
 
 import pandas as pd
 from _common import params_or_exit
 
+from dlkdd.atomic import write_text_atomic
 from dlkdd.data.frames import read_index
 from dlkdd.quality import GateInputError, check_footage
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def main() -> None:
@@ -46,12 +40,12 @@ def main() -> None:
                                classes=classes, balance_split="train", current=stats[stats["split"] != "train"])
     except GateInputError as err:
         sys.exit(f"error: {err}")
-    write_atomic(Path(args.metrics), json.dumps(result.to_json(), indent=1) + "\n")
+    write_text_atomic(Path(args.metrics), json.dumps(result.to_json(), indent=1) + "\n")
     if not result.passed:
         sys.exit(result.summary())
     print(result.summary())
     # the stamp's content only changes with the data, so re-tuning gate params does not retrain anything
-    write_atomic(ok, f"passed {hashlib.sha256(stats_path.read_bytes()).hexdigest()}  {stats_path.name}\n")
+    write_text_atomic(ok, f"passed {hashlib.sha256(stats_path.read_bytes()).hexdigest()}  {stats_path.name}\n")
 
 
 if __name__ == "__main__":

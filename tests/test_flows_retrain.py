@@ -186,6 +186,33 @@ def test_promotion_rule():
     assert not ok and "worse than production 0.7000" in why
     assert not decide(0.70, 0.70, -0.05, "student.top1")[0]  # negative tolerance: must beat production
     assert decide(None, 0.4, 0.0, "student.top1")[0] and not decide(0.7, None, 0.0, "student.top1")[0]
+    # the paired test of the same test clips blocks a significant regression even within the tolerance ...
+    ok, why = decide(0.70, 0.69, 0.05, "student.top1", (False, "9 clips lost, 0 gained; p = 0.002"))
+    assert not ok and "significantly worse" in why and "p = 0.002" in why
+    # ... and an unpairable comparison (no predictions yet) leaves the decision to the tolerance
+    assert decide(0.70, 0.69, 0.05, "student.top1", (None, "not tested"))[0]
+
+
+def test_paired_evidence_reads_production_and_candidate_predictions(tmp_path):
+    """The retrain flow asks the CI gate's paired test (dlkdd.regression) about the committed predictions of
+    production and the candidate's, on the same clips."""
+    from flows.retrain import paired_evidence
+
+    rows = lambda pred: "clip_id,video_id,label,student\n" + "".join(  # noqa: E731
+        f"c{i},v{i},{0},{pred(i)}\n" for i in range(40))
+    sh(["git", "init", "-q"], tmp_path)
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics/predictions.csv").write_text(rows(lambda i: 0))  # production: all 40 right
+    sh(["git", "add", "-A"], tmp_path)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "prod"], tmp_path)
+    base = sh(["git", "rev-parse", "HEAD"], tmp_path)
+    (tmp_path / "metrics/predictions.csv").write_text(rows(lambda i: 1 if i < 12 else 0))  # candidate loses 12
+    ok, why = paired_evidence(tmp_path, base, "student", 0.05)
+    assert ok is False and "12 clips lost, 0 gained" in why
+    (tmp_path / "metrics/predictions.csv").write_text(rows(lambda i: 1 if i < 2 else 0))  # 2 lost: noise
+    assert paired_evidence(tmp_path, base, "student", 0.05)[0] is True
+    (tmp_path / "metrics/predictions.csv").unlink()
+    assert paired_evidence(tmp_path, base, "student", 0.05)[0] is None
 
 
 def test_crippled_training_is_not_promoted(prod):

@@ -214,9 +214,10 @@ class ValidateConfig:
 class CIConfig:
     """The CI metric gate (.ci/metrics_gate.py); read by no stage, so changing it re-runs nothing."""
 
-    metric: str = "student.top1"
-    tolerance: float = nonneg(0.02)  # largest allowed absolute drop
-    baseline_rev: str = "HEAD"  # the committed metrics to compare with
+    model: str = choice("student", "teacher", "baseline", "two_stream")  # the predictions.csv column judged
+    alpha: float = fraction(0.05)  # fail when McNemar's exact one-sided p (new worse than committed, same clips) < alpha
+    floor: float = fraction(0.5)  # ... or when the new top-1 falls below this, whatever the test says
+    baseline_rev: str = "HEAD"  # the committed metrics/predictions to compare with
 
 
 @dataclass
@@ -228,7 +229,8 @@ class RetrainConfig:
     poll_interval_s: int = count(300)  # how often the watch deployment looks at the inbox
     settle_s: float = nonneg(10.0)  # a clip must be unmodified this long (still being copied otherwise)
     metric: str = "student.top1"  # key in metrics/evaluate.json compared against production
-    tolerance: float = 0.01  # promote if new >= production - tolerance
+    alpha: float = fraction(0.05)  # keep production when the candidate is significantly worse on the same test clips
+    tolerance: float = 0.05  # ... or when its top-1 is below production - tolerance (< 0: it must beat production)
     push_retries: int = nonneg(3)  # `dvc push` attempts after the first
     push_retry_delay_s: float = nonneg(10.0)
 

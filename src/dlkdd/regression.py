@@ -1,11 +1,144 @@
-"""Metric-regression gate for CI: read a ``dvc metrics diff --json`` result, fail when a watched metric drops.
+"""Metric-regression gate: is a new student significantly worse than the committed one on the same test clips?
 
-``dvc metrics diff`` never fails by itself; this turns its JSON into a markdown table and a verdict.
+Top-1 on ~100 test clips moves by a few clips whenever the CPU kernels change (AVX-512 vs AVX2 train other
+weights from the same seed), more than any fixed tolerance small enough to catch a real regression. So the verdict
+is a paired test on per-clip correctness (the ``evaluate`` stage's ``metrics/predictions.csv``): McNemar's exact
+test, i.e. a one-sided binomial test on the discordant clips (right before and wrong now vs the reverse), which
+asks whether the new model loses more clips than chance would explain. A floor on the new top-1 catches a model
+broken beyond doubt. ``dvc metrics diff --json`` is still parsed into a markdown table for people to read.
+
+Pure functions only (no DVC, no git): CI (``.ci/metrics_gate.py``) and the retrain flow's promotion call the same
+:func:`paired_verdict` / :func:`compare_prediction_files`.
 """
 from __future__ import annotations
 
+import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
+from math import comb
+from pathlib import Path
 from typing import Any
+
+# metrics/predictions.csv: one row per test clip; a model column holds that model's predicted class name
+PREDICTION_KEYS = ["clip_id", "video_id", "label"]
+PREDICTION_MODELS = ["teacher", "baseline", "student", "two_stream"]
+
+
+class PredictionsError(ValueError):
+    """Predictions that cannot be compared (missing file/column, different test clips); the message is one line."""
+
+
+@dataclass(frozen=True)
+class PairedResult:
+    """Per-clip comparison of two models on the same ``n`` clips.
+
+    worse: clips the old model got right and the new one wrong; better: the reverse (the discordant pairs).
+    p_value: one-sided exact McNemar p of "the new model is worse" (P[X >= worse], X ~ Bin(worse + better, 1/2)).
+    """
+
+    n: int
+    old_top1: float
+    new_top1: float
+    worse: int
+    better: int
+    p_value: float
+
+
+def mcnemar_worse_p(worse: int, better: int) -> float:
+    """One-sided exact McNemar p-value: P[X >= worse] for X ~ Binomial(worse + better, 1/2); 1.0 with no discordant
+    pair (nothing to say). Exact integer arithmetic: no scipy needed, no float underflow for n in the thousands."""
+    n = worse + better
+    if n == 0:
+        return 1.0
+    return sum(comb(n, k) for k in range(worse, n + 1)) / 2 ** n
+
+
+def paired_result(old_correct: Sequence[bool], new_correct: Sequence[bool]) -> PairedResult:
+    """Discordant counts and p-value of two (N,) per-clip correctness vectors over the same clips, in the same order."""
+    if len(old_correct) != len(new_correct):
+        raise PredictionsError(f"paired test needs the same clips: {len(old_correct)} old vs {len(new_correct)} new")
+    pairs = [(bool(o), bool(n)) for o, n in zip(old_correct, new_correct)]
+    n = len(pairs)
+    worse = sum(o and not w for o, w in pairs)
+    better = sum(w and not o for o, w in pairs)
+    acc = lambda xs: sum(xs) / n if n else 0.0  # noqa: E731
+    return PairedResult(n, acc([o for o, _ in pairs]), acc([w for _, w in pairs]), worse, better,
+                        mcnemar_worse_p(worse, better))
+
+
+def verdict(r: PairedResult, alpha: float, floor: float = 0.0) -> tuple[bool, str]:
+    """Fail when the new model is significantly worse (p < alpha) or its top-1 is below ``floor``."""
+    head = (f"top-1 {r.old_top1:.4f} → {r.new_top1:.4f} on {r.n} clips; {r.worse} clips lost, {r.better} gained; "
+            f"McNemar exact one-sided p = {r.p_value:.4g}")
+    if r.n == 0:
+        return False, "no test clips to compare"
+    if r.new_top1 < floor:
+        return False, f"{head}; top-1 below the floor {floor:g}"
+    if r.p_value < alpha:
+        return False, f"{head} < alpha {alpha:g}: significantly worse"
+    return True, f"{head} >= alpha {alpha:g}: not significantly worse"
+
+
+def paired_verdict(old_correct: Sequence[bool], new_correct: Sequence[bool], alpha: float,
+                   floor: float = 0.0) -> tuple[bool, str]:
+    """(ok, reason) for two per-clip correctness vectors of the same clips: see :func:`verdict`."""
+    return verdict(paired_result(old_correct, new_correct), alpha, floor)
+
+
+def parse_predictions(text: str, source: str = "predictions") -> dict[str, dict[str, str]]:
+    """``metrics/predictions.csv`` text → ``{clip_id: row}``; one clear error for a missing column or a duplicate."""
+    reader = csv.DictReader(text.splitlines())
+    missing = [c for c in PREDICTION_KEYS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise PredictionsError(f"{source}: missing column(s) {missing}; re-run the evaluate stage (dvc repro evaluate)")
+    rows: dict[str, dict[str, str]] = {}
+    for row in reader:
+        if row["clip_id"] in rows:
+            raise PredictionsError(f"{source}: clip {row['clip_id']} appears twice")
+        rows[row["clip_id"]] = row
+    return rows
+
+
+def correctness(old: dict[str, dict[str, str]], new: dict[str, dict[str, str]], model: str = "student"
+                ) -> tuple[list[bool], list[bool]]:
+    """Per-clip correctness of ``model`` in two parsed predictions tables, aligned on ``clip_id``.
+
+    Both must cover the same clips with the same labels: a paired test on different test sets means nothing."""
+    for name, t in (("old", old), ("new", new)):
+        if t and model not in next(iter(t.values())):
+            raise PredictionsError(f"{name} predictions have no column '{model}' (known: {PREDICTION_MODELS})")
+    if set(old) != set(new):
+        only_old, only_new = sorted(set(old) - set(new)), sorted(set(new) - set(old))
+        raise PredictionsError(f"the test clips differ ({len(only_old)} only in the old predictions, e.g. "
+                               f"{only_old[:3]}; {len(only_new)} only in the new, e.g. {only_new[:3]}): the data "
+                               "changed, so there is no paired comparison; commit the new predictions on purpose")
+    relabelled = [c for c in old if old[c]["label"] != new[c]["label"]]
+    if relabelled:
+        raise PredictionsError(f"{len(relabelled)} test clips changed label (e.g. {relabelled[:3]}): no paired test")
+    ids = sorted(old)
+    return ([old[c][model] == old[c]["label"] for c in ids], [new[c][model] == new[c]["label"] for c in ids])
+
+
+def compare_predictions(old_text: str, new_text: str, alpha: float, floor: float = 0.0, model: str = "student"
+                        ) -> tuple[bool, str, PairedResult]:
+    """The gate on two predictions CSV texts (e.g. ``git show HEAD:metrics/predictions.csv`` and the workspace's):
+    (ok, reason, the paired figures). Raises :class:`PredictionsError` when they cannot be paired."""
+    oc, nc = correctness(parse_predictions(old_text, "old predictions"), parse_predictions(new_text, "new predictions"),
+                         model)
+    r = paired_result(oc, nc)
+    ok, reason = verdict(r, alpha, floor)
+    return ok, f"{model}: {reason}", r
+
+
+def compare_prediction_files(old: str | Path, new: str | Path, alpha: float, floor: float = 0.0,
+                             model: str = "student") -> tuple[bool, str, PairedResult]:
+    """:func:`compare_predictions` on two files (the retrain flow: production's vs the candidate's predictions)."""
+    texts = []
+    for p in (Path(old), Path(new)):
+        if not p.is_file():
+            raise PredictionsError(f"{p} not found: run the evaluate stage (dvc repro evaluate)")
+        texts.append(p.read_text())
+    return compare_predictions(texts[0], texts[1], alpha, floor, model)
 
 
 @dataclass
@@ -36,19 +169,6 @@ def parse_metrics_diff(diff: dict[str, Any]) -> list[MetricRow]:
                 continue
             rows.append(MetricRow(file, name, old if _numeric(old) else None, new if _numeric(new) else None))
     return sorted(rows, key=lambda r: (r.file, r.metric))
-
-
-def check_regression(rows: list[MetricRow], metric: str, tolerance: float) -> tuple[bool, str]:
-    """Pass unless ``metric`` fell by more than ``tolerance`` (absolute) or disappeared. Returns (ok, reason)."""
-    watched = [r for r in rows if r.metric == metric]
-    if not watched:
-        return True, f"{metric} unchanged"
-    for r in watched:
-        if r.new is None:
-            return False, f"{metric} is missing from the new metrics ({r.file})"
-        if r.old is not None and r.change is not None and r.change < -tolerance:
-            return False, f"{metric} dropped {r.old:.4f} → {r.new:.4f} ({r.change:+.4f}, tolerance {tolerance})"
-    return True, f"{metric} within tolerance {tolerance}"
 
 
 def to_markdown(rows: list[MetricRow]) -> str:

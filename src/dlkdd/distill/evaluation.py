@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import pandas as pd
 
 import torch
 from torch import nn
@@ -67,6 +68,18 @@ def per_class_accuracy(pred: torch.Tensor, labels: torch.Tensor, classes: list[s
         if mask.any():
             out[name] = round(float((pred[mask] == k).float().mean()), 4)
     return out
+
+
+def predictions_table(dataset: ClipDataset, preds: dict[str, torch.Tensor], classes: list[str]) -> pd.DataFrame:
+    """One row per clip of ``dataset``: clip_id, video_id, label and each model's predicted class (names, not
+    indices, so the file reads alone); ``preds`` maps a model name to its (N,) predicted indices. Sorted by clip_id:
+    the paired regression test (dlkdd.regression) compares two such tables clip by clip."""
+    table = pd.DataFrame({"clip_id": dataset.index["clip_id"].astype(str).to_numpy(),
+                          "video_id": dataset.index["video_id"].astype(str).to_numpy(),
+                          "label": [classes[int(i)] for i in dataset.labels]})
+    for name, p in preds.items():
+        table[name] = [classes[int(i)] for i in p]
+    return table.sort_values("clip_id", kind="stable").reset_index(drop=True)
 
 
 def gflops(model: nn.Module, clip: torch.Tensor) -> float:

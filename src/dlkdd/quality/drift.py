@@ -16,6 +16,16 @@ from dlkdd.config import ValidateConfig
 from dlkdd.quality.result import FAIL, PASS, SKIPPED, CheckResult, GateInputError
 
 
+def per_video(stats: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """One row per video: the mean of its clips' ``cols`` (rows without a ``video_id`` column are taken as one video
+    each). Drift compares like with like: with ``frames.clips_per_video`` > 1 val/test give several clips per video
+    (same footage, even the same statistics) while train gives one, and counting a video twice halves the KS test's
+    p-values on unchanged footage. (V, len(cols)) out, videos sorted by id."""
+    if "video_id" not in stats.columns:
+        return stats[cols].astype(float).reset_index(drop=True)
+    return stats[cols].astype(float).groupby(stats["video_id"].astype(str), sort=True).mean().reset_index(drop=True)
+
+
 def drift_report(current: pd.DataFrame, reference: pd.DataFrame, cfg: ValidateConfig) -> Any:
     """Run the drift report (current first, as Evidently 0.7 wants) and return its snapshot."""
     from evidently import DataDefinition, Dataset, Report
@@ -41,12 +51,16 @@ def check_drift(current: pd.DataFrame, reference: pd.DataFrame | None, cfg: Vali
                 out_dir: Path | None = None) -> tuple[CheckResult, dict[str, str]]:
     """The ``drift`` check; writes ``drift.html`` and ``drift.json`` under ``out_dir`` when given.
 
-    Skipped (and said so) when there is no reference or no current footage: drift needs both.
+    Both sides are compared one row per video (:func:`per_video`). Skipped (and said so) when there is no reference
+    or no current footage: drift needs both.
     """
+    cols = list(cfg.drift_columns)
+    current = per_video(current, cols)
+    reference = None if reference is None else per_video(reference, cols)
     if reference is None or len(reference) < MIN_DRIFT_ROWS or len(current) < MIN_DRIFT_ROWS:
         why = "no reference footage" if reference is None or len(reference) < MIN_DRIFT_ROWS else "no current footage"
         return CheckResult("drift", SKIPPED, "DriftedColumnsCount share",
-                           f"skipped: {why} (needs >= {MIN_DRIFT_ROWS} clips each)"
+                           f"skipped: {why} (needs >= {MIN_DRIFT_ROWS} videos each)"
                            ), {}
     from evidently.legacy.calculations.stattests.registry import StatTestNotFoundError
 
@@ -72,7 +86,7 @@ def check_drift(current: pd.DataFrame, reference: pd.DataFrame | None, cfg: Vali
     order = sorted(drifted.items(), key=lambda kv: kv[1] if pvalue else -kv[1])
     rule = f"{cfg.drift_method} {'p-value <' if pvalue else 'score >'} {cfg.drift_threshold:g}"
     detail = (f"{n_drifted}/{len(scores)} brightness columns drifted ({rule}); the gate allows a share "
-              f"< {cfg.drift_share:g}; current {len(current)} clips vs reference {len(reference)}")
+              f"< {cfg.drift_share:g}; current {len(current)} videos vs reference {len(reference)}")
     result = CheckResult("drift", FAIL if failed else PASS, "Evidently DriftedColumnsCount share < "
                          f"{cfg.drift_share:g}", detail, unexpected=n_drifted, total=len(scores),
                          worst=[{"column": c, "score": s} for c, s in order[:cfg.worst]])

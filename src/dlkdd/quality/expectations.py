@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from dlkdd.config import ValidateConfig
@@ -135,7 +136,9 @@ def to_checks(df: pd.DataFrame, results: list[Any], names: list[str], worst: int
             details.append(f"{res.get('unexpected_count', len(idx))}/{len(df)} {unit} with {col} {verb}")
             for i in idx:
                 v = df[col].iloc[i]
-                v = None if pd.isna(v) else (float(v) if isinstance(v, (int, float)) else v)
+                # plain Python values: pandas hands out numpy scalars (int64 frame counts), which json cannot write
+                v = None if pd.isna(v) else (v.item() if isinstance(v, np.generic) else v)
+                v = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
                 d = _distance(v, kw) if verb != "null" else math.inf
                 cid = str(df["clip_id"].iloc[i])
                 if cid not in offenders or d > offenders[cid][0]:

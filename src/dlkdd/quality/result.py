@@ -57,15 +57,16 @@ class GateResult:
         return [c.name for c in self.checks if c.status == WARN]
 
     def to_json(self) -> dict[str, Any]:
-        """The DVC metric: flat pass flag and counts first, then every check."""
-        return {
+        """The DVC metric: flat pass flag and counts first, then every check; plain Python values only, so
+        ``json.dumps`` never meets a numpy scalar (a frame count read from the stats table is an ``int64``)."""
+        return _plain({
             "passed": self.passed, "clips": self.clips, "failed": len(self.failed_checks),
             "warnings": len(self.warned_checks), "failed_checks": self.failed_checks,
             "warned_checks": self.warned_checks,
             # GX names its validation pages by run time: leave them out so the metric only changes with the data
             "reports": {k: v for k, v in self.reports.items() if not k.startswith("data_docs_")},
             "checks": {c.name: {k: v for k, v in asdict(c).items() if k != "name"} for c in self.checks},
-        }
+        })
 
     def summary(self) -> str:
         """One readable block: verdict, then a line per failed or warned check with its worst offenders."""
@@ -86,6 +87,18 @@ class GateResult:
         if "drift" in self.reports:
             lines.append(f"  drift report: {self.reports['drift']}")
         return "\n".join(lines)
+
+
+def _plain(obj: Any) -> Any:
+    """``obj`` with numpy scalars (``np.int64``, ``np.float32``, ``np.bool_``) turned into Python ones, recursively
+    through dicts, lists and tuples (numpy's ``.item()``; duck-typed so this module needs no numpy import)."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if type(obj).__module__ == "numpy" and hasattr(obj, "item"):
+        return obj.item()
+    return obj
 
 
 def _fmt(v: Any) -> str:
