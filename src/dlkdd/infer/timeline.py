@@ -320,11 +320,12 @@ SEGMENT_FIELDS = ("start_s", "end_s", "class", "mean_prob", "first_window", "las
 
 def write_timeline(folder: str | Path, video: str, classes: Sequence[str], windows: Sequence[WindowResult],
                    k: int = 3, min_prob: float = 0.5, thumbnails: Sequence[tuple[float, bytes]] = (),
-                   **extra: Any) -> dict[str, Path]:
-    """Write ``<stem>.windows.csv``, ``<stem>.segments.csv``, ``<stem>.json``, ``<stem>.html`` and ``<stem>.png``
-    into ``folder`` (each atomically) for one video; returns the paths by kind."""
+                   name: str | None = None, **extra: Any) -> dict[str, Path]:
+    """Write ``<name>.windows.csv``, ``<name>.segments.csv``, ``<name>.json``, ``<name>.html`` and ``<name>.png``
+    into ``folder`` (each atomically) for one video; ``name`` defaults to the video's stem. Returns the paths by
+    kind."""
     folder = Path(folder)
-    stem = Path(video).stem
+    stem = name or Path(video).stem
     segments = merge_segments(windows, classes, min_prob)
     paths = {kind: folder / f"{stem}.{suffix}" for kind, suffix in
              (("windows", "windows.csv"), ("segments", "segments.csv"), ("json", "json"), ("html", "html"),

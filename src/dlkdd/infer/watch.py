@@ -85,9 +85,9 @@ def watch(runner: Runner, source: str | Path, window_s: float, stride_s: float, 
         result.interrupted = True
     result.windows = smooth(result.windows, smoothing)
     if out_dir is not None and result.windows:
-        result.files = write_timeline(out_dir, name or _stem(source), runner.classes, result.windows, topk, min_prob,
-                                      thumbnails=thumbs.items(), window_s=window_s, stride_s=stride_s,
-                                      smoothing=smoothing, interrupted=result.interrupted)
+        result.files = write_timeline(out_dir, str(source), runner.classes, result.windows, topk, min_prob,
+                                      thumbnails=thumbs.items(), name=name or _stem(source), window_s=window_s,
+                                      stride_s=stride_s, smoothing=smoothing, interrupted=result.interrupted)
     if annotate is not None and result.windows and not stream:
         annotate_video(source, annotate, merge_segments(result.windows, runner.classes, min_prob))
     return result
