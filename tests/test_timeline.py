@@ -160,3 +160,12 @@ def test_swin_model_normalises_with_imagenet_statistics_and_tiny3d_keeps_its_tra
     tiny = build_model("tiny3d", 3)
     assert torch.equal(tiny.mean.flatten(), torch.tensor(KINETICS_MEAN))
     assert torch.equal(tiny.std.flatten(), torch.tensor(KINETICS_STD))
+
+
+def test_back_to_back_windows_at_frame_times_merge_into_one_segment():
+    """Window times are frame / fps (64 / 15 = 4.2666...): float rounding between neighbours is not a gap."""
+    fps, span = 15.0, 32
+    probs = np.array([0.9, 0.1])
+    windows = [WindowResult(k * span / fps, (k + 1) * span / fps, probs) for k in range(6)]
+    (seg,) = merge_segments(windows, ["Walk", "Wave"], 0.5)
+    assert (seg.first, seg.last, seg.start_s, seg.end_s) == (0, 5, 0.0, 6 * span / fps)

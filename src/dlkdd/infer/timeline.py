@@ -28,6 +28,7 @@ import numpy as np
 from dlkdd.atomic import atomic_path, write_bytes_atomic, write_text_atomic
 
 SCHEMA = "dlkdd.timeline/1"
+GAP_EPS_S = 1e-6  # window times are frame / fps: back-to-back windows may differ in the last bit, not a gap
 # tab10 colours (RGB hex), then evenly spaced hues for more classes
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
@@ -112,7 +113,7 @@ def merge_segments(windows: Sequence[WindowResult], classes: Sequence[str], min_
         if w.probs[top] < min_prob:
             close()
             continue
-        if run and (top != int(np.argmax(windows[run[-1]].probs)) or spans[i][0] > spans[run[-1]][1]):
+        if run and (top != int(np.argmax(windows[run[-1]].probs)) or spans[i][0] > spans[run[-1]][1] + GAP_EPS_S):
             close()
         run.append(i)
     close()
