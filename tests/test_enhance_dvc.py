@@ -98,5 +98,5 @@ def test_unknown_method_is_one_line(repo):
                        cwd=repo, capture_output=True, text=True)
     run(["git", "checkout", "-q", "--", "params.yaml"], repo)
     assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
-    assert r.stderr.strip() == "error: params.yaml: enhance.method 'retinex' is not one of " \
-        "gamma, hist_eq, clahe, lime, zerodce"
+    assert r.stderr.strip() == "error: params.yaml: enhance.method='retinex' is not a valid choice: must be one " \
+        "of gamma, hist_eq, clahe, lime, zerodce"
