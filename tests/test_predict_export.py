@@ -179,13 +179,14 @@ def test_predict_topk_below_one_is_an_argparse_error_exit_2(dark_clip, student, 
                                                                              f"value: '{topk}'")
 
 
-def test_every_option_of_summary_predict_export_has_a_help_line():
+def test_every_option_of_every_command_has_a_help_line():
     import argparse
 
     from dlkdd.cli import build_parser
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    for name in ("summary", "predict", "export"):
+    assert {"summary", "predict", "export", "import-arid", "import-csv"} <= set(sub.choices)
+    for name in sub.choices:
         for action in sub.choices[name]._actions:
             if not isinstance(action, argparse._HelpAction):
                 assert action.help, f"dlkdd {name} {action.option_strings or action.dest} has no help line"

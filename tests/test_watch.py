@@ -4,8 +4,14 @@ loopback HTTP stream."""
 import functools
 import http.server
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -107,6 +113,65 @@ def test_unopenable_stream_is_one_line_exit_2(walk_wave, capsys):
     ckpt, _ = walk_wave
     code, _, err = _predict_json(capsys, "http://127.0.0.1:9/cam.mp4", "--model", ckpt)
     assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
+
+
+def test_truncated_long_video_is_one_line_not_a_partial_timeline(walk_wave, tmp_path, capsys):
+    ckpt, video = walk_wave
+    frames, _ = read_video(video)
+    cut = tmp_path / "cut.avi"
+    write_video(cut, frames, FPS)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])  # an upload that stopped half way
+    code, _, err = _predict_json(capsys, cut, "--model", ckpt, "--window", "2s", "--timeline", tmp_path / "out")
+    assert code == 2 and err.startswith("error: ") and "truncated" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out/cut.json").exists()  # no timeline that looks like the whole video
+
+
+class _SlowHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves a file slowly, like a live camera, and presses Ctrl-C on the client half way through."""
+
+    client_pid = 0
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        data = (Path(self.directory) / self.path.lstrip("/")).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "video/x-msvideo")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        chunk = 4096
+        for i in range(0, len(data), chunk):
+            if i >= len(data) // 2 and self.client_pid:
+                os.kill(self.client_pid, signal.SIGINT)
+                type(self).client_pid = 0
+            try:
+                self.wfile.write(data[i:i + chunk])
+            except (BrokenPipeError, ConnectionResetError):
+                return
+            time.sleep(0.01)
+
+
+def test_ctrl_c_on_a_stream_still_writes_what_was_seen(walk_wave, tmp_path):
+    ckpt, video = walk_wave
+    frames, _ = read_video(video)
+    write_video(tmp_path / "live.avi", frames, FPS)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             functools.partial(_SlowHandler, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/live.avi"
+        proc = subprocess.Popen([sys.executable, "-m", "dlkdd.cli", "predict", url, "--model", str(ckpt),
+                                 "--window", "2s", "--timeline", str(tmp_path / "out")],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _SlowHandler.client_pid = proc.pid
+        out, err = proc.communicate(timeout=300)
+    finally:
+        server.shutdown()
+    assert proc.returncode == 0, err
+    assert "stopped by Ctrl-C" in out and "Traceback" not in err
+    doc = json.loads((tmp_path / "out/127.0.0.1_" f"{server.server_address[1]}_live.avi.json").read_text())
+    assert doc["interrupted"] is True and 1 <= len(doc["windows"]) and doc["windows"][-1]["end_s"] < 19
 
 
 def test_folder_lists_bad_files_at_the_end_and_does_the_rest(walk_wave, tmp_path, capsys):

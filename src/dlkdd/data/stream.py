@@ -18,8 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dlkdd.data.video import (VideoDecodeError, check_name, decode_planned, open_video, read_stream, resize_frame,
-                              sample_clips)
+from dlkdd.data.video import (VideoDecodeError, check_complete, check_name, decode_planned, open_video, read_stream,
+                              resize_frame, sample_clips)
 
 DEFAULT_FPS = 25.0  # for streams that do not say (fps 0): timestamps are then approximate, and said to be
 
@@ -60,12 +60,15 @@ def window_offsets(window_frames: int, num_frames: int) -> np.ndarray:
 
 
 def stream_windows(source: str | Path, num_frames: int, size: int, window_s: float, stride_s: float,
-                   max_seconds: float | None = None) -> Iterator[Window]:
+                   max_seconds: float | None = None, min_decoded_fraction: float = 0.9) -> Iterator[Window]:
     """Windows of ``source`` (file, URL or device) in time order (module doc). A video shorter than one window
-    gives one window over all of it. Raises :class:`VideoDecodeError` when nothing can be read."""
+    gives one window over all of it. Raises :class:`VideoDecodeError` when nothing can be read, and, after its
+    last window, when a file read to its end decoded fewer than ``min_decoded_fraction`` of the frames its container
+    reports (truncated: the caller must not take the timeline for the whole video). A stream that drops cannot be
+    told from one that ends: it ends."""
     if window_s <= 0 or stride_s <= 0:
         raise ValueError("window and stride must be > 0 seconds")
-    cap, fps, _ = open_source(source)
+    cap, fps, reported = open_source(source)
     fps = fps or DEFAULT_FPS
     win = max(1, round(window_s * fps))
     step = max(1, round(stride_s * fps))
@@ -102,6 +105,8 @@ def stream_windows(source: str | Path, num_frames: int, size: int, window_s: flo
             start = open_starts.pop(0)
             yield emit(start, start + win, [start + int(o) for o in offsets])
     cap.release()
+    if max_seconds is None or state["last"] + 1 < stop:  # read to its end: was it all there?
+        check_complete(Path(str(source)), state["last"] + 1, reported, min_decoded_fraction)
     if state["emitted"] == 0:  # shorter than one window (or stopped early): one window over all that was read
         if not is_stream(source) and max_seconds is None:  # a short file: sampled over its whole length, as a clip
             clips, _, n, fps_, _ = decode_planned(Path(source), lambda total: [window_offsets(total, num_frames)])
