@@ -295,6 +295,28 @@ def test_served_deployments_schedule_and_concurrency(prod, monkeypatch):
     assert deployments(str(prod))[0].schedules[0].schedule.cron == "0 2 * * *"
 
 
+def test_served_and_work_pool_deployments_are_one_definition(monkeypatch):
+    """flows/serve.py builds its deployments from prefect.yaml; the poll interval there is params.yaml's."""
+    from flows.serve import PREFECT_YAML, deployment_specs, deployments
+
+    monkeypatch.delenv("DLKDD_WATCH_CRON", raising=False)
+    monkeypatch.delenv("DLKDD_WATCH_INTERVAL_S", raising=False)
+    specs = deployment_specs()
+    root = PREFECT_YAML.parent
+    served = {d.name: d for d in deployments(str(root))}
+    assert set(served) == set(specs) == {"watch", "retrain"}
+    for name, spec in specs.items():
+        d = served[name]
+        assert d.description == spec["description"]
+        assert d.concurrency_limit == spec["concurrency_limit"]["limit"]
+        assert d.concurrency_options.collision_strategy.value == spec["concurrency_limit"]["collision_strategy"]
+        assert {k: v for k, v in d.parameters.items() if k != "repo"} == {
+            k: v for k, v in spec.get("parameters", {}).items() if k != "repo"}
+    poll = yaml.safe_load((root / "params.yaml").read_text())["retrain"]["poll_interval_s"]
+    assert specs["watch"]["schedules"][0]["interval"] == poll
+    assert served["watch"].schedules[0].schedule.interval.total_seconds() == poll
+
+
 def test_landings_during_a_run_cause_one_follow_up_not_a_pile_up(prod):
     """Against the real server: the retrain deployment registered, no worker, so runs stay where watch put them."""
     from prefect.states import Running
