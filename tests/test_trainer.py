@@ -198,3 +198,22 @@ def test_schedules_warm_up_and_decay(schedule):
 def test_bad_choice_is_one_line_error():
     with pytest.raises(ValueError, match="train.optimizer"):
         build_optimizer(torch.nn.Linear(2, 2), _cfg(optimizer="adam"))
+
+
+def test_checkpoint_bytes_do_not_depend_on_the_file_name_or_process(tmp_path):
+    """dvc.lock records the checkpoint's md5: the same weights must give the same bytes whatever the path or pid."""
+    import subprocess
+    import sys
+
+    from dlkdd.distill.checkpoint import save_model
+    from dlkdd.models.build import build_model
+
+    torch.manual_seed(0)
+    model = build_model("tiny3d", 3, width=8)
+    save_model(tmp_path / "a.pt", model, "tiny3d", ["a", "b", "c"], 4, 32, width=8)
+    save_model(tmp_path / "much_longer_name.pt", model, "tiny3d", ["a", "b", "c"], 4, 32, width=8)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "much_longer_name.pt").read_bytes()
+    code = ("import torch, sys; from dlkdd.distill.checkpoint import save_model, save_atomic; "
+            f"save_atomic(torch.load(r'{tmp_path / 'a.pt'}', weights_only=True), r'{tmp_path / 'c.pt'}')")
+    subprocess.run([sys.executable, "-c", code], check=True)  # another process: another pid in the temp name
+    assert (tmp_path / "c.pt").read_bytes() == (tmp_path / "a.pt").read_bytes()

@@ -11,9 +11,12 @@ from dlkdd.models.build import Normalized, build_model
 
 
 def save_atomic(obj: Any, path: str | Path) -> None:
-    """torch.save to a temp file beside ``path``, then rename: a crash never leaves a half-written file."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """torch.save to a temp file beside ``path``, then rename: a crash never leaves a half-written file.
+
+    Saved through an open file, not a path: torch names the zip's records after the file it is given, and the temp
+    name holds the pid, so the same weights gave other bytes (and another md5 in dvc.lock) in every run."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def save_model(path: str | Path, model: torch.nn.Module, arch: str, classes: list[str], num_frames: int, size: int,
