@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from dlkdd.data.video import (VideoDecodeError, check_complete, check_name, decode_planned, open_video, read_stream,
-                              resize_frame, sample_clips)
+                              resize_frame, uniform_indices)
 
 DEFAULT_FPS = 25.0  # for streams that do not say (fps 0): timestamps are then approximate, and said to be
 
@@ -54,9 +54,11 @@ def open_source(source: str | Path) -> tuple[cv2.VideoCapture, float, int]:
     return cap, (fps if np.isfinite(fps) and 0 < fps < 1000 else 0.0), 0
 
 
-def window_offsets(window_frames: int, num_frames: int) -> np.ndarray:
-    """Frame offsets inside a window of ``window_frames``: segment centres (repeats when the window is shorter)."""
-    return sample_clips(window_frames, num_frames)[0]
+def read_clip(path: str | Path, num_frames: int, size: int) -> np.ndarray:
+    """A short file as one clip: ``num_frames`` segment centres over its whole length (the frame cache's eval
+    sampling), resized, uint8 RGB (T, size, size, 3). Raises :class:`VideoDecodeError`."""
+    clips, *_ = decode_planned(Path(path), lambda total: [uniform_indices(total, num_frames)])
+    return np.stack([cv2.cvtColor(resize_frame(f, size), cv2.COLOR_BGR2RGB) for f in clips[0]])
 
 
 def stream_windows(source: str | Path, num_frames: int, size: int, window_s: float, stride_s: float,
@@ -73,7 +75,7 @@ def stream_windows(source: str | Path, num_frames: int, size: int, window_s: flo
     win = max(1, round(window_s * fps))
     step = max(1, round(stride_s * fps))
     stop = math.inf if max_seconds is None else max_seconds * fps  # frames to read at most
-    offsets = window_offsets(win, num_frames)
+    offsets = uniform_indices(win, num_frames)  # frame offsets inside a window
     needed: Counter[int] = Counter()  # frame index -> open windows that still need it
     open_starts: list[int] = []  # starts of windows not yet complete, in order
     kept: dict[int, np.ndarray] = {}  # needed frames, already shrunk to (size, size, 3) RGB
@@ -109,9 +111,7 @@ def stream_windows(source: str | Path, num_frames: int, size: int, window_s: flo
         check_complete(Path(str(source)), state["last"] + 1, reported, min_decoded_fraction)
     if state["emitted"] == 0:  # shorter than one window (or stopped early): one window over all that was read
         if not is_stream(source) and max_seconds is None:  # a short file: sampled over its whole length, as a clip
-            clips, _, n, fps_, _ = decode_planned(Path(source), lambda total: [window_offsets(total, num_frames)])
-            frames = np.stack([cv2.cvtColor(resize_frame(f, size), cv2.COLOR_BGR2RGB) for f in clips[0]])
-            yield Window(0.0, n / (fps_ or DEFAULT_FPS), frames)
+            yield Window(0.0, (state["last"] + 1) / fps, read_clip(source, num_frames, size))
             return
         seen = sorted(kept)
         if not seen:

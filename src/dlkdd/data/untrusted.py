@@ -30,7 +30,7 @@ from queue import Queue
 from typing import Any
 
 from dlkdd import faults
-from dlkdd.data.video import VideoDecodeError, check_complete
+from dlkdd.data.video import VideoDecodeError, check_complete, check_name
 
 POLL_S = 0.1  # how often the supervisor looks at the worker
 STARTUP_S = 120.0  # a worker must be ready within this (importing OpenCV on a loaded machine)
@@ -196,12 +196,11 @@ def clip_stats_isolated(path: str | Path, *, timeout_s: float, min_decoded_fract
     Raises :class:`VideoDecodeError` with any decoder kind, ``crashed`` or ``timeout``. The worker is kept per
     thread for the next call.
     """
-    from dlkdd.data.video import check_name
-
     check_name(path)  # before the file goes anywhere near a codec
     worker = getattr(_local, "worker", None)
-    if worker is None or worker.timeout_s != timeout_s:
+    if worker is None:
         worker = _local.worker = IsolatedWorker(timeout_s)
+    worker.timeout_s = timeout_s  # the limit is per call; the process is kept
     try:
         out = worker.call(_stats_job, (str(path), num_frames), str(path))
     except RuntimeError as err:
@@ -216,7 +215,7 @@ def clip_stats_isolated(path: str | Path, *, timeout_s: float, min_decoded_fract
 
 
 def close_workers() -> None:
-    """Stop this thread's kept worker (tests; a process exiting stops it anyway: workers are daemons)."""
+    """Stop this thread's kept worker (tests; a worker also exits when its parent does: its pipe closes)."""
     worker = getattr(_local, "worker", None)
     if worker is not None:
         worker.close()

@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dlkdd.data.stream import Window, is_stream, open_source, stream_windows
-from dlkdd.data.video import VIDEO_SUFFIXES, decode_planned, read_stream, resize_frame, uniform_indices
+from dlkdd.data.stream import Window, is_stream, open_source, read_clip, stream_windows
+from dlkdd.data.video import VIDEO_SUFFIXES, read_stream
 from dlkdd.infer.runner import Runner
 from dlkdd.infer.timeline import Thumbnails, WindowResult, label_at, merge_segments, smooth, write_timeline
 
@@ -22,9 +22,7 @@ from dlkdd.infer.timeline import Thumbnails, WindowResult, label_at, merge_segme
 def predict_clip(runner: Runner, path: str | Path) -> np.ndarray:
     """Class probabilities (K,) for one short clip: ``num_frames`` segment centres over the whole clip, exactly the
     frame cache's eval sampling. Raises :class:`dlkdd.data.video.VideoDecodeError`."""
-    clips, *_ = decode_planned(Path(path), lambda total: [uniform_indices(total, runner.num_frames)])
-    frames = np.stack([cv2.cvtColor(resize_frame(f, runner.size), cv2.COLOR_BGR2RGB) for f in clips[0]])
-    return runner(frames[None])[0]
+    return runner(read_clip(path, runner.num_frames, runner.size)[None])[0]
 
 
 def predict_windows(runner: Runner, source: str | Path, window_s: float, stride_s: float, batch: int = 16,
