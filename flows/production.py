@@ -56,9 +56,9 @@ class ProductionCheckout:
 
     def dirty(self) -> str:
         """'' if git tracked files and DVC-tracked outputs match HEAD; else one line naming what differs."""
-        changed = ops.git(self.repo, "status", "--porcelain", "--untracked-files=no")
+        changed = ops.git(self.repo, "diff", "--name-only", "HEAD")  # staged or not; untracked files do not matter
         if changed:
-            return "uncommitted git changes: " + ", ".join(line[3:] for line in changed.splitlines()[:5])
+            return "uncommitted git changes: " + ", ".join(changed.splitlines()[:5])
         return self.data_dirty()
 
     def data_dirty(self) -> str:

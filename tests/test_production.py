@@ -114,6 +114,12 @@ def test_dirty_dvc_output_refuses_promotion_with_nothing_moved(prod):
     assert snapshot(prod) == before
     sh([*DVC, "checkout", "--force"], prod)
     assert_consistent(prod)
+    with open(prod / "params.yaml", "a") as fh:  # an uncommitted git edit is named whole in the refusal
+        fh.write("# local edit\n")
+    with pytest.raises(PromotionFailed, match=r"\(uncommitted git changes: params\.yaml\)"):
+        ProductionCheckout(prod).promote(branch, base, "test")
+    sh(["git", "checkout", "params.yaml"], prod)
+    assert_consistent(prod)
 
 
 def test_rollback_by_reset_is_production_for_the_next_comparison(prod):

@@ -48,8 +48,8 @@ def test_isolated_stats_report_crash_timeout_and_truncation(tmp_path, monkeypatc
     from footage import truncate
 
     clip = write_clip(tmp_path / "c.avi", frames=30)
-    monkeypatch.setenv("DLKDD_FAULT", "decode@c.avi=crash")
-    close_workers()  # a worker keeps the environment it started with
+    clip_stats_isolated(clip, timeout_s=30, min_decoded_fraction=0.9)  # leaves a kept worker, started without faults
+    monkeypatch.setenv("DLKDD_FAULT", "decode@c.avi=crash")  # a kept worker restarts when the environment changed
     with pytest.raises(VideoDecodeError) as e:
         clip_stats_isolated(clip, timeout_s=30, min_decoded_fraction=0.9)
     assert e.value.kind == "crashed"

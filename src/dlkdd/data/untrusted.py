@@ -86,12 +86,14 @@ class IsolatedWorker:
     def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
         self._proc: subprocess.Popen | None = None
+        self._env: dict[str, str] = {}
 
     def _start(self) -> None:
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         self._proc = subprocess.Popen([sys.executable, "-c", _BOOT, str(to_child_r), str(from_child_w), *sys.path],
                                       pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL)
+        self._env = dict(os.environ)
         os.close(to_child_r)
         os.close(from_child_w)
         self._send, self._recv = Connection(to_child_w, readable=False), Connection(from_child_r, writable=False)
@@ -103,6 +105,8 @@ class IsolatedWorker:
     def call(self, fn: Callable[[Any], Any], arg: Any, subject: str = "") -> Any:
         """``fn(arg)`` in the worker; a :class:`Failure` when the worker died or stopped making progress. An exception
         raised by ``fn`` comes back as ``RuntimeError`` with its one-line message."""
+        if self._proc is not None and self._env != dict(os.environ):
+            self.close()  # a kept worker would decode under the environment it started with (codec options, faults)
         if self._proc is None or self._proc.poll() is not None:
             self._start()
         try:
