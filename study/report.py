@@ -164,10 +164,9 @@ def sweep(df: pd.DataFrame, knob: str, base: dict[str, Any]) -> pd.DataFrame:
 
 def variant_of(df: pd.DataFrame, levers: dict[str, dict[str, Any]], base: dict[str, Any]) -> pd.Series:
     """Each run's lever variant, by its params: the one whose overrides on ``base`` it matches exactly (None if none)."""
-    out = pd.Series(None, index=df.index, dtype=object)
-    for name, over in levers.items():
-        out[at_defaults(df, base | over) & out.isna()] = name
-    return out
+    matches = {name: at_defaults(df, base | over) for name, over in levers.items()}
+    return pd.Series([next((n for n, m in matches.items() if m[i]), None) for i in df.index], index=df.index,
+                     dtype=object)
 
 
 def mean_std(x: pd.Series) -> str:
