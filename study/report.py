@@ -361,8 +361,9 @@ def main() -> None:
     if args.plan is not None:
         try:
             print("\n".join(plan(args.plan.split() or list(levers), levers)))  # "" = every variant
-        except ValueError as err:
-            sys.exit(f"error: {err}")
+        except ValueError as err:  # a CLI's bad input: one line, exit 2
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
         return
     rows = exp_rows(args.rows)
     if args.taken:
@@ -377,7 +378,8 @@ def main() -> None:
         if key == "sizes":  # teacher/student width
             base["teacher.width"], base["student.width"] = (norm(w) for w in value.split("/"))
         elif key not in base:
-            sys.exit(f"error: --base {item}: {key} is no study param (one of {', '.join(base)}, sizes)")
+            print(f"error: --base {item}: {key} is no study param (one of {', '.join(base)}, sizes)", file=sys.stderr)
+            sys.exit(2)
         else:
             base[key] = norm(value)
     df = load(rows, keys)
