@@ -1,6 +1,7 @@
 """Stage evaluate: teacher, baseline, student and the two-stream alternative on the test split; metrics, cost."""
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +21,16 @@ def write_json(obj: dict, path: str) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
+def train_speed(history: Path) -> float:
+    """Median training throughput (clips/s) over a training run's epochs, from its history CSV (one row per epoch,
+    column clips_per_s); the median so that an epoch slowed by another job on the machine does not move it."""
+    try:
+        return round(float(pd.read_csv(history)["clips_per_s"].median()), 2)
+    except (OSError, KeyError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        sys.exit(f"error: {history}: no training history with a clips_per_s column ({type(err).__name__}); "
+                 "run the training stages first (dvc repro)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--frames", required=True)
@@ -27,6 +38,8 @@ def main() -> None:
     ap.add_argument("--enhanced-clips", required=True, help="the same clips enhanced (the teacher's input)")
     ap.add_argument("--models", required=True, help="folder with teacher.pt, baseline.pt, student.pt")
     ap.add_argument("--zerodce", default="models/zerodce.pt", help="Zero-DCE weights (read only for method zerodce)")
+    ap.add_argument("--history", required=True,
+                    help="folder with teacher.csv, baseline.csv, student.csv (the training stages' per-epoch history)")
     ap.add_argument("--metrics", required=True)
     ap.add_argument("--cost", required=True)
     ap.add_argument("--confusion", required=True)
@@ -34,6 +47,7 @@ def main() -> None:
                     help="per-clip predictions CSV (the CI gate's paired test compares it with the committed one)")
     args = ap.parse_args()
     params = params_or_exit()
+    speed = {name: train_speed(Path(args.history) / f"{name}.csv") for name in ("teacher", "baseline", "student")}
     seed_everything(params.seed, params.train.threads)
     index, classes = read_index(args.frames)
     # view 0 = dark clip, view 1 = its enhanced version; the teacher is scored as deployed: enhancement + teacher
@@ -46,6 +60,7 @@ def main() -> None:
         preds = logits[name].argmax(1)
         metrics[name]["per_class"] = per_class_accuracy(preds, test.labels, classes)
         cost[name] = inference_cost(model, test.views[view][0], params.evaluate.latency_clips)
+        cost[name]["train_clips_per_s"] = speed[name]
         if name == "student":
             pd.DataFrame({"actual": [classes[i] for i in test.labels], "predicted": [classes[i] for i in preds]}
                          ).to_csv(args.confusion, index=False)
@@ -56,6 +71,10 @@ def main() -> None:
     cost["two_stream"] = two_stream_cost(lambda f: enhance_clip(f, params.enhance, zerodce), models["teacher"],
                                          models["baseline"], test.views[0][0], params.evaluate.latency_clips)
     cost["student_vs_two_stream_latency"] = round(cost["student"]["latency_ms"] / cost["two_stream"]["latency_ms"], 3)
+    # what KD costs at training time over the same network trained without it (> 1 with the online teacher): the
+    # student's epoch time / the baseline's = the baseline's throughput / the student's (same train clips per epoch)
+    cost["student_vs_baseline_epoch_time"] = round(cost["baseline"]["train_clips_per_s"]
+                                                   / cost["student"]["train_clips_per_s"], 3)
     preds = {name: lg.argmax(1) for name, lg in logits.items()} | {"two_stream": fused.argmax(1)}
     with atomic_path(args.predictions) as tmp:
         predictions_table(test, preds, classes).to_csv(tmp, index=False)
