@@ -18,6 +18,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from dlkdd.atomic import write_text_atomic
 from dlkdd.config import Params, load_params
 from dlkdd.data.footage import (Landed, NewClip, add_clips, claim, claim_dir, file_md5, quarantine_file,
                                 read_footage_csv, release_claims, survey_inbox)
@@ -167,8 +168,7 @@ def push_remote(ws: Path) -> str:
 def _finish(summary: Summary, repo: Path) -> Summary:
     md = summary.markdown()
     out = repo / "reports/retrain" / f"{summary.run_id}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(md)
+    write_text_atomic(out, md)  # a run killed here leaves no half summary
     create_markdown_artifact(markdown=md, key="retrain-summary", description=f"retrain {summary.run_id}")
     get_run_logger().info("retrain %s: %s (%s); summary %s", summary.run_id, summary.decision, summary.reason, out)
     return summary

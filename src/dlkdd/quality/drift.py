@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dlkdd.atomic import atomic_path, write_text_atomic
 from dlkdd.config import ValidateConfig
 from dlkdd.quality.result import FAIL, PASS, SKIPPED, CheckResult, GateInputError
 
@@ -92,8 +93,8 @@ def check_drift(current: pd.DataFrame, reference: pd.DataFrame | None, cfg: Vali
                          worst=[{"column": c, "score": s} for c, s in order[:cfg.worst]])
     paths: dict[str, str] = {}
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        snap.save_html(str(out_dir / "drift.html"))
-        (out_dir / "drift.json").write_text(json.dumps(data, indent=1, default=str))
+        with atomic_path(out_dir / "drift.html") as tmp:
+            snap.save_html(str(tmp))
+        write_text_atomic(out_dir / "drift.json", json.dumps(data, indent=1, default=str))
         paths = {"drift": str(out_dir / "drift.html"), "drift_json": str(out_dir / "drift.json")}
     return result, paths
