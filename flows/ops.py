@@ -123,12 +123,9 @@ def commit_all(ws: Path, message: str) -> str:
     return git(ws, "rev-parse", "HEAD")
 
 
-def metric_diff(ws: Path, old_rev: str, key: str,
-                path: str = "metrics/evaluate.json") -> tuple[float | None, float | None]:
-    """(production, candidate) value of ``key`` from ``dvc metrics diff --json --all <old_rev> HEAD``."""
-    out = dvc(ws, "metrics", "diff", "--json", "--all", old_rev, "HEAD").stdout
-    entry = (json.loads(out or "{}").get(path) or {}).get(key) or {}
-    return entry.get("old"), entry.get("new")
+def metrics_diff(ws: Path, old_rev: str) -> dict:
+    """``dvc metrics diff --json --all <old_rev> HEAD`` as a dict (read with :mod:`dlkdd.regression`)."""
+    return json.loads(dvc(ws, "metrics", "diff", "--json", "--all", old_rev, "HEAD").stdout or "{}")
 
 
 def has_remote(ws: Path) -> bool:

@@ -18,12 +18,13 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from dlkdd.atomic import write_text_atomic
 from dlkdd.config import Params, load_params
 from dlkdd.data.footage import (Landed, NewClip, add_clips, claim, claim_dir, file_md5, quarantine_file,
                                 read_footage_csv, release_claims, survey_inbox)
 from dlkdd.data.untrusted import clip_stats_isolated
 from dlkdd.data.video import VideoDecodeError, printable
-from dlkdd.regression import PredictionsError, compare_predictions
+from dlkdd.regression import PredictionsError, compare_predictions, metric_values, promotion_verdict
 from flows import ops
 from flows.gate import BatchVerdict, gate_batch
 from flows.production import ProductionCheckout, ProductionInconsistent, PromotionFailed
@@ -66,24 +67,6 @@ class Summary:
         esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
         return "\n".join([f"# Retrain {self.run_id}", "", "| item | value |", "|---|---|"]
                          + [f"| {k} | {esc(v)} |" for k, v in rows]) + "\n"
-
-
-def decide(production: float | None, candidate: float | None, tolerance: float, metric: str,
-           paired: tuple[bool | None, str] | None = None) -> tuple[bool, str]:
-    """Promote iff the candidate is (a) not significantly worse than production on the same test clips (``paired``:
-    the verdict of :func:`dlkdd.regression.compare_predictions`, the CI gate's test; ``None`` verdict = could not be
-    paired, which does not block) and (b) not worse than production beyond ``tolerance`` (< 0: it must beat
-    production by that much). (a) tells a real regression from the few clips a seed moves; (b) bounds the drop a
-    person accepts without a significant difference."""
-    if candidate is None:
-        return False, f"the new run has no {metric}"
-    if paired is not None and paired[0] is False:
-        return False, f"significantly worse than production: {paired[1]}"
-    if production is None:
-        return True, f"no production {metric} to beat"
-    if candidate >= production - tolerance:
-        return True, f"{metric} {candidate:.4f} >= production {production:.4f} - tolerance {tolerance}"
-    return False, f"{metric} {candidate:.4f} is worse than production {production:.4f} beyond tolerance {tolerance}"
 
 
 def paired_evidence(ws: Path, base: str, model: str, alpha: float) -> tuple[bool | None, str]:
@@ -185,8 +168,7 @@ def push_remote(ws: Path) -> str:
 def _finish(summary: Summary, repo: Path) -> Summary:
     md = summary.markdown()
     out = repo / "reports/retrain" / f"{summary.run_id}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(md)
+    write_text_atomic(out, md)  # a run killed here leaves no half summary
     create_markdown_artifact(markdown=md, key="retrain-summary", description=f"retrain {summary.run_id}")
     get_run_logger().info("retrain %s: %s (%s); summary %s", summary.run_id, summary.decision, summary.reason, out)
     return summary
@@ -295,10 +277,11 @@ def _retrain_claimed(repo_p: Path, production: ProductionCheckout, landed: list[
             error = err
             return vars(_finish(summary, repo_p))
         # 4. compare with the production student (the checked-out production commit: a rollback is respected)
-        summary.production, summary.candidate = ops.metric_diff(ws, base, cfg.metric)
+        summary.production, summary.candidate = metric_values(ops.metrics_diff(ws, base), "metrics/evaluate.json",
+                                                              cfg.metric)
         paired = paired_evidence(ws, base, cfg.metric.split(".")[0], cfg.alpha)
         summary.paired = paired[1]
-        promote, why = decide(summary.production, summary.candidate, tolerance, cfg.metric, paired)
+        promote, why = promotion_verdict(summary.production, summary.candidate, tolerance, cfg.metric, paired)
         keep_branch = True
         # 5. promote (a transaction: merge → dvc checkout → tag, rolled back on failure) or keep production
         if not promote:

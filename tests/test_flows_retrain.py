@@ -178,7 +178,7 @@ def test_new_clip_retrains_once_corrupt_clip_quarantined(prod):
 
 
 def test_promotion_rule():
-    from flows.retrain import decide
+    from dlkdd.regression import promotion_verdict as decide
 
     assert decide(0.70, 0.69, 0.01, "student.top1")[0]  # within the tolerance
     assert decide(0.70, 0.71, 0.0, "student.top1")[0]

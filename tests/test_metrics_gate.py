@@ -18,7 +18,7 @@ from scipy.stats import binomtest
 from conftest import tool_env
 
 from dlkdd.regression import (PredictionsError, compare_prediction_files, compare_predictions, mcnemar_worse_p,
-                              paired_verdict, parse_metrics_diff, to_markdown)
+                              metric_values, paired_verdict, parse_metrics_diff, to_markdown)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
@@ -140,3 +140,28 @@ def test_metrics_diff_table_keeps_numbers_only():
     assert [r.metric for r in rows] == ["student.top1"]
     assert "| m.json | student.top1 | 0.8000 | 0.7000 | -0.1000 |" in to_markdown(rows)
     assert to_markdown([]) == "_No metric changed._"
+
+
+def test_retrain_flow_reads_the_metrics_diff_with_the_ci_parser(tmp_path):
+    """The retrain flow's production/candidate figures come from real `dvc metrics diff --json` output through the
+    same parser as the CI table: numbers only, None for a side that lacks the metric."""
+    sys.path.insert(0, str(ROOT))  # the flows/ package lives at the repository root
+    from flows import ops
+
+    sh = lambda *a: subprocess.run(a, cwd=tmp_path, env=tool_env(), check=True, capture_output=True)  # noqa: E731
+    sh("git", "init", "-q")
+    sh(sys.executable, "-m", "dvc", "init", "-q")
+    (tmp_path / "dvc.yaml").write_text("metrics:\n  - metrics/evaluate.json\n")
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics/evaluate.json").write_text(json.dumps({"student": {"top1": 0.75}, "gate": "passed"}))
+    sh("git", "add", "-A")
+    sh("git", "commit", "-qm", "production")
+    base = sh("git", "rev-parse", "HEAD").stdout.decode().strip()
+    (tmp_path / "metrics/evaluate.json").write_text(json.dumps({"student": {"top1": 0.5, "top5": 1.0}}))
+    sh("git", "commit", "-qam", "candidate")
+    diff = ops.metrics_diff(tmp_path, base)
+    assert metric_values(diff, "metrics/evaluate.json", "student.top1") == (0.75, 0.5)
+    assert metric_values(diff, "metrics/evaluate.json", "student.top5") == (None, 1.0)
+    assert metric_values(diff, "metrics/evaluate.json", "gate") == (None, None)  # a status, not a number
+    assert metric_values(diff, "metrics/other.json", "student.top1") == (None, None)
+    assert [r.metric for r in parse_metrics_diff(diff)] == ["student.top1", "student.top5"]

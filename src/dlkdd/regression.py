@@ -8,7 +8,8 @@ asks whether the new model loses more clips than chance would explain. A floor o
 broken beyond doubt. ``dvc metrics diff --json`` is still parsed into a markdown table for people to read.
 
 Pure functions only (no DVC, no git): CI (``.ci/metrics_gate.py``) and the retrain flow's promotion call the same
-:func:`paired_verdict` / :func:`compare_prediction_files`.
+:func:`compare_predictions` and read ``dvc metrics diff --json`` with the same :func:`parse_metrics_diff`; the
+flow's promotion rule (paired test + tolerance) is :func:`promotion_verdict`.
 """
 from __future__ import annotations
 
@@ -169,6 +170,31 @@ def parse_metrics_diff(diff: dict[str, Any]) -> list[MetricRow]:
                 continue
             rows.append(MetricRow(file, name, old if _numeric(old) else None, new if _numeric(new) else None))
     return sorted(rows, key=lambda r: (r.file, r.metric))
+
+
+def metric_values(diff: dict[str, Any], path: str, metric: str) -> tuple[float | None, float | None]:
+    """(old, new) of one numeric ``metric`` of ``path`` in a ``dvc metrics diff --json`` dict (parsed by
+    :func:`parse_metrics_diff`, as the CI table is); ``(None, None)`` when the diff does not have it."""
+    row = next((r for r in parse_metrics_diff({path: diff.get(path) or {}}) if r.metric == metric), None)
+    return (None, None) if row is None else (row.old, row.new)
+
+
+def promotion_verdict(production: float | None, candidate: float | None, tolerance: float, metric: str,
+                      paired: tuple[bool | None, str] | None = None) -> tuple[bool, str]:
+    """The retrain flow's promotion rule: promote iff the candidate is (a) not significantly worse than production on
+    the same test clips (``paired``: the verdict of :func:`compare_predictions`, the CI gate's test; ``None`` verdict
+    = could not be paired, which does not block) and (b) not worse than production beyond ``tolerance`` (< 0: it must
+    beat production by that much). (a) tells a real regression from the few clips a seed moves; (b) bounds the drop
+    a person accepts without a significant difference."""
+    if candidate is None:
+        return False, f"the new run has no {metric}"
+    if paired is not None and paired[0] is False:
+        return False, f"significantly worse than production: {paired[1]}"
+    if production is None:
+        return True, f"no production {metric} to beat"
+    if candidate >= production - tolerance:
+        return True, f"{metric} {candidate:.4f} >= production {production:.4f} - tolerance {tolerance}"
+    return False, f"{metric} {candidate:.4f} is worse than production {production:.4f} beyond tolerance {tolerance}"
 
 
 def to_markdown(rows: list[MetricRow]) -> str:

@@ -1,7 +1,7 @@
 """Evidently 0.7 data drift of current footage against the reference (training) footage on the brightness columns.
 
-The gate's explicit test: the share of drifted brightness columns must stay below ``drift_share``; each column's
-drift (method and threshold from params) is shown in the report. Evidently is imported lazily (seconds to import).
+Evidently's ``DataDriftPreset`` with its tests is the gate: the share of drifted brightness columns must stay below
+``drift_share``; each column's drift (method and threshold from params) is Evidently's verdict and is in the report. Evidently is imported lazily (seconds to import).
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dlkdd.atomic import atomic_path, write_text_atomic
 from dlkdd.config import ValidateConfig
 from dlkdd.quality.result import FAIL, PASS, SKIPPED, CheckResult, GateInputError
 
@@ -27,21 +28,47 @@ def per_video(stats: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
 
 
 def drift_report(current: pd.DataFrame, reference: pd.DataFrame, cfg: ValidateConfig) -> Any:
-    """Run the drift report (current first, as Evidently 0.7 wants) and return its snapshot."""
+    """Run Evidently's ``DataDriftPreset`` (current first, as Evidently 0.7 wants) and return its snapshot.
+
+    With tests included the preset carries the gate's whole verdict: one share test (drifted share < drift_share) on
+    its ``DriftedColumnsCount`` and one drift test per column's ``ValueDrift`` (failed = drifted, by Evidently's own
+    rule for the method)."""
     from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import DriftedColumnsCount, ValueDrift
-    from evidently.tests import lt
+    from evidently.presets import DataDriftPreset
 
     cols = list(cfg.drift_columns)
     definition = DataDefinition(numerical_columns=cols)
-    metrics = [DriftedColumnsCount(columns=cols, method=cfg.drift_method, threshold=cfg.drift_threshold,
-                                   drift_share=cfg.drift_share, share_tests=[lt(cfg.drift_share)])]
-    # per-column drift for the report only (tests=[]): the gate is the share test above
-    metrics += [ValueDrift(column=c, method=cfg.drift_method, threshold=cfg.drift_threshold, tests=[]) for c in cols]
-    report = Report(metrics, include_tests=False)
+    preset = DataDriftPreset(columns=cols, method=cfg.drift_method, threshold=cfg.drift_threshold,
+                             drift_share=cfg.drift_share)
     with np.errstate(invalid="ignore", divide="ignore"):  # constant columns (all-dark clips) in Evidently's plots
-        return report.run(Dataset.from_pandas(current[cols].astype(float), data_definition=definition),
-                          Dataset.from_pandas(reference[cols].astype(float), data_definition=definition))
+        return Report([preset], include_tests=True).run(
+            Dataset.from_pandas(current[cols].astype(float), data_definition=definition),
+            Dataset.from_pandas(reference[cols].astype(float), data_definition=definition))
+
+
+def read_snapshot(data: dict[str, Any]) -> tuple[bool, int, dict[str, float], set[str]]:
+    """A preset snapshot's ``.dict()`` → (share test failed, drifted count, {column: score}, drifted columns).
+
+    Each test names the metric it checks (``metric_config``): a per-column test's metric is that column's
+    ``ValueDrift`` (value = p-value or distance), the one other test is the share test on ``DriftedColumnsCount``."""
+    values = {m["id"]: m["value"] for m in data["metrics"]}
+    failed, n_drifted, scores, drifted = False, 0, {}, set()
+    for t in data["tests"]:
+        metric = t["metric_config"]
+        value, column, fail = values[metric["metric_id"]], metric["params"].get("column"), t["status"] == "FAIL"
+        if column is None:
+            failed, n_drifted = fail, int(value["count"])
+        else:
+            scores[column] = float(value)
+            if fail:
+                drifted.add(column)
+    return failed, n_drifted, scores, drifted
+
+
+# Evidently's p-value tests (drift: score < threshold; the others are distances: score > threshold). Evidently decides
+# which columns drifted; this only orders them and words the rule, as the 0.7 API exposes no test's direction.
+PVALUE_METHODS = frozenset({"ks", "chisquare", "z", "t_test", "mannw", "anderson", "cramer_von_mises", "fisher_exact",
+                            "g_test", "epps_singleton", "empirical_mmd"})
 
 
 MIN_DRIFT_ROWS = 2  # clips each side needs for a drift test; fewer and the check is skipped (and says so)
@@ -62,38 +89,28 @@ def check_drift(current: pd.DataFrame, reference: pd.DataFrame | None, cfg: Vali
         return CheckResult("drift", SKIPPED, "DriftedColumnsCount share",
                            f"skipped: {why} (needs >= {MIN_DRIFT_ROWS} videos each)"
                            ), {}
-    from evidently.legacy.calculations.stattests.registry import StatTestNotFoundError
-
     try:
         snap = drift_report(current, reference, cfg)
-    except StatTestNotFoundError as err:
+    except ValueError as err:  # Evidently's StatTestNotFoundError (a ValueError, not in its public API)
+        if not str(err).startswith("No stattest found"):
+            raise
         raise GateInputError(f"validate.drift_method: {str(err).split('. Available')[0]}; see the Evidently "
                              "drift methods (ks, wasserstein, psi, ...)") from None
     data = snap.dict()
-    scores, n_drifted = {}, 0
-    for m in data["metrics"]:
-        cfg_m = m["config"]
-        if cfg_m["type"].endswith("ValueDrift"):
-            scores[cfg_m["column"]] = float(m["value"])
-        elif cfg_m["type"].endswith("DriftedColumnsCount"):
-            n_drifted = int(m["value"]["count"])  # Evidently's own count is the truth; ours only orders columns
-    tests = data.get("tests", [])
-    failed = any(str(t["status"]).upper().endswith("FAIL") for t in tests)
-    # which columns drifted: the same rule Evidently applies (p-value methods: score < threshold; distances: >)
-    pvalue = cfg.drift_method in ("ks", "chisquare", "z", "t_test", "mannw", "anderson", "cramer_von_mises",
-                                  "fisher_exact", "g_test", "epps_singleton", "empirical_mmd")
-    drifted = {c: s for c, s in scores.items() if (s < cfg.drift_threshold if pvalue else s > cfg.drift_threshold)}
-    order = sorted(drifted.items(), key=lambda kv: kv[1] if pvalue else -kv[1])
+    failed, n_drifted, scores, drifted = read_snapshot(data)
+    pvalue = cfg.drift_method in PVALUE_METHODS
+    # worst first; ties (capped p-values) keep the column order
+    order = sorted((c for c in scores if c in drifted), key=lambda c: scores[c] if pvalue else -scores[c])
     rule = f"{cfg.drift_method} {'p-value <' if pvalue else 'score >'} {cfg.drift_threshold:g}"
     detail = (f"{n_drifted}/{len(scores)} brightness columns drifted ({rule}); the gate allows a share "
               f"< {cfg.drift_share:g}; current {len(current)} videos vs reference {len(reference)}")
     result = CheckResult("drift", FAIL if failed else PASS, "Evidently DriftedColumnsCount share < "
                          f"{cfg.drift_share:g}", detail, unexpected=n_drifted, total=len(scores),
-                         worst=[{"column": c, "score": s} for c, s in order[:cfg.worst]])
+                         worst=[{"column": c, "score": scores[c]} for c in order[:cfg.worst]])
     paths: dict[str, str] = {}
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        snap.save_html(str(out_dir / "drift.html"))
-        (out_dir / "drift.json").write_text(json.dumps(data, indent=1, default=str))
+        with atomic_path(out_dir / "drift.html") as tmp:
+            snap.save_html(str(tmp))
+        write_text_atomic(out_dir / "drift.json", json.dumps(data, indent=1, default=str))
         paths = {"drift": str(out_dir / "drift.html"), "drift_json": str(out_dir / "drift.json")}
     return result, paths

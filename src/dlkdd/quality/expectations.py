@@ -76,6 +76,10 @@ def run_suite(df: pd.DataFrame, suite_name: str, expectations: list[Any], docs_d
     Returns (context, list of GX ``ExpectationValidationResult``).
     """
     import great_expectations as gx
+    # GX 1.x has no other public way to silence its per-metric tqdm bars: the public ``DataContextVariables``
+    # .progress_bars takes this type, which lives (not re-exported) beside the public ``DataContextConfig``; a
+    # mapping ``project_config`` needs a whole context config, and ``TQDM_DISABLE`` would silence every tqdm of the
+    # process (issue 16)
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     if context is None:
