@@ -12,6 +12,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from dlkdd.config import KDConfig, ModelConfig, TrainConfig, to_dict
 from dlkdd.data.dataset import ClipDataset
+from dlkdd.distill.kd import fuse_logits
 from dlkdd.distill.logit_cache import CachedLogitsDataset
 from dlkdd.distill.runtime import Runtime, init_runtime
 from dlkdd.distill.trainer import FitResult, content_hash, fit, seed_everything
@@ -41,7 +42,8 @@ def train_classifier(index: pd.DataFrame, num_classes: int, clip_dirs: list[Path
     """Train ``model_cfg.arch`` on the ``train`` split of ``clip_dirs[0]``; select on ``val`` of the same view.
 
     KD comes either online — a ``teacher`` run on ``clip_dirs[1]``, the enhanced frames aligned with the student's —
-    or from ``teacher_logits``: the teacher_logits stage's file (or a (N, 2, K) tensor in train-split order).
+    or from ``teacher_logits``: the teacher_logits stage's file (or a (N, 2, K) tensor in train-split order). From the
+    file with ``kd.teacher=dual_light``, the target is its teacher and baseline rows fused at ``kd.temperature``.
     Under ``torchrun`` the process group is joined here (``rt``); the returned model is the same on every rank.
     A resume state at ``resume_path`` is used only if it came from the same inputs (:func:`resume_inputs`, plus
     ``context``: the caller's params that shaped the data, e.g. the frames section).
@@ -61,7 +63,11 @@ def train_classifier(index: pd.DataFrame, num_classes: int, clip_dirs: list[Path
         if not isinstance(teacher_logits, torch.Tensor):
             from dlkdd.distill.logit_cache import load_teacher_logits
 
-            teacher_logits = load_teacher_logits(teacher_logits, train_set.index["clip_id"].astype(str).tolist())
+            ids = train_set.index["clip_id"].astype(str).tolist()
+            path, teacher_logits = teacher_logits, load_teacher_logits(teacher_logits, ids)
+            if kd is not None and kd.teacher == "dual_light":  # fused here, not cached: it depends on kd.temperature
+                teacher_logits = fuse_logits([teacher_logits, load_teacher_logits(path, ids, "baseline_logits")],
+                                             kd.temperature)
         dataset = CachedLogitsDataset(train_set, teacher_logits)
     val_set = ClipDataset(index, clip_dirs[:1], "val")
     train_loader = make_train_loader(dataset, train_cfg, generator, rt, seed)
