@@ -29,7 +29,9 @@ def fuse_logits(logits: list[torch.Tensor], temperature: float) -> torch.Tensor:
     T·log(mean_i softmax(z_i / T)): fed to :func:`kd_kl` at the same T, the soft target is exactly the two-stream
     ensemble's averaged probabilities, so the KD loss itself needs no ensemble case. Shapes: each (..., K) → (..., K).
     """
-    log_p = torch.stack([F.log_softmax(z.float() / temperature, dim=-1) for z in logits])  # (M, ..., K)
+    # at least float32 (autocast may hand bf16 logits); float64 stays float64
+    log_p = torch.stack([F.log_softmax(z.to(torch.promote_types(z.dtype, torch.float32)) / temperature, dim=-1)
+                         for z in logits])  # (M, ..., K)
     return temperature * (torch.logsumexp(log_p, dim=0) - math.log(len(logits)))
 
 
