@@ -23,7 +23,7 @@ def main() -> None:
     ap.add_argument("--frames", required=True, help="frame cache with index.csv")
     ap.add_argument("--clips", required=True, help="enhanced clips (the teacher's view)")
     ap.add_argument("--teacher", required=True, help="teacher checkpoint")
-    ap.add_argument("--dark-clips", required=True, help="dark clips (the baseline's view; read for kd.teacher=dual_light)")
+    ap.add_argument("--dark-clips", required=True, help="dark clips (the baseline's view; dual_light)")
     ap.add_argument("--baseline", required=True, help="no-KD dark baseline checkpoint (read for kd.teacher=dual_light)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()

@@ -176,9 +176,13 @@ class KDConfig:
     alpha: float = fraction(0.5)  # weight of the KD term; 0 = plain cross-entropy
     teacher_logits: str = choice("cached", "online")  # cached: read the teacher_logits stage's artifact | online: run the teacher
     # The levers of the KD study (issue 15); at their defaults the student trains exactly as before they existed.
-    teacher: str = choice("enhanced", "dual_light")  # enhanced: the teacher alone | dual_light: the two-stream ensemble (teacher on enhanced + baseline on dark, softmax at T averaged)
+    # enhanced: the teacher alone | dual_light: the two-stream model (teacher on enhanced + baseline on dark, softmax
+    # at T averaged) as the soft target
+    teacher: str = choice("enhanced", "dual_light")
     epochs: int = nonneg(0)  # the student's schedule length alone; 0 = train.epochs
-    mixup: float = nonneg(0.0)  # function-matching mixup, Beta(a, a) concentration (same lam/pairs for student and teacher views; online only); 0 = off
+    # function-matching mixup: Beta(a, a) concentration, the same λ and pairs for the student's and the teacher's views
+    # (needs teacher_logits=online); 0 = off
+    mixup: float = nonneg(0.0)
 
 
 # kd keys added after checkpoints already recorded the kd section: left out of the record at their defaults (kd_record)

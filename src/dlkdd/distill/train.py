@@ -13,7 +13,7 @@ from torch.utils.data.distributed import DistributedSampler
 from dlkdd.config import KDConfig, ModelConfig, TrainConfig, to_dict
 from dlkdd.data.dataset import ClipDataset
 from dlkdd.distill.kd import fuse_logits
-from dlkdd.distill.logit_cache import CachedLogitsDataset
+from dlkdd.distill.logit_cache import CachedLogitsDataset, load_teacher_logits
 from dlkdd.distill.runtime import Runtime, init_runtime
 from dlkdd.distill.trainer import FitResult, content_hash, fit, seed_everything
 from dlkdd.models.build import build_model, check_input
@@ -61,13 +61,8 @@ def train_classifier(index: pd.DataFrame, num_classes: int, clip_dirs: list[Path
     dataset: Dataset = train_set
     if teacher_logits is not None:
         if not isinstance(teacher_logits, torch.Tensor):
-            from dlkdd.distill.logit_cache import load_teacher_logits
-
-            ids = train_set.index["clip_id"].astype(str).tolist()
-            path, teacher_logits = teacher_logits, load_teacher_logits(teacher_logits, ids)
-            if kd is not None and kd.teacher == "dual_light":  # fused here, not cached: it depends on kd.temperature
-                teacher_logits = fuse_logits([teacher_logits, load_teacher_logits(path, ids, "baseline_logits")],
-                                             kd.temperature)
+            teacher_logits = load_kd_targets(teacher_logits, train_set.index["clip_id"].astype(str).tolist(),
+                                             kd.teacher if kd else "enhanced", kd.temperature if kd else 4.0)
         dataset = CachedLogitsDataset(train_set, teacher_logits)
     val_set = ClipDataset(index, clip_dirs[:1], "val")
     train_loader = make_train_loader(dataset, train_cfg, generator, rt, seed)
@@ -78,6 +73,17 @@ def train_classifier(index: pd.DataFrame, num_classes: int, clip_dirs: list[Path
     result = fit(model, train_loader, val_loader, train_cfg, generator, online, kd, desc, rt=rt,
                  resume_path=resume_path, on_epoch_end=on_epoch_end, inputs=inputs)
     return model, result
+
+
+def load_kd_targets(path: str | Path, clip_ids: list[str], teacher: str = "enhanced",
+                    temperature: float = 4.0) -> torch.Tensor:
+    """The (len(clip_ids), 2, K) target logits the student distils from (kd.teacher): the teacher's cached rows, or
+    for ``dual_light`` the teacher's and the baseline's rows fused at ``temperature`` (done here, at train time, so a
+    kd.temperature change never recomputes the cache)."""
+    logits = load_teacher_logits(path, clip_ids)
+    if teacher == "dual_light":
+        logits = fuse_logits([logits, load_teacher_logits(path, clip_ids, "baseline_logits")], temperature)
+    return logits
 
 
 def resume_inputs(seed: int, model_cfg: ModelConfig, index: pd.DataFrame, clips: list[torch.Tensor],
