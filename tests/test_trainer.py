@@ -326,3 +326,80 @@ def test_dual_light_cache_without_baseline_rows_is_one_line_error(tiny_frames, t
     save_teacher_logits(path, torch.zeros(len(ids), 2, len(classes)), ids)
     with pytest.raises(ValueError, match="no 'baseline_logits'.*re-run the teacher_logits stage"):
         _train(tiny_frames, _cfg(epochs=1), kd=KDConfig(teacher="dual_light"), teacher_logits=path)
+
+
+def _stage_repo(tmp_path, tiny_frames, kd: dict):
+    """A copy of the stages + library with params.yaml's kd overridden, the tiny frame cache, a teacher and a baseline."""
+    import shutil
+
+    from conftest import copy_pipeline
+
+    from dlkdd.distill.checkpoint import save_model
+
+    d = copy_pipeline(tmp_path / "repo", {"kd": kd, "train": {"epochs": 1, "batch_size": 2, "threads": 1,
+                                                                "resume_dir": ""}})
+    shutil.copytree(tiny_frames, d / "frames")
+    torch.manual_seed(0)
+    for name, width in (("teacher", 24), ("baseline", 12)):
+        save_model(d / f"{name}.pt", build_model("tiny3d", 3, width=width), "tiny3d", ["Drink", "Jump", "Sit"], 4, 32,
+                   width=width)
+    return d
+
+
+def _run_stage(d, script, *args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, f"stages/{script}.py", *args], cwd=d, capture_output=True, text=True)
+
+
+TL_ARGS = ("--frames", "frames", "--clips", "frames/enhanced/clips", "--teacher", "teacher.pt",
+           "--dark-clips", "frames/clips", "--baseline", "baseline.pt", "--out", "tl.pt")
+
+
+@pytest.mark.parametrize("teacher", ["enhanced", "dual_light"])
+def test_teacher_logits_stage_stores_baseline_rows_only_for_dual_light(tiny_frames, tmp_path, teacher):
+    from dlkdd.distill.checkpoint import load_model
+
+    d = _stage_repo(tmp_path, tiny_frames, {"teacher": teacher})
+    r = _run_stage(d, "teacher_logits", *TL_ARGS)
+    assert r.returncode == 0, r.stderr[-2000:]
+    cache = torch.load(d / "tl.pt", weights_only=True)
+    if teacher == "enhanced":  # the default: exactly the keys (and so the bytes) of the cache before kd.teacher
+        assert list(cache) == ["logits", "clip_ids", "arch"]
+        return
+    index, _ = read_index(d / "frames")
+    dark = ClipDataset(index, [d / "frames" / "clips"], "train")
+    assert cache["clip_ids"] == dark.index["clip_id"].astype(str).tolist()
+    expected = compute_teacher_logits(load_model(d / "baseline.pt")[0], dark.views[0])
+    assert cache["baseline_logits"].shape == cache["logits"].shape == (len(dark), 2, 3)
+    torch.testing.assert_close(cache["baseline_logits"], expected)
+
+
+def test_train_student_stage_with_mixup_and_cached_logits_stops_with_one_line(tiny_frames, tmp_path):
+    d = _stage_repo(tmp_path, tiny_frames, {"mixup": 0.2})
+    assert _run_stage(d, "teacher_logits", *TL_ARGS).returncode == 0
+    r = _run_stage(d, "train_student", "--frames", "frames", "--clips", "frames/clips", "--teacher-clips",
+                   "frames/enhanced/clips", "--teacher", "teacher.pt", "--baseline", "baseline.pt",
+                   "--teacher-logits", "tl.pt", "--out", "student.pt", "--history", "h.csv")
+    lines = [line for line in r.stderr.splitlines() if line.strip() and "%|" not in line]
+    assert r.returncode != 0 and not (d / "student.pt").exists()
+    assert lines == ["error: kd.mixup=0.2 needs the online teacher (cached logits are per clip, not per mixed pair): "
+                     "set kd.teacher_logits=online"], r.stderr[-2000:]
+
+
+def test_train_student_stage_online_dual_light_mixup_with_its_own_epochs(tiny_frames, tmp_path):
+    """All levers at once through the stage: kd.epochs=2 over train.epochs=1, the two-stream teacher run online,
+    mixup; the checkpoint records the levers and the schedule the student really had."""
+    import pandas as pd
+
+    kd = {"teacher": "dual_light", "teacher_logits": "online", "epochs": 2, "mixup": 0.3}
+    d = _stage_repo(tmp_path, tiny_frames, kd)
+    r = _run_stage(d, "train_student", "--frames", "frames", "--clips", "frames/clips", "--teacher-clips",
+                   "frames/enhanced/clips", "--teacher", "teacher.pt", "--baseline", "baseline.pt",
+                   "--teacher-logits", "absent.pt", "--out", "student.pt", "--history", "h.csv")
+    assert r.returncode == 0, r.stderr[-2000:]
+    history = pd.read_csv(d / "h.csv")
+    assert history["epoch"].tolist() == [1, 2] and (history["clips_per_s"] > 0).all()
+    ckpt = torch.load(d / "student.pt", weights_only=True)
+    assert ckpt["train"]["epochs"] == 2 and {k: ckpt["kd"][k] for k in kd} == kd
