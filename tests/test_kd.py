@@ -109,7 +109,7 @@ def test_mixup_draw_comes_from_the_training_generator():
 def test_kd_record_leaves_default_levers_out_so_checkpoint_bytes_stay():
     assert kd_record(KDConfig()) == {"temperature": 4.0, "alpha": 0.5, "teacher_logits": "cached"}
     rec = kd_record(KDConfig(teacher="dual_light", mixup=0.2))
-    assert rec["teacher"] == "dual_light" and rec["mixup"] == 0.2 and "epochs" not in rec
+    assert rec["teacher"] == "dual_light" and rec["mixup"] == 0.2 and "epochs" not in rec and "hint" not in rec
 
 
 def test_kd_epochs_sets_the_student_schedule_alone():

@@ -26,13 +26,15 @@ class Killed(Exception):
 
 
 def _train(frames, cfg, resume=None, kill_after=None, seed=3, model_cfg=TINY, **kw):
+    """train_classifier on the tiny cache; with an online ``teacher`` it sees the enhanced view."""
     index, classes = read_index(frames)
 
     def hook(epoch, row):  # the process "dies" right after this epoch's checkpoint was written
         if epoch == kill_after:
             raise Killed
 
-    return train_classifier(index, len(classes), [frames / "clips"], model_cfg, cfg, seed=seed, resume_path=resume,
+    dirs = [frames / "clips", frames / "enhanced" / "clips"] if kw.get("teacher") is not None else [frames / "clips"]
+    return train_classifier(index, len(classes), dirs, model_cfg, cfg, seed=seed, resume_path=resume,
                             on_epoch_end=hook, **kw)
 
 
@@ -390,10 +392,11 @@ def test_train_student_stage_with_mixup_and_cached_logits_stops_with_one_line(ti
 
 def test_train_student_stage_online_dual_light_mixup_with_its_own_epochs(tiny_frames, tmp_path):
     """All levers at once through the stage: kd.epochs=2 over train.epochs=1, the two-stream teacher run online,
-    mixup; the checkpoint records the levers and the schedule the student really had."""
+    mixup and a hint on the enhanced teacher's features; the checkpoint records the levers and the schedule the student
+    really had."""
     import pandas as pd
 
-    kd = {"teacher": "dual_light", "teacher_logits": "online", "epochs": 2, "mixup": 0.3}
+    kd = {"teacher": "dual_light", "teacher_logits": "online", "epochs": 2, "mixup": 0.3, "hint": 0.5}
     d = _stage_repo(tmp_path, tiny_frames, kd)
     r = _run_stage(d, "train_student", "--frames", "frames", "--clips", "frames/clips", "--teacher-clips",
                    "frames/enhanced/clips", "--teacher", "teacher.pt", "--baseline", "baseline.pt",
@@ -403,3 +406,45 @@ def test_train_student_stage_online_dual_light_mixup_with_its_own_epochs(tiny_fr
     assert history["epoch"].tolist() == [1, 2] and (history["clips_per_s"] > 0).all()
     ckpt = torch.load(d / "student.pt", weights_only=True)
     assert ckpt["train"]["epochs"] == 2 and {k: ckpt["kd"][k] for k in kd} == kd
+
+
+def test_hint_tap_takes_the_pooled_last_block_features_and_the_loss_is_mse_of_the_projection():
+    from dlkdd.distill.hint import FeatureTap, HintLoss, feature_dim
+
+    torch.manual_seed(0)
+    model = build_model("tiny3d", 3, width=8).eval()
+    tap, x = FeatureTap(model), torch.rand(2, 3, 4, 32, 32)
+    model(x)
+    net = model.backbone
+    torch.testing.assert_close(tap.features, net.pool(net.features((x - model.mean) / model.std)).flatten(1))
+    assert feature_dim(model) == 48 == tap.features.shape[1]
+    loss = HintLoss(2, 3, weight=0.5)
+    with torch.no_grad():
+        loss.proj.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+        loss.proj.bias.zero_()
+    fs, ft = torch.tensor([[1.0, 2.0]]), torch.tensor([[0.0, 2.0, 1.0]])  # proj(fs) = [1, 2, 3]: errors 1, 0, 2
+    assert loss(fs, ft).item() == pytest.approx(0.5 * (1 + 0 + 4) / 3)
+
+
+def test_online_hint_changes_training_and_resumes_after_kill_with_its_projection(tiny_frames, tmp_path):
+    teacher = build_model("tiny3d", 3, width=8)
+    kd = KDConfig(teacher_logits="online", hint=1.0)
+    cfg = _cfg(epochs=2)
+    full, full_res = _train(tiny_frames, cfg, kd=kd, teacher=teacher)
+    plain, _ = _train(tiny_frames, cfg, kd=KDConfig(teacher_logits="online"), teacher=teacher)
+    assert any(not torch.equal(a, b) for a, b in zip(full.state_dict().values(), plain.state_dict().values()))
+    ckpt = tmp_path / "student.pt"
+    with pytest.raises(Killed):
+        _train(tiny_frames, cfg, resume=ckpt, kill_after=1, kd=kd, teacher=teacher)
+    assert "hint" in torch.load(ckpt, weights_only=True)  # the projection is part of the training state
+    resumed, res = _train(tiny_frames, cfg, resume=ckpt, kd=kd, teacher=teacher)
+    assert [r["train_loss"] for r in res.history] == [r["train_loss"] for r in full_res.history]
+    for k, v in full.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+
+
+def test_hint_without_the_online_teacher_is_one_line_error(tiny_frames):
+    index, classes = read_index(tiny_frames)
+    logits = torch.zeros(int((index.split == "train").sum()), 2, len(classes))
+    with pytest.raises(ValueError, match=r"^kd.hint=0.5 needs the online teacher .*set kd.teacher_logits=online$"):
+        _train(tiny_frames, _cfg(epochs=1), kd=KDConfig(hint=0.5), teacher_logits=logits)

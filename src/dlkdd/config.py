@@ -183,10 +183,13 @@ class KDConfig:
     # function-matching mixup: Beta(a, a) concentration, the same λ and pairs for the student's and the teacher's views
     # (needs teacher_logits=online); 0 = off
     mixup: float = nonneg(0.0)
+    # weight of a FitNets hint: MSE between a learned linear map of the student's pooled last-block features and the
+    # teacher's (needs teacher_logits=online); 0 = off
+    hint: float = nonneg(0.0)
 
 
 # kd keys added after checkpoints already recorded the kd section: left out of the record at their defaults (kd_record)
-KD_LEVERS = ("teacher", "epochs", "mixup")
+KD_LEVERS = ("teacher", "epochs", "mixup", "hint")
 
 
 def kd_record(kd: KDConfig) -> dict[str, Any]:

@@ -4,7 +4,8 @@ One loop serves all three. Batches are ``(x, y)`` (no KD), ``(x, x_teacher, y)``
 the enhanced version of the same frames and the same flip; a :class:`DualLightTeacher` also sees ``x``) or
 ``(x, cached_logits, y)`` with cached logits (B, 2, K) for the plain and flipped clip (see
 :mod:`dlkdd.distill.logit_cache`). With ``kd.mixup`` the student's and the teacher's views are mixed with the same λ and
-pairs after the flip (function matching), which needs the online teacher.
+pairs after the flip (function matching); ``kd.hint`` adds a feature-hint term (:mod:`dlkdd.distill.hint`). Both need
+the online teacher.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from tqdm import tqdm
 from dlkdd.config import KDConfig, TrainConfig, to_dict
 from dlkdd.data.dataset import to_float
 from dlkdd.distill.checkpoint import load_training_state, save_atomic
+from dlkdd.distill.hint import Hint
 from dlkdd.distill.kd import DualLightTeacher, KDLoss, draw_mixup, mix
 from dlkdd.distill.metrics import accuracy
 from dlkdd.distill.runtime import (Runtime, all_reduce_sum, amp_dtype, rng_state, seed_everything,  # noqa: F401
@@ -110,11 +112,12 @@ def _teacher_logits(views: list[torch.Tensor], teacher: nn.Module | None, step: 
 def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, loss_fn: KDLoss, teacher: nn.Module | None,
                     hflip: bool, generator: torch.Generator, desc: str = "train",
-                    step: StepConfig | None = None, mixup: float = 0.0) -> EpochStats:
+                    step: StepConfig | None = None, mixup: float = 0.0, hint: Hint | None = None) -> EpochStats:
     """One pass over ``loader``; ``model`` may be DDP-wrapped. Loss/accuracy are reduced over ranks.
 
     ``mixup`` > 0: each batch's student and teacher views are mixed with one λ ~ Beta(mixup, mixup) and one pairing
-    (accuracy still counts the unmixed labels). The draw happens only then, so mixup=0 keeps the random streams."""
+    (accuracy still counts the unmixed labels). The draw happens only then, so mixup=0 keeps the random streams.
+    ``hint``: its term is added to each batch's loss."""
     step = step or StepConfig()
     model.train()
     total_loss, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
@@ -142,6 +145,8 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
             # loss in float32 whatever the autocast dtype
             loss = loss_fn(logits.float(), t_logits, y) if perm is None \
                 else loss_fn.mixed(logits.float(), t_logits, y, y[perm.to(y.device)], lam)
+            if hint is not None:
+                loss = loss + hint()
             scaled = loss / step.accumulate
             (step.scaler.scale(scaled) if step.scaler else scaled).backward()
         if boundary:
@@ -248,7 +253,8 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
         inputs: dict | None = None) -> FitResult:
     """Train for ``cfg.epochs`` (early-stopping on val top-1 if ``cfg.patience``); keep the best val epoch's weights.
 
-    ValueError (one line) for ``kd.mixup`` > 0 with cached teacher logits: they cannot follow a mixed input.
+    ValueError (one line) for ``kd.mixup`` > 0 with cached teacher logits: they cannot follow a mixed input; nor
+    ``kd.hint`` > 0 without the online teacher. The hint's projection trains with the model (same optimizer).
 
     The model is left holding the best weights, on CPU. ``teacher`` (frozen) or cached logits in the loader plus ``kd``
     turn on distillation. With ``resume_path`` the full training state is written there (atomically) after every
@@ -259,6 +265,9 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
     if kd is not None and kd.mixup > 0 and _has_cached_logits(train_loader):
         raise ValueError(f"kd.mixup={kd.mixup:g} needs the online teacher (cached logits are per clip, not per mixed "
                          "pair): set kd.teacher_logits=online")
+    if kd is not None and kd.hint > 0 and teacher is None:
+        raise ValueError(f"kd.hint={kd.hint:g} needs the online teacher (its features are not cached): "
+                         "set kd.teacher_logits=online")
     rt = rt or Runtime()
     device = rt.device
     model.to(device)
@@ -272,7 +281,11 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
         teacher.eval().requires_grad_(False).to(device)
     kd_on = kd is not None and (teacher is not None or _has_cached_logits(train_loader))
     loss_fn = KDLoss(kd.temperature if kd else 1.0, kd.alpha if kd_on else 0.0, cfg.label_smoothing)
-    optimizer = build_optimizer(model, cfg)
+    hint = Hint(model, teacher, kd.hint) if kd_on and kd.hint > 0 else None
+    if hint is not None:
+        hint.loss.to(device)
+    # the hint's projection is optimised with the model; without it the optimizer is exactly the model's
+    optimizer = build_optimizer(model if hint is None else nn.ModuleList([model, hint.loss]), cfg)
     scheduler = build_scheduler(optimizer, cfg, math.ceil(len(train_loader) / step.accumulate))
     runner: nn.Module = model
     if cfg.compile:
@@ -288,6 +301,8 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if hint is not None:
+            hint.loss.load_state_dict(state["hint"])
         if step.scaler and state.get("scaler"):
             step.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"][rt.rank], generator)
@@ -304,7 +319,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
         if isinstance(train_loader.sampler, DistributedSampler):
             train_loader.sampler.set_epoch(epoch)  # a different shuffle every epoch, the same on every rank
         stats = train_one_epoch(runner, train_loader, optimizer, scheduler, loss_fn, teacher, cfg.hflip, generator,
-                                step=step, mixup=kd.mixup if kd else 0.0)
+                                step=step, mixup=kd.mixup if kd else 0.0, hint=hint)
         val = evaluate(model, val_loader)  # every rank sees the whole (small) val split → identical decisions
         row = {"epoch": epoch, "train_loss": stats.loss, "train_acc": stats.acc, "val_top1": val["top1"],
                "val_top5": val["top5"], "clips_per_s": stats.clips_per_s, "lr": optimizer.param_groups[0]["lr"]}
@@ -316,7 +331,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
         stop = cfg.patience > 0 and bad >= cfg.patience
         if resume_path:
             _save_state(resume_path, epoch, model, optimizer, scheduler, step, best, best_state, history, bad,
-                        fingerprint, generator, rt)
+                        fingerprint, generator, rt, hint)
         bar.set_postfix(loss=f"{stats.loss:.3f}", val=f"{val['top1']:.3f}", best=f"{best.best_val_top1:.3f}",
                         clips_s=f"{stats.clips_per_s:.0f}")
         if on_epoch_end:
@@ -326,6 +341,8 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
             if rt.is_main:
                 tqdm.write(f"{desc}: early stop at epoch {epoch} ({cfg.patience} epochs without a better val top-1)")
             break
+    if hint is not None:
+        hint.remove()
     model.load_state_dict(best_state)
     model.to("cpu", memory_format=torch.contiguous_format)
     if resume_path and rt.is_main:
@@ -345,7 +362,7 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _save_state(path, epoch, model, optimizer, scheduler, step, best, best_state, history, bad, fingerprint,
-                generator, rt: Runtime) -> None:
+                generator, rt: Runtime, hint: Hint | None = None) -> None:
     """Everything needed to continue after ``epoch`` exactly as if never stopped; rank 0 writes it."""
     rngs = [rng_state(generator)]
     if rt.distributed:
@@ -358,4 +375,5 @@ def _save_state(path, epoch, model, optimizer, scheduler, step, best, best_state
     save_atomic({"epoch": epoch, "model": _cpu_state(model), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "scaler": step.scaler.state_dict() if step.scaler else {},
                  "best_epoch": best.best_epoch, "best_val_top1": best.best_val_top1, "best_state": best_state,
-                 "history": history, "bad_epochs": bad, "fingerprint": fingerprint, "rng": rngs}, path)
+                 "history": history, "bad_epochs": bad, "fingerprint": fingerprint, "rng": rngs,
+                 **({"hint": hint.loss.state_dict()} if hint is not None else {})}, path)
