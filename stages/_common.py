@@ -50,36 +50,38 @@ def frames_identity(params: Params) -> dict:
 
 
 def train_and_save(name: str, params: Params, frames_dir: str, clip_dirs: list[str], model_cfg, out: str, history: str,
-                   teacher=None, kd=None, teacher_logits: str | None = None) -> None:
+                   teacher=None, kd=None, teacher_logits: str | None = None, train_cfg=None) -> None:
     """Train one classifier on the cached frames and save it with its training curve (shared by the train stages).
 
     Runs alone or under ``torchrun --nproc_per_node=N``; only rank 0 writes artifacts. A killed run resumes from
     ``<train.resume_dir>/<name>.pt`` (outside DVC's outs, which DVC deletes before running a stage).
+    ``train_cfg`` replaces ``params.train`` for this model (the student's ``kd.epochs``).
     """
     from pathlib import Path
 
-    from dlkdd.config import to_dict
+    from dlkdd.config import kd_record, to_dict
     from dlkdd.data.frames import read_index
     from dlkdd.distill.checkpoint import save_model
     from dlkdd.distill.runtime import init_runtime, shutdown
     from dlkdd.distill.train import train_classifier
 
+    train_cfg = train_cfg or params.train
     rt = init_runtime()
     resume = Path(params.train.resume_dir) / f"{name}.pt" if params.train.resume_dir else None
     index, classes = read_index(frames_dir)
     if model_cfg.arch != "tiny3d":
         print(f"{name}: {model_cfg.arch} has its published size; width={model_cfg.width} applies to tiny3d only")
     try:
-        model, result = train_classifier(index, len(classes), [Path(d) for d in clip_dirs], model_cfg, params.train,
+        model, result = train_classifier(index, len(classes), [Path(d) for d in clip_dirs], model_cfg, train_cfg,
                                          params.seed, teacher, kd, desc=name, teacher_logits=teacher_logits, rt=rt,
                                          resume_path=resume, context={"frames": frames_identity(params)})
     except ValueError as err:  # bad arch / input size / pretrained file / logit cache: one line
         shutdown(rt)
         sys.exit(f"error: {err}")
     if rt.is_main:
-        extra = {"width": model_cfg.width, "train": to_dict(params.train), "best_epoch": result.best_epoch, "val_top1": result.best_val_top1}
+        extra = {"width": model_cfg.width, "train": to_dict(train_cfg), "best_epoch": result.best_epoch, "val_top1": result.best_val_top1}
         if kd is not None:
-            extra["kd"] = to_dict(kd)
+            extra["kd"] = kd_record(kd)  # the levers only when set: a default checkpoint keeps its bytes
         save_model(out, model, model_cfg.arch, classes, params.frames.num_frames, params.frames.size, **extra)
         Path(history).parent.mkdir(parents=True, exist_ok=True)
         write_history(result.history, history)

@@ -10,7 +10,7 @@ from dlkdd.distill.kd import KDLoss
 from dlkdd.distill.logit_cache import (CachedLogitsDataset, compute_teacher_logits, load_teacher_logits,
                                        save_teacher_logits)
 from dlkdd.distill.schedule import build_optimizer, build_scheduler
-from dlkdd.distill.train import train_classifier
+from dlkdd.distill.train import load_kd_targets, train_classifier
 from dlkdd.distill.trainer import _apply_flip, _teacher_logits, StepConfig, flip_mask
 from dlkdd.models.build import build_model
 
@@ -26,13 +26,15 @@ class Killed(Exception):
 
 
 def _train(frames, cfg, resume=None, kill_after=None, seed=3, model_cfg=TINY, **kw):
+    """train_classifier on the tiny cache; with an online ``teacher`` it sees the enhanced view."""
     index, classes = read_index(frames)
 
     def hook(epoch, row):  # the process "dies" right after this epoch's checkpoint was written
         if epoch == kill_after:
             raise Killed
 
-    return train_classifier(index, len(classes), [frames / "clips"], model_cfg, cfg, seed=seed, resume_path=resume,
+    dirs = [frames / "clips", frames / "enhanced" / "clips"] if kw.get("teacher") is not None else [frames / "clips"]
+    return train_classifier(index, len(classes), dirs, model_cfg, cfg, seed=seed, resume_path=resume,
                             on_epoch_end=hook, **kw)
 
 
@@ -217,3 +219,232 @@ def test_checkpoint_bytes_do_not_depend_on_the_file_name_or_process(tmp_path):
             f"save_atomic(torch.load(r'{tmp_path / 'a.pt'}', weights_only=True), r'{tmp_path / 'c.pt'}')")
     subprocess.run([sys.executable, "-c", code], check=True)  # another process: another pid in the temp name
     assert (tmp_path / "c.pt").read_bytes() == (tmp_path / "a.pt").read_bytes()
+
+
+class Recorder(torch.nn.Module):
+    """A network that keeps every input it is given (the views the trainer really feeds it)."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net, self.inputs = net, []
+
+    def forward(self, x):
+        self.inputs.append(x.detach().clone())
+        return self.net(x)
+
+
+def _one_online_epoch(tiny_frames, mixup, seed=11):
+    """One online-KD epoch (fixed batch order) with recording student and teacher; returns both and the generator."""
+    from dlkdd.distill.trainer import train_one_epoch
+
+    torch.manual_seed(0)
+    index, _ = read_index(tiny_frames)
+    ds = ClipDataset(index, [tiny_frames / "clips", tiny_frames / "enhanced" / "clips"], "train")
+    student, teacher = Recorder(build_model("tiny3d", 3, width=8)), Recorder(build_model("tiny3d", 3, width=8).eval())
+    opt = build_optimizer(student, _cfg())
+    loader = DataLoader(ds, batch_size=3)  # no shuffle: the generator only draws flips (and mixup)
+    gen = torch.Generator().manual_seed(seed)
+    train_one_epoch(student, loader, opt, build_scheduler(opt, _cfg(), len(loader)), KDLoss(4.0, 0.5), teacher,
+                    True, gen, mixup=mixup)
+    return ds, loader, student, teacher, gen
+
+
+def test_mixup_gives_student_and_teacher_views_exactly_the_same_mixing(tiny_frames):
+    """Function matching: after the flip, one λ and one pairing per batch mix the dark and the enhanced view alike."""
+    from dlkdd.data.dataset import to_float
+    from dlkdd.distill.kd import draw_mixup, mix
+
+    ds, loader, student, teacher, _ = _one_online_epoch(tiny_frames, mixup=0.4)
+    gen = torch.Generator().manual_seed(11)  # replay the trainer's draws: flips, then λ and pairs, per batch
+    lams = []
+    for b, (x, x_t, y) in enumerate(loader):
+        flip = flip_mask(len(y), gen)
+        lam, perm = draw_mixup(len(y), 0.4, gen)
+        lams.append(lam)
+        x, x_t = _apply_flip([x, x_t], flip)
+        torch.testing.assert_close(student.inputs[b], mix(to_float(x), lam, perm), rtol=0, atol=0)
+        torch.testing.assert_close(teacher.inputs[b], mix(to_float(x_t), lam, perm), rtol=0, atol=0)
+        assert not torch.equal(student.inputs[b], to_float(x))  # really mixed
+    assert all(0 < lam < 1 for lam in lams) and len(set(lams)) == len(lams)
+
+
+def test_mixup_zero_leaves_the_loop_and_its_random_stream_unchanged(tiny_frames):
+    from dlkdd.data.dataset import to_float
+
+    ds, loader, student, teacher, gen = _one_online_epoch(tiny_frames, mixup=0.0)
+    replay = torch.Generator().manual_seed(11)
+    for b, (x, x_t, y) in enumerate(loader):
+        x, x_t = _apply_flip([x, x_t], flip_mask(len(y), replay))
+        assert torch.equal(student.inputs[b], to_float(x)) and torch.equal(teacher.inputs[b], to_float(x_t))
+    assert torch.equal(gen.get_state(), replay.get_state()), "mixup=0 drew from the training generator"
+
+
+def test_mixup_with_cached_logits_is_one_line_error(tiny_frames):
+    index, classes = read_index(tiny_frames)
+    logits = torch.zeros(int((index.split == "train").sum()), 2, len(classes))
+    with pytest.raises(ValueError, match=r"^kd.mixup=0.2 needs the online teacher .*set kd.teacher_logits=online$"):
+        _train(tiny_frames, _cfg(epochs=1), kd=KDConfig(mixup=0.2), teacher_logits=logits)
+
+
+def test_online_mixup_student_trains(tiny_frames):
+    teacher = build_model("tiny3d", 3, width=8)
+    _, res = _train(tiny_frames, _cfg(epochs=2), kd=KDConfig(mixup=0.4, teacher_logits="online"), teacher=teacher)
+    assert len(res.history) == 2 and all(r["train_loss"] > 0 and r["clips_per_s"] > 0 for r in res.history)
+
+
+def test_dual_light_cached_and_online_give_the_same_loss(tiny_frames, tmp_path):
+    """The cached rows of teacher (enhanced) and baseline (dark), fused at T at train time, are the online
+    DualLightTeacher's target on the same flipped batch."""
+    from dlkdd.distill.kd import DualLightTeacher
+
+    torch.manual_seed(0)
+    index, _ = read_index(tiny_frames)
+    teacher, baseline = build_model("tiny3d", 3).eval(), build_model("tiny3d", 3, width=8).eval()
+    student = build_model("tiny3d", 3).eval()
+    online = ClipDataset(index, [tiny_frames / "clips", tiny_frames / "enhanced" / "clips"], "train")
+    ids = online.index["clip_id"].astype(str).tolist()
+    path = tmp_path / "teacher_logits.pt"
+    save_teacher_logits(path, compute_teacher_logits(teacher, online.views[1]), ids,
+                        baseline_logits=compute_teacher_logits(baseline, online.views[0]))
+    dark = ClipDataset(index, [tiny_frames / "clips"], "train")
+    targets = load_kd_targets(path, ids, "dual_light", 3.0)  # what train_classifier distils from (kd.teacher)
+    assert not torch.allclose(targets, load_teacher_logits(path, ids))  # not the enhanced teacher's alone
+    cached = CachedLogitsDataset(dark, targets)
+    loss_fn, step = KDLoss(3.0, 0.5), StepConfig()
+    losses = []
+    for ds, teacher_arg in ((online, DualLightTeacher(teacher, baseline, 3.0)), (cached, None)):
+        *views, y = next(iter(DataLoader(ds, batch_size=6)))
+        views = _apply_flip(views, flip_mask(len(y), torch.Generator().manual_seed(5)))
+        t_logits = _teacher_logits(views, teacher_arg, step)
+        with torch.no_grad():
+            losses.append(loss_fn(student(views[0].float() / 255), t_logits, y))
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-6)
+
+
+def test_dual_light_cache_without_baseline_rows_is_one_line_error(tiny_frames, tmp_path):
+    index, classes = read_index(tiny_frames)
+    ids = index[index.split == "train"].clip_id.astype(str).tolist()
+    path = tmp_path / "t.pt"
+    save_teacher_logits(path, torch.zeros(len(ids), 2, len(classes)), ids)
+    with pytest.raises(ValueError, match="no 'baseline_logits'.*re-run the teacher_logits stage"):
+        _train(tiny_frames, _cfg(epochs=1), kd=KDConfig(teacher="dual_light"), teacher_logits=path)
+
+
+def _stage_repo(tmp_path, tiny_frames, kd: dict):
+    """A copy of the stages + library with params.yaml's kd overridden, the tiny frame cache, a teacher and a baseline."""
+    import shutil
+
+    from conftest import copy_pipeline
+
+    from dlkdd.distill.checkpoint import save_model
+
+    d = copy_pipeline(tmp_path / "repo", {"kd": kd, "train": {"epochs": 1, "batch_size": 2, "threads": 1,
+                                                                "resume_dir": ""}})
+    shutil.copytree(tiny_frames, d / "frames")
+    torch.manual_seed(0)
+    for name, width in (("teacher", 24), ("baseline", 12)):
+        save_model(d / f"{name}.pt", build_model("tiny3d", 3, width=width), "tiny3d", ["Drink", "Jump", "Sit"], 4, 32,
+                   width=width)
+    return d
+
+
+def _run_stage(d, script, *args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, f"stages/{script}.py", *args], cwd=d, capture_output=True, text=True)
+
+
+TL_ARGS = ("--frames", "frames", "--clips", "frames/enhanced/clips", "--teacher", "teacher.pt",
+           "--dark-clips", "frames/clips", "--baseline", "baseline.pt", "--out", "tl.pt")
+
+
+@pytest.mark.parametrize("teacher", ["enhanced", "dual_light"])
+def test_teacher_logits_stage_stores_baseline_rows_only_for_dual_light(tiny_frames, tmp_path, teacher):
+    from dlkdd.distill.checkpoint import load_model
+
+    d = _stage_repo(tmp_path, tiny_frames, {"teacher": teacher})
+    r = _run_stage(d, "teacher_logits", *TL_ARGS)
+    assert r.returncode == 0, r.stderr[-2000:]
+    cache = torch.load(d / "tl.pt", weights_only=True)
+    if teacher == "enhanced":  # the default: exactly the keys (and so the bytes) of the cache before kd.teacher
+        assert list(cache) == ["logits", "clip_ids", "arch"]
+        return
+    index, _ = read_index(d / "frames")
+    dark = ClipDataset(index, [d / "frames" / "clips"], "train")
+    assert cache["clip_ids"] == dark.index["clip_id"].astype(str).tolist()
+    expected = compute_teacher_logits(load_model(d / "baseline.pt")[0], dark.views[0])
+    assert cache["baseline_logits"].shape == cache["logits"].shape == (len(dark), 2, 3)
+    torch.testing.assert_close(cache["baseline_logits"], expected)
+
+
+def test_train_student_stage_with_mixup_and_cached_logits_stops_with_one_line(tiny_frames, tmp_path):
+    d = _stage_repo(tmp_path, tiny_frames, {"mixup": 0.2})
+    assert _run_stage(d, "teacher_logits", *TL_ARGS).returncode == 0
+    r = _run_stage(d, "train_student", "--frames", "frames", "--clips", "frames/clips", "--teacher-clips",
+                   "frames/enhanced/clips", "--teacher", "teacher.pt", "--baseline", "baseline.pt",
+                   "--teacher-logits", "tl.pt", "--out", "student.pt", "--history", "h.csv")
+    lines = [line for line in r.stderr.splitlines() if line.strip() and "%|" not in line]
+    assert r.returncode != 0 and not (d / "student.pt").exists()
+    assert lines == ["error: kd.mixup=0.2 needs the online teacher (cached logits are per clip, not per mixed pair): "
+                     "set kd.teacher_logits=online"], r.stderr[-2000:]
+
+
+def test_train_student_stage_online_dual_light_mixup_with_its_own_epochs(tiny_frames, tmp_path):
+    """All levers at once through the stage: kd.epochs=2 over train.epochs=1, the two-stream teacher run online,
+    mixup and a hint on the enhanced teacher's features; the checkpoint records the levers and the schedule the student
+    really had."""
+    import pandas as pd
+
+    kd = {"teacher": "dual_light", "teacher_logits": "online", "epochs": 2, "mixup": 0.3, "hint": 0.5}
+    d = _stage_repo(tmp_path, tiny_frames, kd)
+    r = _run_stage(d, "train_student", "--frames", "frames", "--clips", "frames/clips", "--teacher-clips",
+                   "frames/enhanced/clips", "--teacher", "teacher.pt", "--baseline", "baseline.pt",
+                   "--teacher-logits", "absent.pt", "--out", "student.pt", "--history", "h.csv")
+    assert r.returncode == 0, r.stderr[-2000:]
+    history = pd.read_csv(d / "h.csv")
+    assert history["epoch"].tolist() == [1, 2] and (history["clips_per_s"] > 0).all()
+    ckpt = torch.load(d / "student.pt", weights_only=True)
+    assert ckpt["train"]["epochs"] == 2 and {k: ckpt["kd"][k] for k in kd} == kd
+
+
+def test_hint_tap_takes_the_pooled_last_block_features_and_the_loss_is_mse_of_the_projection():
+    from dlkdd.distill.hint import FeatureTap, HintLoss, feature_dim
+
+    torch.manual_seed(0)
+    model = build_model("tiny3d", 3, width=8).eval()
+    tap, x = FeatureTap(model), torch.rand(2, 3, 4, 32, 32)
+    model(x)
+    net = model.backbone
+    torch.testing.assert_close(tap.features, net.pool(net.features((x - model.mean) / model.std)).flatten(1))
+    assert feature_dim(model) == 48 == tap.features.shape[1]
+    loss = HintLoss(2, 3, weight=0.5)
+    with torch.no_grad():
+        loss.proj.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+        loss.proj.bias.zero_()
+    fs, ft = torch.tensor([[1.0, 2.0]]), torch.tensor([[0.0, 2.0, 1.0]])  # proj(fs) = [1, 2, 3]: errors 1, 0, 2
+    assert loss(fs, ft).item() == pytest.approx(0.5 * (1 + 0 + 4) / 3)
+
+
+def test_online_hint_changes_training_and_resumes_after_kill_with_its_projection(tiny_frames, tmp_path):
+    teacher = build_model("tiny3d", 3, width=8)
+    kd = KDConfig(teacher_logits="online", hint=1.0)
+    cfg = _cfg(epochs=2)
+    full, full_res = _train(tiny_frames, cfg, kd=kd, teacher=teacher)
+    plain, _ = _train(tiny_frames, cfg, kd=KDConfig(teacher_logits="online"), teacher=teacher)
+    assert any(not torch.equal(a, b) for a, b in zip(full.state_dict().values(), plain.state_dict().values()))
+    ckpt = tmp_path / "student.pt"
+    with pytest.raises(Killed):
+        _train(tiny_frames, cfg, resume=ckpt, kill_after=1, kd=kd, teacher=teacher)
+    assert "hint" in torch.load(ckpt, weights_only=True)  # the projection is part of the training state
+    resumed, res = _train(tiny_frames, cfg, resume=ckpt, kd=kd, teacher=teacher)
+    assert [r["train_loss"] for r in res.history] == [r["train_loss"] for r in full_res.history]
+    for k, v in full.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+
+
+def test_hint_without_the_online_teacher_is_one_line_error(tiny_frames):
+    index, classes = read_index(tiny_frames)
+    logits = torch.zeros(int((index.split == "train").sum()), 2, len(classes))
+    with pytest.raises(ValueError, match=r"^kd.hint=0.5 needs the online teacher .*set kd.teacher_logits=online$"):
+        _train(tiny_frames, _cfg(epochs=1), kd=KDConfig(hint=0.5), teacher_logits=logits)

@@ -7,7 +7,7 @@ and ``-S kd.temperature=4`` arrives as the float ``4.0``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +175,36 @@ class KDConfig:
     temperature: float = positive(4.0)
     alpha: float = fraction(0.5)  # weight of the KD term; 0 = plain cross-entropy
     teacher_logits: str = choice("cached", "online")  # cached: read the teacher_logits stage's artifact | online: run the teacher
+    # The levers of the KD study (issue 15); at their defaults the student trains exactly as before they existed.
+    # enhanced: the teacher alone | dual_light: the two-stream model (teacher on enhanced + baseline on dark, softmax
+    # at T averaged) as the soft target
+    teacher: str = choice("enhanced", "dual_light")
+    epochs: int = nonneg(0)  # the student's schedule length alone; 0 = train.epochs
+    # function-matching mixup: Beta(a, a) concentration, the same λ and pairs for the student's and the teacher's views
+    # (needs teacher_logits=online); 0 = off
+    mixup: float = nonneg(0.0)
+    # weight of a FitNets hint: MSE between a learned linear map of the student's pooled last-block features and the
+    # teacher's (needs teacher_logits=online); 0 = off
+    hint: float = nonneg(0.0)
+
+
+# kd keys added after checkpoints already recorded the kd section: left out of the record at their defaults (kd_record)
+KD_LEVERS = ("teacher", "epochs", "mixup", "hint")
+
+
+def kd_record(kd: KDConfig) -> dict[str, Any]:
+    """The kd section as a checkpoint records it: each lever only when set away from its default.
+
+    A default run's checkpoint then holds exactly the bytes it held before the levers existed (dvc.lock's md5 of
+    models/student.pt stays), while a lever's run still says what it used.
+    """
+    record, default = to_dict(kd), to_dict(KDConfig())
+    return {k: v for k, v in record.items() if k not in KD_LEVERS or v != default[k]}
+
+
+def student_train(train: TrainConfig, kd: KDConfig) -> TrainConfig:
+    """The student's train section: ``train`` with ``kd.epochs`` as its length when set (teacher/baseline keep theirs)."""
+    return replace(train, epochs=kd.epochs) if kd.epochs > 0 else train
 
 
 @dataclass

@@ -1,6 +1,10 @@
-"""The dual-light KD loss (Hinton et al. logit distillation, as DL-KDD uses it)."""
+"""The dual-light KD loss (Hinton et al. logit distillation, as DL-KDD uses it), the two-stream teacher's fused
+logits, and function-matching mixup (Beyer et al., CVPR 2022)."""
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,10 +23,61 @@ def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperatur
     return F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True) * (t * t)
 
 
+def fuse_logits(logits: list[torch.Tensor], temperature: float) -> torch.Tensor:
+    """Logits whose softmax at ``temperature`` is the mean of the members' softmaxes at ``temperature``.
+
+    T·log(mean_i softmax(z_i / T)): fed to :func:`kd_kl` at the same T, the soft target is exactly the two-stream
+    ensemble's averaged probabilities, so the KD loss itself needs no ensemble case. Shapes: each (..., K) → (..., K).
+    """
+    # at least float32 (autocast may hand bf16 logits); float64 stays float64
+    log_p = torch.stack([F.log_softmax(z.to(torch.promote_types(z.dtype, torch.float32)) / temperature, dim=-1)
+                         for z in logits])  # (M, ..., K)
+    return temperature * (torch.logsumexp(log_p, dim=0) - math.log(len(logits)))
+
+
+class DualLightTeacher(nn.Module):
+    """The two-stream model as one frozen teacher: ``teacher`` on the enhanced view, ``baseline`` on the dark view,
+    fused at ``temperature`` (:func:`fuse_logits`). Inputs (B, 3, T, H, W) each → (B, K)."""
+
+    def __init__(self, teacher: nn.Module, baseline: nn.Module, temperature: float) -> None:
+        super().__init__()
+        self.teacher, self.baseline, self.temperature = teacher, baseline, temperature
+
+    def forward(self, x_enhanced: torch.Tensor, x_dark: torch.Tensor) -> torch.Tensor:
+        return fuse_logits([self.teacher(x_enhanced), self.baseline(x_dark)], self.temperature)
+
+
+def draw_mixup(batch: int, concentration: float, generator: torch.Generator) -> tuple[float, torch.Tensor]:
+    """λ ~ Beta(a, a) and a pairing permutation (B,), both from the training ``generator`` (so a resumed run draws
+    the same). torch's Beta sampler takes no generator: λ comes from a NumPy generator seeded by one torch draw."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    lam = float(np.random.default_rng(seed).beta(concentration, concentration))
+    return lam, torch.randperm(batch, generator=generator)
+
+
+def mix(x: torch.Tensor, lam: float, perm: torch.Tensor) -> torch.Tensor:
+    """λ·x + (1 − λ)·x[perm] along the batch: (B, ...) float → (B, ...)."""
+    return lam * x + (1 - lam) * x[perm.to(x.device)]
+
+
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, labels: torch.Tensor,
             temperature: float, alpha: float, label_smoothing: float = 0.0) -> torch.Tensor:
     """(1 − α)·CE(student_logits, labels) + α·T²·KL(teacher ‖ student). ``teacher_logits=None`` means plain CE."""
     ce = F.cross_entropy(student_logits, labels, label_smoothing=label_smoothing)
+    if teacher_logits is None or alpha == 0:
+        return ce
+    return (1 - alpha) * ce + alpha * kd_kl(student_logits, teacher_logits.detach(), temperature)
+
+
+def mixup_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, labels: torch.Tensor,
+                  labels_b: torch.Tensor, lam: float, temperature: float, alpha: float,
+                  label_smoothing: float = 0.0) -> torch.Tensor:
+    """Function matching on a mixed batch: (1 − α)·(λ·CE(y) + (1 − λ)·CE(y_b)) + α·T²·KL(teacher ‖ student).
+
+    Both logits come from the same mixed input; ``labels_b`` = labels[perm]. Shapes: logits (B, K), labels (B,).
+    """
+    ce = lam * F.cross_entropy(student_logits, labels, label_smoothing=label_smoothing) \
+        + (1 - lam) * F.cross_entropy(student_logits, labels_b, label_smoothing=label_smoothing)
     if teacher_logits is None or alpha == 0:
         return ce
     return (1 - alpha) * ce + alpha * kd_kl(student_logits, teacher_logits.detach(), temperature)
@@ -38,3 +93,9 @@ class KDLoss(nn.Module):
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None,
                 labels: torch.Tensor) -> torch.Tensor:
         return kd_loss(student_logits, teacher_logits, labels, self.temperature, self.alpha, self.label_smoothing)
+
+    def mixed(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, labels: torch.Tensor,
+              labels_b: torch.Tensor, lam: float) -> torch.Tensor:
+        """:func:`mixup_kd_loss` with this loss's temperature, alpha and label smoothing."""
+        return mixup_kd_loss(student_logits, teacher_logits, labels, labels_b, lam, self.temperature, self.alpha,
+                             self.label_smoothing)

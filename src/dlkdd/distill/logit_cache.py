@@ -4,6 +4,9 @@ The teacher's input is deterministic: the frame cache fixes the sampled frames, 
 a horizontal flip, itself deterministic. So each clip gets two cached logit rows, for the plain and the flipped clip,
 and training picks per sample the row matching the flip the student got. Augmentation stays on and the teacher never
 runs during student training.
+
+With ``kd.teacher=dual_light`` the file also holds ``baseline_logits``: the no-KD dark network's rows for the dark clips,
+same layout. They are fused at train time (:func:`dlkdd.distill.train.load_kd_targets`): the fusion depends on kd.T.
 """
 from __future__ import annotations
 
@@ -38,17 +41,21 @@ def save_teacher_logits(path: str | Path, logits: torch.Tensor, clip_ids: list[s
     save_atomic({"logits": logits.contiguous(), "clip_ids": list(clip_ids), **meta}, path)
 
 
-def load_teacher_logits(path: str | Path, clip_ids: list[str]) -> torch.Tensor:
-    """The cached (len(clip_ids), 2, K) rows for ``clip_ids``, in that order; ValueError (one line) if any is absent."""
+def load_teacher_logits(path: str | Path, clip_ids: list[str], key: str = "logits") -> torch.Tensor:
+    """The cached (len(clip_ids), 2, K) rows of ``key`` for ``clip_ids``, in that order; ValueError (one line) if the
+    file, the key or a clip is absent."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no teacher-logit cache (run the teacher_logits stage, or set kd.teacher_logits=online)")
     try:
         cache = torch.load(path, map_location="cpu", weights_only=True)
         row = {cid: i for i, cid in enumerate(cache["clip_ids"])}
-        logits = cache["logits"]
     except Exception as err:
         raise ValueError(f"{path}: not a readable teacher-logit cache ({type(err).__name__})") from None
+    if key not in cache:
+        raise ValueError(f"{path}: no '{key}' in the teacher-logit cache; re-run the teacher_logits stage "
+                         "(baseline_logits are written only with kd.teacher=dual_light)")
+    logits = cache[key]
     missing = [c for c in clip_ids if c not in row]
     if missing:
         raise ValueError(f"{path}: no cached logits for {len(missing)} clips (e.g. '{missing[0]}'); "

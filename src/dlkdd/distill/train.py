@@ -12,7 +12,8 @@ from torch.utils.data.distributed import DistributedSampler
 
 from dlkdd.config import KDConfig, ModelConfig, TrainConfig, to_dict
 from dlkdd.data.dataset import ClipDataset
-from dlkdd.distill.logit_cache import CachedLogitsDataset
+from dlkdd.distill.kd import fuse_logits
+from dlkdd.distill.logit_cache import CachedLogitsDataset, load_teacher_logits
 from dlkdd.distill.runtime import Runtime, init_runtime
 from dlkdd.distill.trainer import FitResult, content_hash, fit, seed_everything
 from dlkdd.models.build import build_model, check_input
@@ -41,7 +42,8 @@ def train_classifier(index: pd.DataFrame, num_classes: int, clip_dirs: list[Path
     """Train ``model_cfg.arch`` on the ``train`` split of ``clip_dirs[0]``; select on ``val`` of the same view.
 
     KD comes either online — a ``teacher`` run on ``clip_dirs[1]``, the enhanced frames aligned with the student's —
-    or from ``teacher_logits``: the teacher_logits stage's file (or a (N, 2, K) tensor in train-split order).
+    or from ``teacher_logits``: the teacher_logits stage's file (or a (N, 2, K) tensor in train-split order). From the
+    file with ``kd.teacher=dual_light``, the target is its teacher and baseline rows fused at ``kd.temperature``.
     Under ``torchrun`` the process group is joined here (``rt``); the returned model is the same on every rank.
     A resume state at ``resume_path`` is used only if it came from the same inputs (:func:`resume_inputs`, plus
     ``context``: the caller's params that shaped the data, e.g. the frames section).
@@ -59,9 +61,8 @@ def train_classifier(index: pd.DataFrame, num_classes: int, clip_dirs: list[Path
     dataset: Dataset = train_set
     if teacher_logits is not None:
         if not isinstance(teacher_logits, torch.Tensor):
-            from dlkdd.distill.logit_cache import load_teacher_logits
-
-            teacher_logits = load_teacher_logits(teacher_logits, train_set.index["clip_id"].astype(str).tolist())
+            teacher_logits = load_kd_targets(teacher_logits, train_set.index["clip_id"].astype(str).tolist(),
+                                             kd.teacher if kd else "enhanced", kd.temperature if kd else 4.0)
         dataset = CachedLogitsDataset(train_set, teacher_logits)
     val_set = ClipDataset(index, clip_dirs[:1], "val")
     train_loader = make_train_loader(dataset, train_cfg, generator, rt, seed)
@@ -72,6 +73,17 @@ def train_classifier(index: pd.DataFrame, num_classes: int, clip_dirs: list[Path
     result = fit(model, train_loader, val_loader, train_cfg, generator, online, kd, desc, rt=rt,
                  resume_path=resume_path, on_epoch_end=on_epoch_end, inputs=inputs)
     return model, result
+
+
+def load_kd_targets(path: str | Path, clip_ids: list[str], teacher: str = "enhanced",
+                    temperature: float = 4.0) -> torch.Tensor:
+    """The (len(clip_ids), 2, K) target logits the student distils from (kd.teacher): the teacher's cached rows, or
+    for ``dual_light`` the teacher's and the baseline's rows fused at ``temperature`` (done here, at train time, so a
+    kd.temperature change never recomputes the cache)."""
+    logits = load_teacher_logits(path, clip_ids)
+    if teacher == "dual_light":
+        logits = fuse_logits([logits, load_teacher_logits(path, clip_ids, "baseline_logits")], temperature)
+    return logits
 
 
 def resume_inputs(seed: int, model_cfg: ModelConfig, index: pd.DataFrame, clips: list[torch.Tensor],

@@ -1,8 +1,11 @@
 """Training and evaluation loops for the teacher, the no-KD baseline and the KD student.
 
 One loop serves all three. Batches are ``(x, y)`` (no KD), ``(x, x_teacher, y)`` (online KD: the frozen teacher sees
-the enhanced version of the same frames and the same flip) or ``(x, cached_logits, y)`` with cached logits (B, 2, K)
-for the plain and flipped clip (see :mod:`dlkdd.distill.logit_cache`).
+the enhanced version of the same frames and the same flip; a :class:`DualLightTeacher` also sees ``x``) or
+``(x, cached_logits, y)`` with cached logits (B, 2, K) for the plain and flipped clip (see
+:mod:`dlkdd.distill.logit_cache`). With ``kd.mixup`` the student's and the teacher's views are mixed with the same λ and
+pairs after the flip (function matching); ``kd.hint`` adds a feature-hint term (:mod:`dlkdd.distill.hint`). Both need
+the online teacher.
 """
 from __future__ import annotations
 
@@ -25,7 +28,8 @@ from tqdm import tqdm
 from dlkdd.config import KDConfig, TrainConfig, to_dict
 from dlkdd.data.dataset import to_float
 from dlkdd.distill.checkpoint import load_training_state, save_atomic
-from dlkdd.distill.kd import KDLoss
+from dlkdd.distill.hint import Hint
+from dlkdd.distill.kd import DualLightTeacher, KDLoss, draw_mixup, mix
 from dlkdd.distill.metrics import accuracy
 from dlkdd.distill.runtime import (Runtime, all_reduce_sum, amp_dtype, rng_state, seed_everything,  # noqa: F401
                                    set_rng_state)
@@ -85,23 +89,35 @@ def _prepare(x: torch.Tensor, step: StepConfig) -> torch.Tensor:
     return x
 
 
-def _teacher_logits(views: list[torch.Tensor], teacher: nn.Module | None, step: StepConfig) -> torch.Tensor | None:
-    """(B, K) teacher logits: the cached row of the flip the student got, or the frozen teacher run online."""
+def _teacher_logits(views: list[torch.Tensor], teacher: nn.Module | None, step: StepConfig,
+                    x: torch.Tensor | None = None) -> torch.Tensor | None:
+    """(B, K) teacher logits: the cached row of the flip the student got, or the frozen teacher run online.
+
+    Online, ``views[1]`` is the teacher's clip, uint8 or already prepared (float, e.g. mixed); ``x`` is the student's
+    prepared view, which a :class:`DualLightTeacher` runs its dark-view network on.
+    """
     if len(views) < 2:
         return None
     if views[1].dim() == 2:  # cached, already flip-selected by _apply_flip → (B, K)
         return views[1].to(step.device).float()
     if teacher is None:
         return None
+    x_t = views[1] if views[1].is_floating_point() else _prepare(views[1], step)
     with torch.inference_mode(), torch.autocast(step.device.type, dtype=step.amp, enabled=step.amp is not None):
-        return teacher(_prepare(views[1], step)).float().clone()
+        if isinstance(teacher, DualLightTeacher):
+            return teacher(x_t, x if x is not None else _prepare(views[0], step)).float().clone()
+        return teacher(x_t).float().clone()
 
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, loss_fn: KDLoss, teacher: nn.Module | None,
                     hflip: bool, generator: torch.Generator, desc: str = "train",
-                    step: StepConfig | None = None) -> EpochStats:
-    """One pass over ``loader``; ``model`` may be DDP-wrapped. Loss/accuracy are reduced over ranks."""
+                    step: StepConfig | None = None, mixup: float = 0.0, hint: Hint | None = None) -> EpochStats:
+    """One pass over ``loader``; ``model`` may be DDP-wrapped. Loss/accuracy are reduced over ranks.
+
+    ``mixup`` > 0: each batch's student and teacher views are mixed with one λ ~ Beta(mixup, mixup) and one pairing
+    (accuracy still counts the unmixed labels). The draw happens only then, so mixup=0 keeps the random streams.
+    ``hint``: its term is added to each batch's loss."""
     step = step or StepConfig()
     model.train()
     total_loss, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
@@ -114,7 +130,11 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
         views = _apply_flip(views, flip)
         y = y.to(step.device)
         x = _prepare(views[0], step)  # (B, 3, T, H, W)
-        t_logits = _teacher_logits(views, teacher, step)
+        lam, perm = draw_mixup(len(y), mixup, generator) if mixup > 0 else (1.0, None)
+        if perm is not None:
+            x = mix(x, lam, perm)
+            views = [views[0], *(mix(_prepare(v, step), lam, perm) for v in views[1:])]
+        t_logits = _teacher_logits(views, teacher, step, x)
         boundary = (i + 1) % step.accumulate == 0 or i + 1 == n
         # DDP: only all-reduce gradients on the micro-batch that steps
         sync = contextlib.nullcontext() if boundary or not isinstance(model, DistributedDataParallel) \
@@ -122,7 +142,11 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
         with sync:
             with torch.autocast(step.device.type, dtype=step.amp, enabled=step.amp is not None):
                 logits = model(x)
-            loss = loss_fn(logits.float(), t_logits, y)  # loss in float32 whatever the autocast dtype
+            # loss in float32 whatever the autocast dtype
+            loss = loss_fn(logits.float(), t_logits, y) if perm is None \
+                else loss_fn.mixed(logits.float(), t_logits, y, y[perm.to(y.device)], lam)
+            if hint is not None:
+                loss = loss + hint()
             scaled = loss / step.accumulate
             (step.scaler.scale(scaled) if step.scaler else scaled).backward()
         if boundary:
@@ -229,12 +253,21 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
         inputs: dict | None = None) -> FitResult:
     """Train for ``cfg.epochs`` (early-stopping on val top-1 if ``cfg.patience``); keep the best val epoch's weights.
 
+    ValueError (one line) for ``kd.mixup`` > 0 with cached teacher logits: they cannot follow a mixed input; nor
+    ``kd.hint`` > 0 without the online teacher. The hint's projection trains with the model (same optimizer).
+
     The model is left holding the best weights, on CPU. ``teacher`` (frozen) or cached logits in the loader plus ``kd``
     turn on distillation. With ``resume_path`` the full training state is written there (atomically) after every
     epoch, a run finding one resumes from it only if its fingerprint (config, shapes and ``inputs``: seed, model and
     frames config, data content hashes) equals this run's, and it is deleted when the run completes. ``on_epoch_end``
     is called after the checkpoint is written (tests use it to kill a run).
     """
+    if kd is not None and kd.mixup > 0 and _has_cached_logits(train_loader):
+        raise ValueError(f"kd.mixup={kd.mixup:g} needs the online teacher (cached logits are per clip, not per mixed "
+                         "pair): set kd.teacher_logits=online")
+    if kd is not None and kd.hint > 0 and teacher is None:
+        raise ValueError(f"kd.hint={kd.hint:g} needs the online teacher (its features are not cached): "
+                         "set kd.teacher_logits=online")
     rt = rt or Runtime()
     device = rt.device
     model.to(device)
@@ -248,7 +281,11 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
         teacher.eval().requires_grad_(False).to(device)
     kd_on = kd is not None and (teacher is not None or _has_cached_logits(train_loader))
     loss_fn = KDLoss(kd.temperature if kd else 1.0, kd.alpha if kd_on else 0.0, cfg.label_smoothing)
-    optimizer = build_optimizer(model, cfg)
+    hint = Hint(model, teacher, kd.hint) if kd_on and kd.hint > 0 else None
+    if hint is not None:
+        hint.loss.to(device)
+    # the hint's projection is optimised with the model; without it the optimizer is exactly the model's
+    optimizer = build_optimizer(model if hint is None else nn.ModuleList([model, hint.loss]), cfg)
     scheduler = build_scheduler(optimizer, cfg, math.ceil(len(train_loader) / step.accumulate))
     runner: nn.Module = model
     if cfg.compile:
@@ -264,6 +301,8 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if hint is not None:
+            hint.loss.load_state_dict(state["hint"])
         if step.scaler and state.get("scaler"):
             step.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"][rt.rank], generator)
@@ -280,7 +319,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
         if isinstance(train_loader.sampler, DistributedSampler):
             train_loader.sampler.set_epoch(epoch)  # a different shuffle every epoch, the same on every rank
         stats = train_one_epoch(runner, train_loader, optimizer, scheduler, loss_fn, teacher, cfg.hflip, generator,
-                                step=step)
+                                step=step, mixup=kd.mixup if kd else 0.0, hint=hint)
         val = evaluate(model, val_loader)  # every rank sees the whole (small) val split → identical decisions
         row = {"epoch": epoch, "train_loss": stats.loss, "train_acc": stats.acc, "val_top1": val["top1"],
                "val_top5": val["top5"], "clips_per_s": stats.clips_per_s, "lr": optimizer.param_groups[0]["lr"]}
@@ -292,7 +331,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
         stop = cfg.patience > 0 and bad >= cfg.patience
         if resume_path:
             _save_state(resume_path, epoch, model, optimizer, scheduler, step, best, best_state, history, bad,
-                        fingerprint, generator, rt)
+                        fingerprint, generator, rt, hint)
         bar.set_postfix(loss=f"{stats.loss:.3f}", val=f"{val['top1']:.3f}", best=f"{best.best_val_top1:.3f}",
                         clips_s=f"{stats.clips_per_s:.0f}")
         if on_epoch_end:
@@ -302,6 +341,8 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
             if rt.is_main:
                 tqdm.write(f"{desc}: early stop at epoch {epoch} ({cfg.patience} epochs without a better val top-1)")
             break
+    if hint is not None:
+        hint.remove()
     model.load_state_dict(best_state)
     model.to("cpu", memory_format=torch.contiguous_format)
     if resume_path and rt.is_main:
@@ -321,7 +362,7 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _save_state(path, epoch, model, optimizer, scheduler, step, best, best_state, history, bad, fingerprint,
-                generator, rt: Runtime) -> None:
+                generator, rt: Runtime, hint: Hint | None = None) -> None:
     """Everything needed to continue after ``epoch`` exactly as if never stopped; rank 0 writes it."""
     rngs = [rng_state(generator)]
     if rt.distributed:
@@ -334,4 +375,5 @@ def _save_state(path, epoch, model, optimizer, scheduler, step, best, best_state
     save_atomic({"epoch": epoch, "model": _cpu_state(model), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "scaler": step.scaler.state_dict() if step.scaler else {},
                  "best_epoch": best.best_epoch, "best_val_top1": best.best_val_top1, "best_state": best_state,
-                 "history": history, "bad_epochs": bad, "fingerprint": fingerprint, "rng": rngs}, path)
+                 "history": history, "bad_epochs": bad, "fingerprint": fingerprint, "rng": rngs,
+                 **({"hint": hint.loss.state_dict()} if hint is not None else {})}, path)
