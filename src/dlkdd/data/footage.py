@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from dlkdd.atomic import write_csv_atomic
-from dlkdd.data.video import VIDEO_SUFFIXES, VideoDecodeError, check_name, printable
+from dlkdd.data.video import VIDEO_SUFFIXES, VideoDecodeError, check_name, is_inside, printable
 
 FOOTAGE_COLUMNS = ["path", "class_name", "md5"]
 
@@ -184,7 +184,6 @@ def survey_inbox(inbox: str | Path, settle_s: float = 0.0, now: float | None = N
     if not inbox.is_dir():
         return InboxScan([], {})
     now = time.time() if now is None else now
-    real = os.path.realpath(inbox)
     refused: dict[Path, str] = {}
     labels: dict[str, str] = {}
     labels_error = None
@@ -205,7 +204,7 @@ def survey_inbox(inbox: str | Path, settle_s: float = 0.0, now: float | None = N
             p, rel = Path(top) / name, rel_top / name
             if name.startswith(".") or p == lab:
                 continue
-            if os.path.islink(p) or not os.path.realpath(p).startswith(real + os.sep):
+            if os.path.islink(p) or not is_inside(p, inbox):
                 refused[p] = f"escapes_root: {printable(rel)} is a symlink or resolves outside the inbox (not " \
                              "followed); copy the file itself into the inbox"
                 if name in dirs:

@@ -90,6 +90,29 @@ def printable(path: str | Path) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+def is_inside(path: str | Path, root: str | Path) -> bool:
+    """Whether ``path`` resolves (symlinks followed) to ``root`` itself or something under it."""
+    real, real_root = os.path.realpath(path), os.path.realpath(root)
+    return os.path.commonpath([real, real_root]) == real_root
+
+
+def escape_problem(path: str, root: str | Path) -> tuple[str, str] | None:
+    """``(reason, "escapes_root")`` when ``path`` (relative to ``root``) leaves ``root``, else None: the one check
+    the frame cache and the importers apply to every row.
+
+    The file must stay inside ``root`` both as written (no absolute path, no ``..``) and as resolved: a symlink to a
+    file elsewhere would read, cache and push that file's bytes. ``path`` must hold no NUL (realpath raises on one).
+    """
+    shown = printable(path)  # a name that is not UTF-8 shown with its bytes escaped
+    norm = os.path.normpath(path)
+    if os.path.isabs(path) or norm == ".." or norm.startswith(".." + os.sep):
+        return f"{shown}: path escapes the dataset root {root}", "escapes_root"
+    real = os.path.realpath(Path(root) / path)
+    if not is_inside(real, root):
+        return f"{shown}: resolves to {printable(real)}, outside the root {root} (a symlink out of it)", "escapes_root"
+    return None
+
+
 def check_name(path: str | Path) -> None:
     """Refuse a path whose bytes are not valid UTF-8 (kind ``bad_name``) before any codec sees it: OpenCV's FFmpeg
     backend segfaults on such names, which no ``except`` can catch."""
