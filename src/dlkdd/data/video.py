@@ -136,7 +136,7 @@ def open_video(path: str | Path) -> tuple[cv2.VideoCapture, float, int]:
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         cap.release()
-        raise _unopenable(path)
+        raise broken_video_error(path, "OpenCV cannot open it as a video (corrupt or truncated header)")
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
     reported = reported_frame_count(float(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0))
     return cap, (fps if np.isfinite(fps) and 0 < fps < 1000 else 0.0), reported
@@ -229,17 +229,17 @@ def decode_planned(path: Path, plan: Callable[[int], list[np.ndarray]], extra: C
     return [[got[int(i)] for i in idx] for idx in clips], got, n, fps, reported
 
 
+def broken_video_error(path: Path, why: str) -> VideoDecodeError:
+    """The error for a file OpenCV could not read: ``not_video`` when it does not even start like a video container,
+    else ``unreadable`` saying ``why`` (a broken video)."""
+    if not looks_like_video(path):
+        return VideoDecodeError(f"{path}: not a video file (no known container header)", "not_video")
+    return VideoDecodeError(f"{path}: {why}", "unreadable")
+
+
 def no_frames_error(path: Path) -> VideoDecodeError:
     """The error for a file that opened but gave no frame."""
-    if not looks_like_video(path):
-        return VideoDecodeError(f"{path}: not a video file (no known container header)", "not_video")
-    return VideoDecodeError(f"{path}: no decodable frames (truncated or corrupt)", "unreadable")
-
-
-def _unopenable(path: Path) -> VideoDecodeError:
-    if not looks_like_video(path):
-        return VideoDecodeError(f"{path}: not a video file (no known container header)", "not_video")
-    return VideoDecodeError(f"{path}: OpenCV cannot open it as a video (corrupt or truncated header)", "unreadable")
+    return broken_video_error(path, "no decodable frames (truncated or corrupt)")
 
 
 def uniform_indices(total: int, num: int) -> np.ndarray:
