@@ -243,8 +243,12 @@ def build_frame_cache(manifest: pd.DataFrame, root: Path, out_dir: Path, num_fra
     return FramesResult(len(rows), len(bad), out_dir, videos)
 
 
+def read_classes(folder: str | Path) -> list[str]:
+    """The class names of ``<folder>/classes.txt`` (a frames directory, a manifest's folder) in label order: one per
+    line, blank lines skipped, any line ending (a hand-edited list may have ``\\r\\n``). Raises FileNotFoundError."""
+    return [c for c in (Path(folder) / "classes.txt").read_text(encoding="utf-8").splitlines() if c]
+
+
 def read_index(frames_dir: str | Path) -> tuple[pd.DataFrame, list[str]]:
     """The ready clips and the class names of a frames directory."""
-    frames_dir = Path(frames_dir)
-    classes = (frames_dir / "classes.txt").read_text().split("\n")
-    return pd.read_csv(frames_dir / "index.csv"), [c for c in classes if c]
+    return pd.read_csv(Path(frames_dir) / "index.csv"), read_classes(frames_dir)
