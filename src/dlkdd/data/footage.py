@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dlkdd.atomic import write_csv_atomic
+from dlkdd.atomic import write_csv_atomic, write_text_atomic
 from dlkdd.data.video import VIDEO_SUFFIXES, VideoDecodeError, check_name, is_inside, printable
 
 FOOTAGE_COLUMNS = ["path", "class_name", "md5"]
@@ -248,8 +248,8 @@ def move_bytes(src: str | Path, dest: str | Path) -> None:
 def quarantine_file(src: str | Path, dest: str | Path, reason: str) -> None:
     """Move ``src`` to ``dest`` and write ``<dest>.reason.txt`` (one line: why it was refused)."""
     move_bytes(src, dest)
-    with open(os.fsencode(dest) + b".reason.txt", "w", encoding="utf-8") as fh:
-        fh.write(reason + "\n")
+    # fsdecode/fsencode round-trip a name that is not UTF-8 (surrogate escapes), so its reason sits beside it
+    write_text_atomic(os.fsdecode(dest) + ".reason.txt", reason + "\n")
 
 
 def claim_dir(inbox: str | Path, run_id: str) -> Path:
