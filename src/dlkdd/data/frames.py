@@ -110,9 +110,9 @@ def check_row(rec: dict, root: Path, num_classes: int, dataset_root: Path | None
     """Problems visible without decoding: (reason, kind), or None when the row is fine.
 
     ``root`` is the row's effective root (its own ``root`` column, else the dataset's); the file must stay inside it
-    (:func:`dlkdd.data.video.escape_problem`). With ``dataset_root`` given, a row's own ``root`` must itself lie inside the dataset root
-    or inside one of ``trusted_roots`` (the folders the caller vouches for: landed footage), so a manifest cannot
-    point a row anywhere by giving it a root.
+    (:func:`dlkdd.data.video.escape_problem`). With ``dataset_root`` given, a row's own ``root`` must itself lie
+    inside the dataset root or inside one of ``trusted_roots`` (the folders the caller vouches for: landed footage),
+    so a manifest cannot point a row anywhere by giving it a root.
     """
     rel = printable(str(rec["path"]))  # for the messages: a name that is not UTF-8 shown with its bytes escaped
     if "\0" in rel or "\0" in str(rec.get("root", "")):  # no file has such a name (and realpath would raise)
