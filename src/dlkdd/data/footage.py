@@ -227,11 +227,6 @@ def survey_inbox(inbox: str | Path, settle_s: float = 0.0, now: float | None = N
     return InboxScan(sorted(found, key=lambda c: c.path), refused)
 
 
-def scan_inbox(inbox: str | Path, settle_s: float = 0.0, now: float | None = None) -> list[Landed]:
-    """The settled clips :func:`survey_inbox` would land (refusals aside)."""
-    return survey_inbox(inbox, settle_s, now).landed
-
-
 def move_bytes(src: str | Path, dest: str | Path) -> None:
     """Move a file (or symlink: the link, not its target) by os-level bytes paths, creating ``dest``'s folder.
 
