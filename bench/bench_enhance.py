@@ -61,7 +61,8 @@ def main() -> None:
         med = statistics.median(times)
         s = [clip_summary(c, o) for c, o in zip(clips, outs)]
         rows.append((method, n_frames / med, *(float(np.mean([x[k] for x in s])) for k in
-                                               ("luma_before", "luma_after", "noise_before", "noise_after"))))
+                                               ("luma_before", "luma_after", "spatial_noise_before",
+                                                                "spatial_noise_after"))))
     base = rows[0][1]
     print(f"{'method':8} {'frames/s':>10} {'vs gamma':>9} {'luma in':>8} {'luma out':>9} {'noise in':>9} {'noise out':>10}")
     for m, fps, lb, la, nb, na in rows:

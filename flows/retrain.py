@@ -22,6 +22,7 @@ from dlkdd.atomic import write_text_atomic
 from dlkdd.config import Params, load_params
 from dlkdd.data.footage import (Landed, NewClip, add_clips, claim, claim_dir, file_md5, quarantine_file,
                                 read_footage_csv, release_claims, survey_inbox)
+from dlkdd.data.frames import read_classes
 from dlkdd.data.untrusted import clip_stats_isolated
 from dlkdd.data.video import VideoDecodeError, printable
 from dlkdd.regression import PredictionsError, compare_predictions, metric_values, promotion_verdict
@@ -85,7 +86,7 @@ def paired_evidence(ws: Path, base: str, model: str, alpha: float) -> tuple[bool
 
 def _classes(repo: Path, params: Params) -> list[str]:
     known = repo / "data/frames/classes.txt"  # the trained class list; params only before the first run
-    return [c for c in known.read_text().split("\n") if c] if known.is_file() else list(params.generate.classes)
+    return read_classes(known.parent) if known.is_file() else list(params.generate.classes)
 
 
 @task(cache_policy=NO_CACHE)

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import pandas as pd  # noqa: E402
 
-from dlkdd.atomic import atomic_path  # noqa: E402
+from dlkdd.atomic import write_csv_atomic  # noqa: E402
 from dlkdd.config import ConfigError, Params, load_params  # noqa: E402
 
 
@@ -34,12 +34,6 @@ def load_zerodce_or_exit(path: str):
         return load_zerodce(path, "cuda" if torch.cuda.is_available() else "cpu")
     except (OSError, ValueError, RuntimeError) as err:
         raise SystemExit(f"error: {str(err).splitlines()[0]}") from None
-
-
-def write_history(history: list[dict[str, float]], path: str) -> None:
-    """Training curves as CSV for ``dvc plots`` (temp file + rename: never a half-written CSV)."""
-    with atomic_path(path) as tmp:
-        pd.DataFrame(history).to_csv(tmp, index=False)
 
 
 def frames_identity(params: Params) -> dict:
@@ -83,8 +77,7 @@ def train_and_save(name: str, params: Params, frames_dir: str, clip_dirs: list[s
         if kd is not None:
             extra["kd"] = kd_record(kd)  # the levers only when set: a default checkpoint keeps its bytes
         save_model(out, model, model_cfg.arch, classes, params.frames.num_frames, params.frames.size, **extra)
-        Path(history).parent.mkdir(parents=True, exist_ok=True)
-        write_history(result.history, history)
+        write_csv_atomic(pd.DataFrame(result.history), history)  # training curves for ``dvc plots``
         print(f"{name}: best val top-1 {result.best_val_top1:.3f} at epoch {result.best_epoch} "
               f"({rt.world} process{'es' if rt.world > 1 else ''}); saved {out}")
     shutdown(rt)

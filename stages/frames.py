@@ -8,7 +8,7 @@ import pandas as pd
 from _common import params_or_exit
 
 from dlkdd.data.footage import FootageError, footage_manifest
-from dlkdd.data.frames import MANIFEST_COLUMNS, REQUIRED_SPLITS, SamplingSpec, build_frame_cache
+from dlkdd.data.frames import MANIFEST_COLUMNS, REQUIRED_SPLITS, SamplingSpec, build_frame_cache, read_classes
 
 
 def read_manifest(path: Path) -> tuple[pd.DataFrame, list[str]]:
@@ -26,9 +26,8 @@ def read_manifest(path: Path) -> tuple[pd.DataFrame, list[str]]:
         sys.exit(f"error: {path} lacks columns {missing}; a manifest has {','.join(MANIFEST_COLUMNS)}")
     if manifest.empty:
         sys.exit(f"error: {path} lists no clips")
-    classes_file = path.parent / "classes.txt"
-    if classes_file.is_file():
-        return manifest, [c for c in classes_file.read_text().splitlines() if c]
+    if (path.parent / "classes.txt").is_file():
+        return manifest, read_classes(path.parent)
     labelled = manifest.dropna(subset=["label"]).drop_duplicates("label").sort_values("label")
     return manifest, labelled["class_name"].astype(str).tolist()
 

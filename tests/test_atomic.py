@@ -68,3 +68,32 @@ def test_frame_cache_tables_are_written_through_dlkdd_atomic(tiny_dataset, tmp_p
     manifest = pd.read_csv(tiny_dataset).head(2)
     build_frame_cache(manifest, tiny_dataset.parent, tmp_path / "f", 2, 16, ["Drink", "Jump", "Sit"])
     assert {"index.csv", "stats.csv", "quarantine.csv", "classes.txt"} <= set(renamed)
+
+
+def test_generated_manifest_and_quarantine_reasons_are_written_through_dlkdd_atomic(tmp_path, monkeypatch):
+    """The synthetic manifest and a quarantined file's ``.reason.txt`` (a name that is not UTF-8 included): each a
+    temp file renamed into place, with the bytes a direct write gave (csv's CRLF dialect, one reason line)."""
+    import os
+
+    from conftest import tiny_generate_config
+    from dlkdd.data.footage import quarantine_file
+    from dlkdd.data.synthetic import generate_dataset
+
+    renamed: list[bytes] = []
+    real_replace = os.replace
+
+    def replace(src, dst):
+        renamed.append(os.path.basename(os.fsencode(dst)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    manifest = generate_dataset(tmp_path / "raw", tiny_generate_config(train_per_class=1, val_per_class=0,
+                                                                       test_per_class=0), seed=0)
+    assert renamed[-1] == b"manifest.csv"  # the videos before it are written atomically too
+    assert manifest.read_bytes().startswith(b"path,label,class_name,split,video_id\r\n")
+    renamed.clear()
+    bad = os.fsdecode(b"caf\xe9.avi")
+    (tmp_path / bad).write_bytes(b"x")
+    quarantine_file(tmp_path / bad, tmp_path / "q" / bad, "bad_name: not UTF-8")
+    assert renamed == [b"caf\xe9.avi.reason.txt"]
+    assert (tmp_path / "q" / (bad + ".reason.txt")).read_text(encoding="utf-8") == "bad_name: not UTF-8\n"

@@ -77,6 +77,6 @@ def test_noise_estimate_tracks_added_noise_and_report_pieces():
     assert 3.0 < noise_sigma(noisy) < 7.0  # luma averages the 3 channels' noise: ~ 5 * 0.67
     dark = dark_clip()
     s = clip_summary(dark, enhance_clip(dark, EnhanceConfig()))
-    assert s["luma_after"] > s["luma_before"] and s["noise_after"] > s["noise_before"]  # gamma amplifies noise too
+    assert s["luma_after"] > s["luma_before"] and s["spatial_noise_after"] > s["spatial_noise_before"]  # gamma amplifies noise too
     strip = comparison_strip([("a", dark, dark), ("b", dark, dark)], frames_per_clip=3, scale=2)
     assert strip.dtype == np.uint8 and strip.shape[1] == 2 * (2 * 3 * 64 + 2) and strip.shape[0] == 2 * (14 + 96)

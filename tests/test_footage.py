@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from dlkdd.data.footage import (FOOTAGE_COLUMNS, FootageError, NewClip, add_clips, file_md5, footage_manifest,
-                                read_footage_csv, scan_inbox)
+                                read_footage_csv, survey_inbox)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,7 +70,7 @@ def test_footage_manifest_labels_and_paths(clips, tmp_path):
         footage_manifest(csv, ["Drink", "Jump"])
 
 
-def test_scan_inbox_labels_and_waits_for_settled_files(clips, tmp_path):
+def test_survey_inbox_labels_and_waits_for_settled_files(clips, tmp_path):
     inbox = tmp_path / "inbox"
     (inbox / "Jump").mkdir(parents=True)
     shutil.copy(clips[0], inbox / "Jump/a.avi")
@@ -79,12 +79,13 @@ def test_scan_inbox_labels_and_waits_for_settled_files(clips, tmp_path):
     shutil.copy(clips[2], inbox / ".partial.avi")
     (inbox / "notes.txt").write_text("not a video")
     (inbox / "labels.csv").write_text("path,class_name\nloose.avi,Sit\n")
-    found = {str(c.path.relative_to(inbox)): c.class_name for c in scan_inbox(inbox)}
+    found = {str(c.path.relative_to(inbox)): c.class_name for c in survey_inbox(inbox).landed}
     assert found == {"Jump/a.avi": "Jump", "loose.avi": "Sit", "unknown.avi": None}
     fresh = time.time()
     os.utime(inbox / "Jump/a.avi", (fresh, fresh))
-    assert "Jump/a.avi" not in {str(c.path.relative_to(inbox)) for c in scan_inbox(inbox, settle_s=60, now=fresh)}
-    assert scan_inbox(tmp_path / "no-inbox") == []
+    settling = survey_inbox(inbox, settle_s=60, now=fresh).landed
+    assert "Jump/a.avi" not in {str(c.path.relative_to(inbox)) for c in settling}
+    assert survey_inbox(tmp_path / "no-inbox").landed == []
 
 
 def test_frames_stage_merges_footage_and_is_unchanged_without_it(tiny_dataset, clips, tmp_path):
@@ -173,11 +174,11 @@ def test_claimed_clips_are_not_landings_and_dead_claims_return(clips, tmp_path):
     (inbox / "Jump").mkdir(parents=True)
     shutil.copy(clips[0], inbox / "Jump/a.avi")
     shutil.copy(clips[1], inbox / "b.avi")
-    taken = claim(inbox, "run1", [c.path for c in scan_inbox(inbox)])
+    taken = claim(inbox, "run1", [c.path for c in survey_inbox(inbox).landed])
     assert all(q.is_file() for q in taken.values())
-    assert scan_inbox(inbox) == []  # a poll during the run sees nothing new
+    assert survey_inbox(inbox).landed == []  # a poll during the run sees nothing new
     shutil.copy(clips[2], inbox / "Jump/a.avi")  # the same name lands again meanwhile: never overwritten
     assert sorted(release_claims(inbox)) == ["Jump/a.avi", "b.avi"]
     assert not (inbox / ".claimed").exists()
-    assert {str(c.path.relative_to(inbox)) for c in scan_inbox(inbox)} == {"Jump/a.avi", "Jump/a.reclaimed-run1.avi",
-                                                                          "b.avi"}
+    back = survey_inbox(inbox).landed
+    assert {str(c.path.relative_to(inbox)) for c in back} == {"Jump/a.avi", "Jump/a.reclaimed-run1.avi", "b.avi"}

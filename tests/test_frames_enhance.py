@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from dlkdd.config import EnhanceConfig
-from dlkdd.data.frames import build_frame_cache, read_index
+from dlkdd.data.frames import build_frame_cache, read_classes, read_index
 from dlkdd.data.video import VideoDecodeError, read_video, uniform_indices
 from dlkdd.enhance import enhance_clip
 from dlkdd.enhance.gamma import gamma_correct, gamma_lut
@@ -26,6 +26,15 @@ def test_frame_cache_layout(tiny_dataset, tmp_path):
     assert clip.shape == (4, 32, 32, 3) and clip.dtype == np.uint8
     stats = pd.read_csv(tmp_path / "stats.csv")
     assert len(stats) == 12 and (stats["frames"] == 10).all() and (stats["luma_mean"] < 40).all()
+
+
+def test_one_classes_reader_for_frames_dirs_and_hand_edited_lists(tiny_dataset, tmp_path):
+    """read_index reads classes.txt as the frames stage reads a manifest's: a list saved with CRLF line endings (a
+    hand-edited one, then copied into a frames folder) gives the same names, not "Drink\\r"."""
+    m = pd.read_csv(tiny_dataset)
+    build_frame_cache(m, tiny_dataset.parent, tmp_path, num_frames=4, size=32, classes=["Drink", "Jump", "Sit"])
+    (tmp_path / "classes.txt").write_bytes(b"Drink\r\nJump\r\nSit\r\n\r\n")
+    assert read_index(tmp_path)[1] == read_classes(tmp_path) == ["Drink", "Jump", "Sit"]
 
 
 def test_corrupt_clip_is_quarantined_and_rest_goes_on(tiny_dataset, tmp_path):

@@ -168,7 +168,7 @@ def test_symlink_out_of_inbox_is_quarantined_not_landed(prod, tmp_path):
 def test_poll_during_a_run_does_not_retake_claimed_clips(prod):
     """A retrain holds the lock and has claimed its clips: the watch poll sees no landing; once that run is dead, the
     next run returns its claims to the inbox and takes them (here: a floodlit clip the gate refuses, to stay cheap)."""
-    from dlkdd.data.footage import claim, scan_inbox
+    from dlkdd.data.footage import claim, survey_inbox
     from flows import ops
     from flows.retrain import retrain
     from flows.watch import watch
@@ -176,7 +176,7 @@ def test_poll_during_a_run_does_not_retake_claimed_clips(prod):
     clip = floodlit_clip(prod / "inbox/Jump/lights.avi", 7)
     with ops.exclusive(prod) as held:
         assert held
-        claim(prod / "inbox", "running-run", [c.path for c in scan_inbox(prod / "inbox")])
+        claim(prod / "inbox", "running-run", [c.path for c in survey_inbox(prod / "inbox").landed])
         assert watch(repo=str(prod)) == {"landed": 0, "triggered": None}
     assert not clip.exists()  # ... and then the running run is killed, its claim left behind
     out = retrain(repo=str(prod))

@@ -91,6 +91,26 @@ def test_frame_cache_refuses_symlinks_and_row_roots_out_of_the_root(tmp_path):
     assert sorted(p.name for p in (tmp_path / "frames/clips").iterdir()) == ["a.npy", "landed.npy"]
 
 
+def test_importer_and_frame_cache_give_one_reason_for_one_escape(tmp_path):
+    """One check behind both (video.escape_problem): a row climbing out of the root, or a symlink out of it, reads
+    the same in the import quarantine and in the frame cache's."""
+    root = tmp_path / "dataset"
+    class_folders(root, {"run": 4, "sit": 4})
+    private = write_clip(tmp_path / "private" / "secret.avi", frames=4, seed=99)
+    (root / "run" / "leak.avi").symlink_to(private)
+    escaping = ["run/leak.avi", "../private/secret.avi"]
+    rows = [f"{c}/v{k}.avi,{c}" for c in ("run", "sit") for k in range(4)] + [f"{p},run" for p in escaping]
+    (tmp_path / "list.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    assert cli(["import-csv", str(tmp_path / "list.csv"), "--root", str(root), "--out", str(tmp_path / "m")]) == 0
+    manifest = pd.DataFrame([{"path": p, "label": 0, "class_name": "run", "split": "train", "video_id": f"v{i}"}
+                             for i, p in enumerate(escaping)])
+    build_frame_cache(manifest, root, tmp_path / "frames", 4, 16, ["run"])
+    imported, cached = quarantine(tmp_path / "m"), quarantine(tmp_path / "frames", "quarantine.csv")
+    assert list(imported.path) == list(cached.path) == escaping
+    assert list(imported.reason) == list(cached.reason) and set(cached.kind) == {"escapes_root"}
+    assert str(private) in cached.reason[0] and "escapes" in cached.reason[1]
+
+
 # ---------------------------------------------------------------- duplicates
 
 

@@ -67,7 +67,8 @@ class LumaStats:
 
     def result(self, fps: float, height: int, width: int, frames: int | None = None) -> dict[str, float]:
         """The stats row: frames (``frames``, default the number added), fps, size, duration, luma mean/p05/p50/p95,
-        dark fraction, noise (luma std)."""
+        dark fraction, noise (temporal: the luma std of frame-to-frame differences, :func:`temporal_noise`; the
+        ``enhance`` metrics' ``spatial_noise_*`` is another measure, within single frames)."""
         frames = self.added if frames is None else frames
         n = max(int(self.hist.sum()), 1)
         return {

@@ -41,8 +41,3 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
     """uint8 clips (B, 3, T, H, W) → float in [0, 1], what every model takes."""
     return x.float().div_(255.0)
 
-
-def random_hflip(views: list[torch.Tensor], generator: torch.Generator | None = None) -> list[torch.Tensor]:
-    """Flip the same random half of the batch left-right in every view, so teacher and student see one crop."""
-    flip = torch.rand(views[0].shape[0], generator=generator) < 0.5
-    return [torch.where(flip.view(-1, 1, 1, 1, 1), v.flip(-1), v) for v in views]

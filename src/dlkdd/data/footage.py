@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from dlkdd.atomic import write_csv_atomic
-from dlkdd.data.video import VIDEO_SUFFIXES, VideoDecodeError, check_name, printable
+from dlkdd.atomic import write_csv_atomic, write_text_atomic
+from dlkdd.data.video import VIDEO_SUFFIXES, VideoDecodeError, check_name, is_inside, printable
 
 FOOTAGE_COLUMNS = ["path", "class_name", "md5"]
 
@@ -184,7 +184,6 @@ def survey_inbox(inbox: str | Path, settle_s: float = 0.0, now: float | None = N
     if not inbox.is_dir():
         return InboxScan([], {})
     now = time.time() if now is None else now
-    real = os.path.realpath(inbox)
     refused: dict[Path, str] = {}
     labels: dict[str, str] = {}
     labels_error = None
@@ -205,7 +204,7 @@ def survey_inbox(inbox: str | Path, settle_s: float = 0.0, now: float | None = N
             p, rel = Path(top) / name, rel_top / name
             if name.startswith(".") or p == lab:
                 continue
-            if os.path.islink(p) or not os.path.realpath(p).startswith(real + os.sep):
+            if os.path.islink(p) or not is_inside(p, inbox):
                 refused[p] = f"escapes_root: {printable(rel)} is a symlink or resolves outside the inbox (not " \
                              "followed); copy the file itself into the inbox"
                 if name in dirs:
@@ -228,11 +227,6 @@ def survey_inbox(inbox: str | Path, settle_s: float = 0.0, now: float | None = N
     return InboxScan(sorted(found, key=lambda c: c.path), refused)
 
 
-def scan_inbox(inbox: str | Path, settle_s: float = 0.0, now: float | None = None) -> list[Landed]:
-    """The settled clips :func:`survey_inbox` would land (refusals aside)."""
-    return survey_inbox(inbox, settle_s, now).landed
-
-
 def move_bytes(src: str | Path, dest: str | Path) -> None:
     """Move a file (or symlink: the link, not its target) by os-level bytes paths, creating ``dest``'s folder.
 
@@ -249,8 +243,8 @@ def move_bytes(src: str | Path, dest: str | Path) -> None:
 def quarantine_file(src: str | Path, dest: str | Path, reason: str) -> None:
     """Move ``src`` to ``dest`` and write ``<dest>.reason.txt`` (one line: why it was refused)."""
     move_bytes(src, dest)
-    with open(os.fsencode(dest) + b".reason.txt", "w", encoding="utf-8") as fh:
-        fh.write(reason + "\n")
+    # fsdecode/fsencode round-trip a name that is not UTF-8 (surrogate escapes), so its reason sits beside it
+    write_text_atomic(os.fsdecode(dest) + ".reason.txt", reason + "\n")
 
 
 def claim_dir(inbox: str | Path, run_id: str) -> Path:

@@ -31,8 +31,8 @@ from dlkdd import faults
 from dlkdd.atomic import atomic_path, write_csv_atomic, write_text_atomic
 from dlkdd.data.clipstats import LumaStats
 from dlkdd.data.untrusted import Failure, map_isolated
-from dlkdd.data.video import (VideoDecodeError, check_complete, decode_planned, printable, resize_frame,
-                              sample_clips)
+from dlkdd.data.video import (VideoDecodeError, check_complete, decode_planned, escape_problem, is_inside, printable,
+                              resize_frame, sample_clips)
 
 INDEX_COLUMNS = ["clip_id", "path", "label", "class_name", "split", "video_id"]
 MANIFEST_COLUMNS = INDEX_COLUMNS[1:]  # what generate and the importers write
@@ -109,38 +109,28 @@ def check_row(rec: dict, root: Path, num_classes: int, dataset_root: Path | None
               trusted_roots: tuple[Path, ...] = ()) -> tuple[str, str] | None:
     """Problems visible without decoding: (reason, kind), or None when the row is fine.
 
-    ``root`` is the row's effective root (its own ``root`` column, else the dataset's). The file must stay inside it
-    as written (no absolute path, no ``..``) and as resolved (no symlink out of it: that would read, cache and push
-    a file from elsewhere). With ``dataset_root`` given, a row's own ``root`` must itself lie inside the dataset root
-    or inside one of ``trusted_roots`` (the folders the caller vouches for: landed footage), so a manifest cannot
-    point a row anywhere by giving it a root.
+    ``root`` is the row's effective root (its own ``root`` column, else the dataset's); the file must stay inside it
+    (:func:`dlkdd.data.video.escape_problem`). With ``dataset_root`` given, a row's own ``root`` must itself lie
+    inside the dataset root or inside one of ``trusted_roots`` (the folders the caller vouches for: landed footage),
+    so a manifest cannot point a row anywhere by giving it a root.
     """
     rel = printable(str(rec["path"]))  # for the messages: a name that is not UTF-8 shown with its bytes escaped
     if "\0" in rel or "\0" in str(rec.get("root", "")):  # no file has such a name (and realpath would raise)
         return f"{rel!r}: a NUL character in the path", "malformed"
-    norm = os.path.normpath(rel)
-    if os.path.isabs(rel) or norm == ".." or norm.startswith(".." + os.sep):
-        return f"{rel}: path escapes the dataset root {root}", "escapes_root"
+    escape = escape_problem(str(rec["path"]), root)
+    if escape is not None:
+        return escape
     own_root = rec.get("root")
     if dataset_root is not None and isinstance(own_root, str) and not any(
             is_inside(own_root, r) for r in (dataset_root, *trusted_roots)):
         return (f"{rel}: its root column {printable(own_root)} is outside the dataset root {dataset_root}",
                 "escapes_root")
-    real = os.path.realpath(Path(root) / str(rec["path"]))
-    if not is_inside(real, root):
-        return f"{rel}: resolves to {printable(real)}, outside the root {root} (a symlink out of it)", "escapes_root"
     label = rec["label"]
     if isinstance(label, (float, np.floating)) and float(label).is_integer():
         label = int(label)  # a column with a blank cell is read as float
     if not isinstance(label, (int, np.integer)) or not 0 <= int(label) < num_classes:
         return f"{rel}: label {label!r} is not in the class list (0..{num_classes - 1})", "bad_label"
     return None
-
-
-def is_inside(path: str | Path, root: str | Path) -> bool:
-    """Whether ``path`` resolves (symlinks followed) to ``root`` itself or something under it."""
-    real, real_root = os.path.realpath(path), os.path.realpath(root)
-    return os.path.commonpath([real, real_root]) == real_root
 
 
 def clip_ids(rec: dict, spec: SamplingSpec) -> list[str]:
@@ -253,8 +243,12 @@ def build_frame_cache(manifest: pd.DataFrame, root: Path, out_dir: Path, num_fra
     return FramesResult(len(rows), len(bad), out_dir, videos)
 
 
+def read_classes(folder: str | Path) -> list[str]:
+    """The class names of ``<folder>/classes.txt`` (a frames directory, a manifest's folder) in label order: one per
+    line, blank lines skipped, any line ending (a hand-edited list may have ``\\r\\n``). Raises FileNotFoundError."""
+    return [c for c in (Path(folder) / "classes.txt").read_text(encoding="utf-8").splitlines() if c]
+
+
 def read_index(frames_dir: str | Path) -> tuple[pd.DataFrame, list[str]]:
     """The ready clips and the class names of a frames directory."""
-    frames_dir = Path(frames_dir)
-    classes = (frames_dir / "classes.txt").read_text().split("\n")
-    return pd.read_csv(frames_dir / "index.csv"), [c for c in classes if c]
+    return pd.read_csv(Path(frames_dir) / "index.csv"), read_classes(frames_dir)

@@ -43,8 +43,8 @@ import numpy as np
 import pandas as pd
 
 from dlkdd.atomic import write_csv_atomic, write_text_atomic
-from dlkdd.data.frames import MANIFEST_COLUMNS, QUARANTINE_COLUMNS, REQUIRED_SPLITS, is_inside
-from dlkdd.data.video import VIDEO_SUFFIXES, printable
+from dlkdd.data.frames import MANIFEST_COLUMNS, QUARANTINE_COLUMNS, REQUIRED_SPLITS
+from dlkdd.data.video import VIDEO_SUFFIXES, escape_problem, is_inside, printable
 
 
 
@@ -311,18 +311,15 @@ def row_problem(path: str, class_id: int, class_names: dict[int, str], root: Pat
                 label_text: str | None = None) -> tuple[str, str] | None:
     """Why an imported row is unusable, as (reason, kind), or None.
 
-    The file must stay inside ``root`` both as written (no absolute path, no ``..``) and as resolved: a symlink to a
-    file elsewhere would copy that file's bytes into the dataset (and onto its remote)."""
-    norm = os.path.normpath(path) if path else ""
+    The file must stay inside ``root`` (:func:`dlkdd.data.video.escape_problem`): a symlink to a file elsewhere would
+    copy that file's bytes into the dataset (and onto its remote)."""
     if not path:
         return "empty path", "malformed"
     if "\0" in path:  # no file has such a name (and the OS refuses to resolve one)
         return f"{path!r}: a NUL character in the path", "malformed"
-    if os.path.isabs(path) or norm == ".." or norm.startswith(".." + os.sep) or norm.startswith("../"):
-        return f"{path}: path escapes the dataset root {root}", "escapes_root"
-    real = os.path.realpath(Path(root) / path)
-    if not is_inside(real, root):
-        return f"{path}: resolves to {real}, outside the dataset root {root} (a symlink out of it)", "escapes_root"
+    escape = escape_problem(path, root)
+    if escape is not None:
+        return escape
     if class_id not in class_names:
         shown = repr(label_text) if label_text is not None else class_id
         return f"{path}: label {shown} is not in the class list ({len(class_names)} classes)", "bad_label"
@@ -447,7 +444,7 @@ def write_import(imp: Imported, root: Path, out_dir: Path, val_fraction: float =
     root, out_dir = Path(root), Path(out_dir)
     if not root.is_dir():
         raise DatasetImportError(f"dataset root {root} is not a folder")
-    if out_dir.resolve().is_relative_to(root.resolve()):
+    if is_inside(out_dir, root):
         raise DatasetImportError(f"--out {out_dir} is inside the dataset root {root}: the source folder is never "
                                  "written to; choose a folder outside it (e.g. data/manifests/<name>)")
     bad = list(imp.bad)

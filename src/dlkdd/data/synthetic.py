@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from dlkdd.atomic import atomic_path
 from dlkdd.config import GenerateConfig
 
 SPLITS = ("train", "val", "test")
@@ -213,7 +214,7 @@ def generate_dataset(out_dir: str | Path, cfg: GenerateConfig, seed: int) -> Pat
         write_video(out / rel, darken(render_clip(cls, rng, cfg), rng, cfg), cfg.fps)
         rows.append({"path": rel, "label": ci, "class_name": cls, "split": split, "video_id": Path(rel).stem})
     manifest = out / "manifest.csv"
-    with open(manifest, "w", newline="") as fh:
+    with atomic_path(manifest) as tmp, open(tmp, "w", newline="") as fh:  # csv's own dialect: the bytes it always had
         wr = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS)
         wr.writeheader()
         wr.writerows(rows)

@@ -90,6 +90,29 @@ def printable(path: str | Path) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+def is_inside(path: str | Path, root: str | Path) -> bool:
+    """Whether ``path`` resolves (symlinks followed) to ``root`` itself or something under it."""
+    real, real_root = os.path.realpath(path), os.path.realpath(root)
+    return os.path.commonpath([real, real_root]) == real_root
+
+
+def escape_problem(path: str, root: str | Path) -> tuple[str, str] | None:
+    """``(reason, "escapes_root")`` when ``path`` (relative to ``root``) leaves ``root``, else None: the one check
+    the frame cache and the importers apply to every row.
+
+    The file must stay inside ``root`` both as written (no absolute path, no ``..``) and as resolved: a symlink to a
+    file elsewhere would read, cache and push that file's bytes. ``path`` must hold no NUL (realpath raises on one).
+    """
+    shown = printable(path)  # a name that is not UTF-8 shown with its bytes escaped
+    norm = os.path.normpath(path)
+    if os.path.isabs(path) or norm == ".." or norm.startswith(".." + os.sep):
+        return f"{shown}: path escapes the dataset root {root}", "escapes_root"
+    real = os.path.realpath(Path(root) / path)
+    if not is_inside(real, root):
+        return f"{shown}: resolves to {printable(real)}, outside the root {root} (a symlink out of it)", "escapes_root"
+    return None
+
+
 def check_name(path: str | Path) -> None:
     """Refuse a path whose bytes are not valid UTF-8 (kind ``bad_name``) before any codec sees it: OpenCV's FFmpeg
     backend segfaults on such names, which no ``except`` can catch."""
@@ -113,7 +136,7 @@ def open_video(path: str | Path) -> tuple[cv2.VideoCapture, float, int]:
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         cap.release()
-        raise _unopenable(path)
+        raise broken_video_error(path, "OpenCV cannot open it as a video (corrupt or truncated header)")
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
     reported = reported_frame_count(float(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0))
     return cap, (fps if np.isfinite(fps) and 0 < fps < 1000 else 0.0), reported
@@ -206,17 +229,17 @@ def decode_planned(path: Path, plan: Callable[[int], list[np.ndarray]], extra: C
     return [[got[int(i)] for i in idx] for idx in clips], got, n, fps, reported
 
 
+def broken_video_error(path: Path, why: str) -> VideoDecodeError:
+    """The error for a file OpenCV could not read: ``not_video`` when it does not even start like a video container,
+    else ``unreadable`` saying ``why`` (a broken video)."""
+    if not looks_like_video(path):
+        return VideoDecodeError(f"{path}: not a video file (no known container header)", "not_video")
+    return VideoDecodeError(f"{path}: {why}", "unreadable")
+
+
 def no_frames_error(path: Path) -> VideoDecodeError:
     """The error for a file that opened but gave no frame."""
-    if not looks_like_video(path):
-        return VideoDecodeError(f"{path}: not a video file (no known container header)", "not_video")
-    return VideoDecodeError(f"{path}: no decodable frames (truncated or corrupt)", "unreadable")
-
-
-def _unopenable(path: Path) -> VideoDecodeError:
-    if not looks_like_video(path):
-        return VideoDecodeError(f"{path}: not a video file (no known container header)", "not_video")
-    return VideoDecodeError(f"{path}: OpenCV cannot open it as a video (corrupt or truncated header)", "unreadable")
+    return broken_video_error(path, "no decodable frames (truncated or corrupt)")
 
 
 def uniform_indices(total: int, num: int) -> np.ndarray:

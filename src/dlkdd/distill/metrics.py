@@ -26,8 +26,3 @@ def video_level(probs: torch.Tensor, labels: torch.Tensor, video_ids: list[str])
     vlabels = torch.zeros(len(uniq), dtype=torch.long).index_copy_(0, inv, labels)
     return summed / counts[:, None], vlabels
 
-
-def confusion(pred: torch.Tensor, labels: torch.Tensor, num_classes: int) -> np.ndarray:
-    """(K, K) counts, rows = actual, columns = predicted."""
-    idx = labels * num_classes + pred
-    return torch.bincount(idx, minlength=num_classes * num_classes).view(num_classes, num_classes).numpy()

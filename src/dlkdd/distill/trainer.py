@@ -65,7 +65,7 @@ class StepConfig:
 
 
 def flip_mask(batch: int, generator: torch.Generator | None) -> torch.Tensor:
-    """(B,) bool: which clips of the batch to flip; draws exactly what ``random_hflip`` draws."""
+    """(B,) bool: which clips of the batch to flip, each with probability 1/2 (one draw per clip from ``generator``)."""
     return torch.rand(batch, generator=generator) < 0.5
 
 

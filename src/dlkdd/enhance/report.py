@@ -1,4 +1,5 @@
-"""What an enhancement did to the footage: mean luma before/after, a noise estimate, and a dark | enhanced strip."""
+"""What an enhancement did to the footage: mean luma before/after, a spatial noise estimate, a dark | enhanced
+strip."""
 from __future__ import annotations
 
 import cv2
@@ -24,9 +25,10 @@ def noise_sigma(frames: np.ndarray) -> float:
 
 
 def clip_summary(dark: np.ndarray, enhanced: np.ndarray) -> dict[str, float]:
-    """Luma mean and noise estimate of one clip before and after enhancement (both (T, H, W, 3) uint8)."""
+    """Luma mean and spatial noise (:func:`noise_sigma`, within a frame) of one clip before and after enhancement
+    (both (T, H, W, 3) uint8). ``spatial_`` sets it apart from ``stats.csv``'s ``noise``, the temporal one."""
     return {"luma_before": float(luma(dark).mean()), "luma_after": float(luma(enhanced).mean()),
-            "noise_before": noise_sigma(dark), "noise_after": noise_sigma(enhanced)}
+            "spatial_noise_before": noise_sigma(dark), "spatial_noise_after": noise_sigma(enhanced)}
 
 
 def comparison_strip(pairs: list[tuple[str, np.ndarray, np.ndarray]], frames_per_clip: int = 4,
