@@ -131,8 +131,13 @@ def test_plan_gives_each_variant_its_overrides():
     assert list(LEVERS)[:2] == ["base", "dual"] and list(LEVERS)[-1] == "ep300"  # cheapest first, longest last
 
 
+# the venv's dvc and python first, as `make test` has them, also when pytest is run by its full path
+VENV_PATH = {"PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
+
+
 def _sh(cmd, cwd, env=None):
-    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})}, shell=True)
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env={**os.environ, **VENV_PATH, **(env or {})},
+                       shell=True)
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout
 
@@ -163,5 +168,6 @@ def test_queue_skips_finished_and_queued_runs_in_a_real_dvc_repo(tmp_path):
                       *(f"dvc exp run --queue -S seed={s} -S kd.temperature=8 -n s{s}-T8" for s in (0, 1, 2))]
     assert lines[-1] == "dvc exp run --run-all --jobs 1"
     r = subprocess.run(f"bash {ROOT}/study/queue.sh", cwd=tmp_path, shell=True, capture_output=True, text=True,
-                       env={**os.environ, **env, "DRY_RUN": "1", "SWEEPS": "levers", "VARIANTS": "base nope"})
+                       env={**os.environ, **VENV_PATH, **env, "DRY_RUN": "1", "SWEEPS": "levers",
+                            "VARIANTS": "base nope"})
     assert r.returncode != 0 and "unknown variant(s) nope" in r.stderr
