@@ -15,6 +15,7 @@ from dlkdd.data.frames import build_frame_cache
 from dlkdd.data.synthetic import generate_dataset, write_video
 from dlkdd.data.video import read_video
 from dlkdd.quality import GateInputError, check_footage
+from dlkdd.quality.expectations import class_balance
 
 from conftest import tiny_generate_config
 
@@ -103,11 +104,27 @@ def test_too_short_clips_fail_frames(dark, tmp_path):
     assert frames.unexpected == 12 and all(w["value"] == 3 for w in frames.worst)
 
 
-def test_missing_class_fails_balance(dark):
+def test_missing_class_fails_balance_and_is_named_as_a_class(dark, tmp_path):
     _, stats = dark
-    res = gate(stats[~((stats.split == "train") & (stats.label == 2))])
+    res = check_footage(stats[~((stats.split == "train") & (stats.label == 2))], ValidateConfig(), NUM_FRAMES,
+                        report_dir=tmp_path, classes=CLASSES)
     assert res.failed_checks == ["class_balance"], res.summary()
-    assert res.by_name("class_balance").worst[0] == {"clip_id": "class Sit", "column": "share_ratio", "value": 0.0}
+    # the offender is a class, recorded under "class" (the per-clip checks keep "clip_id"), in the metric too
+    sit = {"class": "Sit", "column": "share_ratio", "value": 0.0}
+    assert res.by_name("class_balance").worst[0] == sit
+    assert res.to_json()["checks"]["class_balance"]["worst"][0] == sit
+    assert "/3 classes with share_ratio" in res.by_name("class_balance").detail
+    assert "; worst: class Sit=0" in res.summary(), res.summary()
+    assert "class Sit = 0" in " ".join(parse(tmp_path / "index.html").text)
+
+
+def test_class_balance_table_names_classes_not_clips():
+    labels = pd.Series([0, 0, 1, 1])
+    named = class_balance(labels, CLASSES)
+    assert "clip_id" not in named.columns
+    assert named["class"].tolist() == CLASSES and named["clips"].tolist() == [2, 2, 0]
+    # without names a class is named by its label; a missing top class cannot be seen without the class list
+    assert class_balance(labels)["class"].tolist() == ["0", "1"]
 
 
 def test_nulls_fail(dark):

@@ -20,6 +20,8 @@ REQUIRED_COLUMNS = ["clip_id", "split", "label", "frames", "fps", "height", "wid
                     "luma_p50", "luma_p95", "dark_fraction", "noise"]
 CLIP_CHECKS = ["row_count", "not_null", "luma_mean", "dark_fraction", "noise", "frames", "fps", "resolution"]
 BALANCE_CHECKS = ["class_balance"]
+# what names a row in each table, and so each worst offender: a clip in the clips table, a class in the balance table
+CLIP_KEY, CLASS_KEY = "clip_id", "class"
 
 
 def clip_expectations(cfg: ValidateConfig, min_frames: int) -> list[Any]:
@@ -55,18 +57,21 @@ def balance_expectations(cfg: ValidateConfig) -> list[Any]:
                                               max_value=cfg.class_share_ratio_max, meta={"check": "class_balance"})]
 
 
-def class_balance(labels: pd.Series, num_classes: int | None = None) -> pd.DataFrame:
-    """Per class: clips, share of all clips, and share / uniform share (1 = perfectly balanced).
+def class_balance(labels: pd.Series, classes: list[str] | None = None) -> pd.DataFrame:
+    """Per class: its name (column :data:`CLASS_KEY`), label, clips, share of all clips, and share / uniform share
+    (1 = perfectly balanced); one row per class, not per clip, so it has no ``clip_id``.
 
-    Classes ``0..num_classes-1`` absent from ``labels`` appear with 0 clips, so a missing class fails the bounds.
+    classes: names in label order (None: classes ``0..max label``, named by their label). Classes absent from
+    ``labels`` appear with 0 clips, so a missing class fails the bounds.
     """
     counts = labels.astype(int).value_counts()
-    n = num_classes or (int(counts.index.max()) + 1 if len(counts) else 0)
+    n = len(classes) if classes else (int(counts.index.max()) + 1 if len(counts) else 0)
     counts = counts.reindex(range(n), fill_value=0)
     total = max(int(counts.sum()), 1)
     share = counts / total
-    return pd.DataFrame({"clip_id": [f"class {i}" for i in range(n)], "label": range(n), "clips": counts.values,
-                         "share": share.values, "share_ratio": (share * n).values})
+    names = [str(c) for c in classes] if classes else [str(i) for i in range(n)]
+    return pd.DataFrame({CLASS_KEY: names, "label": range(n), "clips": counts.values, "share": share.values,
+                         "share_ratio": (share * n).values})
 
 
 def run_suite(df: pd.DataFrame, suite_name: str, expectations: list[Any], docs_dir: Path | None,
@@ -118,9 +123,13 @@ def _distance(v: Any, kw: dict[str, Any]) -> float:
     return max(lo - v if lo is not None else 0.0, v - hi if hi is not None else 0.0)
 
 
-def to_checks(df: pd.DataFrame, results: list[Any], names: list[str], worst: int, unit: str = "clips"
-              ) -> list[CheckResult]:
-    """Fold GX results into one :class:`CheckResult` per check name in ``names`` (in that order)."""
+def to_checks(df: pd.DataFrame, results: list[Any], names: list[str], worst: int, key: str = CLIP_KEY,
+              unit: str = "clips") -> list[CheckResult]:
+    """Fold GX results into one :class:`CheckResult` per check name in ``names`` (in that order).
+
+    key: the ``df`` column naming a row (:data:`CLIP_KEY` or :data:`CLASS_KEY`); each worst offender is recorded as
+    ``{key: name, "column": ..., "value": ...}``, so a class is never reported as a clip. unit: rows, in the detail.
+    """
     out = []
     for name in names:
         mine = [r for r in results if (r.expectation_config.meta or {}).get("check") == name]
@@ -144,9 +153,9 @@ def to_checks(df: pd.DataFrame, results: list[Any], names: list[str], worst: int
                 v = None if pd.isna(v) else (v.item() if isinstance(v, np.generic) else v)
                 v = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
                 d = _distance(v, kw) if verb != "null" else math.inf
-                cid = str(df["clip_id"].iloc[i])
-                if cid not in offenders or d > offenders[cid][0]:
-                    offenders[cid] = (d, {"clip_id": cid, "column": col, "value": v})
+                rid = str(df[key].iloc[i])
+                if rid not in offenders or d > offenders[rid][0]:
+                    offenders[rid] = (d, {key: rid, "column": col, "value": v})
         top = [o for _, o in sorted(offenders.values(), key=lambda t: -t[0])[:worst]]
         out.append(CheckResult(name=name, status=FAIL if failed else PASS, expectation=", ".join(exp_types),
                                detail="; ".join(details) if failed else "ok", unexpected=len(bad_rows),

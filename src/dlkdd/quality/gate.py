@@ -12,8 +12,8 @@ import pandas as pd
 
 from dlkdd.config import ValidateConfig
 from dlkdd.quality.drift import check_drift
-from dlkdd.quality.expectations import (BALANCE_CHECKS, CLIP_CHECKS, REQUIRED_COLUMNS, balance_expectations,
-                                        class_balance, clip_expectations, run_suite, to_checks)
+from dlkdd.quality.expectations import (BALANCE_CHECKS, CLASS_KEY, CLIP_CHECKS, REQUIRED_COLUMNS,
+                                        balance_expectations, class_balance, clip_expectations, run_suite, to_checks)
 from dlkdd.quality.report import write_index
 from dlkdd.quality.result import FAIL, SKIPPED, WARN, CheckResult, GateInputError, GateResult
 
@@ -55,11 +55,9 @@ def check_footage(stats: pd.DataFrame, cfg: ValidateConfig, min_frames: int, ref
 
     rows = df if balance_split is None else df[df["split"] == balance_split]
     if len(rows):
-        bal = class_balance(rows["label"], len(classes) if classes else None)
-        if classes:
-            bal["clip_id"] = [f"class {c}" for c in classes]
+        bal = class_balance(rows["label"], classes)
         _, bal_results = run_suite(bal, "class_balance", balance_expectations(cfg), docs, context=ctx)
-        checks += to_checks(bal, bal_results, BALANCE_CHECKS, cfg.worst, unit="classes")
+        checks += to_checks(bal, bal_results, BALANCE_CHECKS, cfg.worst, key=CLASS_KEY, unit="classes")
     else:
         checks.append(CheckResult("class_balance", SKIPPED, "expect_column_values_to_be_between",
                                   f"skipped: no clips of split '{balance_split}' in this batch"))

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from dlkdd.atomic import write_text_atomic
-from dlkdd.quality.result import GateResult, _fmt
+from dlkdd.quality.result import GateResult, offender
 
 _COLOURS = {"pass": "#1b7f3b", "fail": "#b00020", "warn": "#b26a00", "skipped": "#666"}
 
@@ -17,7 +17,7 @@ def render_index(result: GateResult, base: Path) -> str:
     verdict = "PASSED" if result.passed else "FAILED"
     rows = []
     for c in result.checks:
-        worst = ", ".join(f"{w.get('clip_id', w.get('column'))} = {_fmt(w.get('value', w.get('score')))}" for w in c.worst)
+        worst = ", ".join(offender(w, " = ") for w in c.worst)
         rows.append(
             f"<tr><td>{html.escape(c.name)}</td><td style='color:{_COLOURS.get(c.status, '#000')};font-weight:bold'>"
             f"{c.status.upper()}</td><td>{html.escape(c.expectation)}</td><td>{html.escape(c.detail)}</td>"

@@ -17,7 +17,8 @@ class CheckResult:
 
     ``expectation`` names the GX expectation (or Evidently test) behind it, ``unexpected`` counts offending clips (or
     drifted columns), ``total`` what they are counted out of, ``worst`` lists the worst offenders as
-    ``{"clip_id": ..., "value": ...}`` (or ``{"column": ..., "score": ...}`` for drift).
+    ``{"clip_id": ..., "column": ..., "value": ...}`` for the per-clip checks, ``{"class": ..., "column": ...,
+    "value": ...}`` for ``class_balance`` (a class name, not a clip) and ``{"column": ..., "score": ...}`` for drift.
     """
 
     name: str
@@ -81,8 +82,7 @@ class GateResult:
             if c.status not in (FAIL, WARN):
                 continue
             tag = "FAIL" if c.status == FAIL else "WARNING (downgraded by validate.warn_only)"
-            worst = ", ".join(f"{w.get('clip_id', w.get('column'))}={_fmt(w.get('value', w.get('score')))}"
-                              for w in c.worst)
+            worst = ", ".join(offender(w) for w in c.worst)
             lines.append(f"  {tag} {c.name} [{c.expectation}]: {c.detail}" + (f"; worst: {worst}" if worst else ""))
         if "drift" in self.reports:
             lines.append(f"  drift report: {self.reports['drift']}")
@@ -99,6 +99,17 @@ def _plain(obj: Any) -> Any:
     if type(obj).__module__ == "numpy" and hasattr(obj, "item"):
         return obj.item()
     return obj
+
+
+def offender(w: dict[str, Any], sep: str = "=") -> str:
+    """One worst-offender record as text: ``clip=value``, ``class Name=value`` or ``column=score`` (drift)."""
+    if "clip_id" in w:
+        name = str(w["clip_id"])
+    elif "class" in w:
+        name = f"class {w['class']}"
+    else:
+        name = str(w.get("column"))
+    return f"{name}{sep}{_fmt(w.get('value', w.get('score')))}"
 
 
 def _fmt(v: Any) -> str:
