@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 WORKTREES = Path(".dvc/tmp/retrain")
@@ -34,8 +33,12 @@ def _env() -> dict[str, str]:
     return env
 
 
-def sh(args: list[str], cwd: str | Path, check: bool = True) -> subprocess.CompletedProcess:
-    r = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True)
+def sh(args: list[str], cwd: str | Path, check: bool = True,
+       timeout_s: float | None = None) -> subprocess.CompletedProcess:
+    try:
+        r = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise CommandFailed(f"`{' '.join(map(str, args))}` did not finish within {timeout_s:g} s") from None
     if check and r.returncode != 0:
         tail = (r.stdout[-1500:] + "\n" + r.stderr[-2500:]).strip()
         raise CommandFailed(f"`{' '.join(map(str, args))}` exited {r.returncode}:\n{tail}")
@@ -50,15 +53,13 @@ def dvc(cwd: str | Path, *args: str, check: bool = True) -> subprocess.Completed
     return sh([sys.executable, "-m", "dvc", *args], cwd, check)
 
 
-def dvc_retrying(cwd: str | Path, *args: str, attempts: int = 5, delay_s: float = 2.0) -> None:
-    """A DVC command that may meet another DVC process's workspace lock: wait and try again."""
-    for i in range(attempts):
-        r = dvc(cwd, *args, check=False)
-        if r.returncode == 0:
-            return
-        if i == attempts - 1 or "lock" not in (r.stderr + r.stdout).lower():
-            raise CommandFailed(f"`dvc {' '.join(args)}` exited {r.returncode}: {r.stderr[-2000:]}")
-        time.sleep(delay_s)
+LOCK_WAIT_S = 600.0  # a person's `dvc status` takes seconds; a `dvc repro` in production is not waited out forever
+
+
+def dvc_waiting(cwd: str | Path, *args: str, timeout_s: float = LOCK_WAIT_S) -> None:
+    """A DVC command that may meet another DVC process's workspace lock: DVC's own ``--wait-for-lock`` waits for it,
+    bounded by ``timeout_s`` so a promotion is never stuck behind a hung process (CommandFailed then)."""
+    sh([sys.executable, "-m", "dvc", "--wait-for-lock", *args], cwd, timeout_s=timeout_s)
 
 
 @contextlib.contextmanager

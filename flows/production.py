@@ -81,7 +81,7 @@ class ProductionCheckout:
             j = json.loads(self.journal.read_text())
             tag_rev = ops.git(self.repo, "rev-parse", "-q", "--verify", f"{j['tag']}^{{commit}}", check=False)
             if tag_rev and tag_rev == j["target"] == self.head():
-                ops.dvc_retrying(self.repo, "checkout", "--force")
+                ops.dvc_waiting(self.repo, "checkout", "--force")
                 self.journal.unlink()
                 return [f"finished the interrupted promotion to {j['tag']} ({j['target'][:10]})"]
             if self.head() not in (j["base"], j["target"]):  # someone moved it since: their commits are not ours to drop
@@ -125,7 +125,7 @@ class ProductionCheckout:
         try:
             ops.git(self.repo, "merge", "-q", "--ff-only", branch)
             faults.inject("promote", "after_merge")
-            ops.dvc_retrying(self.repo, "checkout")
+            ops.dvc_waiting(self.repo, "checkout")
             faults.inject("promote", "after_checkout")
             ops.git(self.repo, "tag", "-a", tag, "-m", message)
             faults.inject("promote", "after_tag")
@@ -140,7 +140,7 @@ class ProductionCheckout:
     def rollback(self, base: str) -> None:
         """Production back to ``base``: its commit and its data (the cache holds both, promotion only added)."""
         ops.git(self.repo, "reset", "-q", "--hard", base)
-        ops.dvc_retrying(self.repo, "checkout", "--force")
+        ops.dvc_waiting(self.repo, "checkout", "--force")
 
     def _new_tag_name(self) -> str:
         stamp = time.strftime("prod-%Y%m%d-%H%M%S", time.gmtime())

@@ -208,3 +208,31 @@ def test_codec_crash_and_hang_on_a_landed_clip_quarantine_it_with_its_kind(prod,
     assert out["quarantined"]["Jump/caf\\xe9.avi"].startswith("bad_name: "), out  # never reached a codec
     assert os.path.isfile(os.path.join(os.fsencode(prod / "quarantine" / out["run_id"] / "Jump"), b"caf\xe9.avi"))
     assert out["decision"] == "nothing to do" and snapshot(prod) == before
+
+
+def test_dvc_in_a_promotion_waits_for_another_dvc_process_and_is_never_stuck(tmp_path):
+    """Promotion's `dvc checkout` meets a person's DVC command holding the workspace lock: DVC's own --wait-for-lock
+    waits it out; a holder that never lets go costs a bounded wait and one error, not a stuck night."""
+    import time
+
+    from flows import ops
+
+    sh(["git", "init", "-q"], tmp_path)
+    sh([*DVC, "init", "-q"], tmp_path)
+    (tmp_path / "model.bin").write_bytes(b"weights")
+    sh([*DVC, "add", "-q", "model.bin"], tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from dvc.repo import Repo\n"
+                               "with Repo(sys.argv[1]).lock:\n    print('held', flush=True); time.sleep(float(sys.argv[2]))",
+                               str(tmp_path), "8"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        failed = ops.dvc(tmp_path, "checkout", check=False)  # without waiting: DVC's lock error
+        assert failed.returncode != 0 and "lock" in failed.stderr.lower()
+        with pytest.raises(ops.CommandFailed, match="did not finish within 1 s"):
+            ops.dvc_waiting(tmp_path, "checkout", timeout_s=1)
+        t0 = time.monotonic()
+        ops.dvc_waiting(tmp_path, "checkout")  # returns once the holder lets go
+        assert time.monotonic() - t0 > 0.5 and holder.poll() is not None
+    finally:
+        holder.kill()
+        holder.wait()
