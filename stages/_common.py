@@ -57,7 +57,7 @@ def train_and_save(name: str, params: Params, frames_dir: str, clip_dirs: list[s
     from dlkdd.data.frames import read_index
     from dlkdd.distill.checkpoint import save_model
     from dlkdd.distill.runtime import init_runtime, shutdown
-    from dlkdd.distill.train import train_classifier
+    from dlkdd.distill.training_run import train_classifier
 
     train_cfg = train_cfg or params.train
     rt = init_runtime()

@@ -10,7 +10,7 @@ from dlkdd.distill.kd import KDLoss
 from dlkdd.distill.logit_cache import (CachedLogitsDataset, compute_teacher_logits, load_teacher_logits,
                                        save_teacher_logits)
 from dlkdd.distill.schedule import build_optimizer, build_scheduler
-from dlkdd.distill.train import load_kd_targets, train_classifier
+from dlkdd.distill.training_run import load_kd_targets, train_classifier
 from dlkdd.distill.trainer import _apply_flip, _teacher_logits, StepConfig, flip_mask
 from dlkdd.models.build import build_model
 

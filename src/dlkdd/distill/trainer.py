@@ -1,4 +1,5 @@
-"""Training and evaluation loops for the teacher, the no-KD baseline and the KD student.
+"""Training loops for the teacher, the no-KD baseline and the KD student: train_one_epoch, val_accuracy (model
+selection on the val split), fit.
 
 One loop serves all three. Batches are ``(x, y)`` (no KD), ``(x, x_teacher, y)`` (online KD: the frozen teacher sees
 the enhanced version of the same frames and the same flip; a :class:`DualLightTeacher` also sees ``x``) or
@@ -43,8 +44,18 @@ class EpochStats:
     clips_per_s: float
 
 
+@dataclass(frozen=True)
+class Best:
+    """The best epoch so far while training (0 and -inf before the first)."""
+
+    epoch: int
+    val_top1: float
+
+
 @dataclass
 class FitResult:
+    """What :func:`fit` returns: the best epoch (whose weights the model holds), the per-epoch curves, early stop."""
+
     best_epoch: int
     best_val_top1: float
     history: list[dict[str, float]] = field(default_factory=list)
@@ -182,8 +193,9 @@ def predict(model: nn.Module, loader: DataLoader, view: int = 0) -> tuple[torch.
     return torch.cat(logits), torch.cat(labels)
 
 
-def evaluate(model: nn.Module, loader: DataLoader, view: int = 0) -> dict[str, float]:
-    """Clip-level top-1/top-5 on ``loader``."""
+def val_accuracy(model: nn.Module, loader: DataLoader, view: int = 0) -> dict[str, float]:
+    """Clip-level top-1/top-5 on ``loader`` (the val split, for model selection; the test split's metrics are
+    :mod:`dlkdd.distill.evaluation`)."""
     return accuracy(*predict(model, loader, view))
 
 
@@ -293,7 +305,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
     if rt.distributed:
         runner = DistributedDataParallel(runner, device_ids=[device.index] if device.type == "cuda" else None)
 
-    best, best_state, history, bad, start = FitResult(0, -math.inf), _cpu_state(model), [], 0, 1
+    best, best_state, history, bad, start = Best(0, -math.inf), _cpu_state(model), [], 0, 1
     fingerprint = _fingerprint(cfg, model, train_loader, kd if kd_on else None, rt, inputs)
     state = load_training_state(resume_path) if resume_path else None
     why = stale_reason(state.get("fingerprint"), fingerprint) if state is not None else None
@@ -306,13 +318,14 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
         if step.scaler and state.get("scaler"):
             step.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"][rt.rank], generator)
-        best = FitResult(state["best_epoch"], state["best_val_top1"])
+        best = Best(state["best_epoch"], state["best_val_top1"])
         best_state, history, bad, start = state["best_state"], state["history"], state["bad_epochs"], state["epoch"] + 1
         if rt.is_main:
             tqdm.write(f"{desc}: resuming after epoch {state['epoch']} from {resume_path}")
     elif state is not None and rt.is_main:
         tqdm.write(f"{desc}: ignoring {resume_path}: {why}; starting fresh")
 
+    stop = False
     bar = tqdm(range(start, cfg.epochs + 1), desc=desc, unit="epoch", disable=not rt.is_main,
                initial=start - 1, total=cfg.epochs)
     for epoch in bar:
@@ -320,24 +333,23 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
             train_loader.sampler.set_epoch(epoch)  # a different shuffle every epoch, the same on every rank
         stats = train_one_epoch(runner, train_loader, optimizer, scheduler, loss_fn, teacher, cfg.hflip, generator,
                                 step=step, mixup=kd.mixup if kd else 0.0, hint=hint)
-        val = evaluate(model, val_loader)  # every rank sees the whole (small) val split → identical decisions
+        val = val_accuracy(model, val_loader)  # every rank sees the whole (small) val split → identical decisions
         row = {"epoch": epoch, "train_loss": stats.loss, "train_acc": stats.acc, "val_top1": val["top1"],
                "val_top5": val["top5"], "clips_per_s": stats.clips_per_s, "lr": optimizer.param_groups[0]["lr"]}
         history.append(row)
-        if val["top1"] > best.best_val_top1:
-            best, best_state, bad = FitResult(epoch, val["top1"]), _cpu_state(model), 0
+        if val["top1"] > best.val_top1:
+            best, best_state, bad = Best(epoch, val["top1"]), _cpu_state(model), 0
         else:
             bad += 1
         stop = cfg.patience > 0 and bad >= cfg.patience
         if resume_path:
             _save_state(resume_path, epoch, model, optimizer, scheduler, step, best, best_state, history, bad,
                         fingerprint, generator, rt, hint)
-        bar.set_postfix(loss=f"{stats.loss:.3f}", val=f"{val['top1']:.3f}", best=f"{best.best_val_top1:.3f}",
+        bar.set_postfix(loss=f"{stats.loss:.3f}", val=f"{val['top1']:.3f}", best=f"{best.val_top1:.3f}",
                         clips_s=f"{stats.clips_per_s:.0f}")
         if on_epoch_end:
             on_epoch_end(epoch, row)
         if stop:
-            best.stopped_early = True
             if rt.is_main:
                 tqdm.write(f"{desc}: early stop at epoch {epoch} ({cfg.patience} epochs without a better val top-1)")
             break
@@ -347,8 +359,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
     model.to("cpu", memory_format=torch.contiguous_format)
     if resume_path and rt.is_main:
         Path(resume_path).unlink(missing_ok=True)  # finished: a later run must not "resume" a completed one
-    best.history = history
-    return best
+    return FitResult(best.epoch, best.val_top1, history, stopped_early=stop)
 
 
 def _has_cached_logits(loader: DataLoader) -> bool:
@@ -374,6 +385,6 @@ def _save_state(path, epoch, model, optimizer, scheduler, step, best, best_state
         return
     save_atomic({"epoch": epoch, "model": _cpu_state(model), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "scaler": step.scaler.state_dict() if step.scaler else {},
-                 "best_epoch": best.best_epoch, "best_val_top1": best.best_val_top1, "best_state": best_state,
+                 "best_epoch": best.epoch, "best_val_top1": best.val_top1, "best_state": best_state,
                  "history": history, "bad_epochs": bad, "fingerprint": fingerprint, "rng": rngs,
                  **({"hint": hint.loss.state_dict()} if hint is not None else {})}, path)

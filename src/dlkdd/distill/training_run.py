@@ -1,4 +1,5 @@
-"""Train one classifier on a frame cache: the shared body of the teacher, baseline and student stages."""
+"""One training run on a frame cache (datasets, loaders, model, KD targets, resume identity → :func:`fit`): the shared
+body of the teacher, baseline and student stages. The loops themselves are in :mod:`dlkdd.distill.trainer`."""
 from __future__ import annotations
 
 from collections.abc import Callable
