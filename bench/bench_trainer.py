@@ -30,7 +30,7 @@ from dlkdd.distill.evaluation import latency_ms, two_stream_latency_ms
 from dlkdd.distill.kd import KDLoss
 from dlkdd.distill.logit_cache import CachedLogitsDataset, compute_teacher_logits
 from dlkdd.distill.schedule import build_optimizer, build_scheduler
-from dlkdd.distill.trainer import seed_everything, train_one_epoch
+from dlkdd.distill.trainer import KDSource, seed_everything, train_one_epoch
 from dlkdd.enhance import enhance_clip
 from dlkdd.models.build import build_model
 
@@ -49,12 +49,13 @@ def write_cache(root: Path, n: int, t: int, s: int, k: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def epoch_seconds(model, batches, loss_fn, teacher=None) -> float:
+def epoch_seconds(model, batches, loss_fn, teacher=None, cached: bool = False) -> float:
     cfg = TrainConfig(epochs=1000)
     opt = build_optimizer(model, cfg)
     sched = build_scheduler(opt, cfg, 10_000)
     t0 = time.perf_counter()
-    train_one_epoch(model, batches, opt, sched, loss_fn, teacher, True, torch.Generator().manual_seed(0))
+    train_one_epoch(model, batches, opt, sched, loss_fn, teacher, True, torch.Generator().manual_seed(0),
+                    source=KDSource.of(teacher, cached))
     return time.perf_counter() - t0
 
 
@@ -95,7 +96,8 @@ def main() -> None:
         for _ in range(args.repeats):  # interleaved so machine load hits every variant alike
             for name, loader in loaders.items():
                 fn = kd if name.startswith("kd") else ce
-                times[name].append(epoch_seconds(student, loader, fn, teacher if name == "kd_online_loader" else None))
+                times[name].append(epoch_seconds(student, loader, fn, teacher if name == "kd_online_loader" else None,
+                                                 cached=name == "kd_cached_loader"))
         med = {name: statistics.median(v) for name, v in times.items()}
         clip = dark.views[0][0]
         lat_student = [latency_ms(student, clip, 10) for _ in range(args.repeats)]

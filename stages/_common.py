@@ -51,20 +51,16 @@ def train_and_save(name: str, params: Params, frames_dir: str, clip_dirs: list[s
     ``<train.resume_dir>/<name>.pt`` (outside DVC's outs, which DVC deletes before running a stage).
     ``train_cfg`` replaces ``params.train`` for this model (the student's ``kd.epochs``).
     """
-    from pathlib import Path
-
     from dlkdd.config import kd_record, to_dict
     from dlkdd.data.frames import read_index
     from dlkdd.distill.checkpoint import save_model
     from dlkdd.distill.runtime import init_runtime, shutdown
-    from dlkdd.distill.train import train_classifier
+    from dlkdd.distill.training_run import train_classifier
 
     train_cfg = train_cfg or params.train
     rt = init_runtime()
     resume = Path(params.train.resume_dir) / f"{name}.pt" if params.train.resume_dir else None
     index, classes = read_index(frames_dir)
-    if model_cfg.arch != "tiny3d":
-        print(f"{name}: {model_cfg.arch} has its published size; width={model_cfg.width} applies to tiny3d only")
     try:
         model, result = train_classifier(index, len(classes), [Path(d) for d in clip_dirs], model_cfg, train_cfg,
                                          params.seed, teacher, kd, desc=name, teacher_logits=teacher_logits, rt=rt,

@@ -16,7 +16,7 @@ def _stage(tiny_frames, tmp_path, launcher):
     tmp_path.mkdir()
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(PARAMS))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
-    cmd = [*launcher, str(ROOT / "stages" / "train_baseline.py"), "--frames", str(tiny_frames),
+    cmd = [*launcher, str(ROOT / "stages" / "train.py"), "--role", "baseline", "--frames", str(tiny_frames),
            "--clips", str(tiny_frames / "clips"), "--out", "models/baseline.pt", "--history", "plots/baseline.csv"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

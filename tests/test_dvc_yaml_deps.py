@@ -6,7 +6,8 @@ Two static checks per stage, from the script its ``cmd`` runs:
 - params: every params key the stage's code reads is covered by its ``params`` list (a section covers its keys) or
   by a ``${...}`` interpolation in its cmd/deps (DVC tracks those). Keys are found by following ``params.a.b``
   attribute chains and aliases (``f = params.frames``) through the script and the ``_common.py`` helpers it hands
-  ``params`` to; a section handed whole to any other function counts as read whole (conservative).
+  ``params`` to; a section handed whole to any other function counts as read whole (conservative). A script shared
+  by stages (``--role X`` in the cmd) counts only the ``... if args.role == "X" else ...`` branch of its role.
 """
 from __future__ import annotations
 
@@ -169,9 +170,32 @@ class _ParamsReads:
         self.scan(fn, {pname: key})
 
 
-def params_read(script: Path, root: Path = ROOT) -> set[str]:
-    """Dotted params keys (or whole sections) the stage script reads, through the _common helpers it calls."""
-    trees = [ast.parse(script.read_text()), ast.parse((root / "stages" / "_common.py").read_text())]
+class _PickRole(ast.NodeTransformer):
+    """Replaces ``a if args.role == "X" else b`` by the branch this stage's role takes."""
+
+    def __init__(self, role: str):
+        self.role = role
+
+    def visit_IfExp(self, node: ast.IfExp) -> ast.AST:
+        t = node.test
+        if isinstance(t, ast.Compare) and isinstance(t.left, ast.Attribute) and t.left.attr == "role" \
+                and len(t.ops) == 1 and isinstance(t.ops[0], ast.Eq) and isinstance(t.comparators[0], ast.Constant):
+            return self.visit(node.body if t.comparators[0].value == self.role else node.orelse)
+        return self.generic_visit(node)
+
+
+def _role(stage: dict) -> str | None:
+    m = re.search(r"--role[ =](\w+)", stage["cmd"])
+    return m.group(1) if m else None
+
+
+def params_read(script: Path, root: Path = ROOT, role: str | None = None) -> set[str]:
+    """Dotted params keys (or whole sections) the stage script reads, through the _common helpers it calls; with
+    ``role``, only that role's branches (see :class:`_PickRole`)."""
+    tree = ast.parse(script.read_text())
+    if role is not None:
+        tree = ast.fix_missing_locations(_PickRole(role).visit(tree))
+    trees = [tree, ast.parse((root / "stages" / "_common.py").read_text())]
     functions = {n.name: n for t in trees for n in ast.walk(t) if isinstance(n, ast.FunctionDef)}
     reads = _ParamsReads(functions)
     main = functions.get("main")
@@ -196,7 +220,7 @@ def stage_problems(dvc_yaml: dict, root: Path = ROOT) -> list[str]:
         for f in sorted(code_files(script, root)):
             if not any(f.resolve() == d or d in f.resolve().parents for d in dep_paths):
                 problems.append(f"{name}: runs {f.relative_to(root)} but deps do not list it")
-        for key in sorted(params_read(script, root)):
+        for key in sorted(params_read(script, root, _role(stage))):
             if _covered(key, params):
                 continue
             if key != "*" and _is_section(tuple(key.split("."))) and \
@@ -223,7 +247,8 @@ def test_dvc_yaml_lists_every_module_and_param_each_stage_reads():
 
 
 @pytest.mark.parametrize("stage, key", [("frames", "seed"), ("evaluate", "train.threads"),
-                                        ("teacher_logits", "train.threads"), ("train_student", "kd")])
+                                        ("teacher_logits", "train.threads"), ("train_student", "kd"),
+                                        ("train_teacher", "teacher"), ("train_baseline", "student")])
 def test_checker_catches_a_param_removed_from_a_stage(stage, key):
     dvc = _dvc()
     params = dvc["stages"][stage]["params"]
@@ -249,3 +274,12 @@ def test_checker_follows_aliases_and_helpers(tmp_path):
     script.write_text("from _common import params_or_exit, helper\n\ndef main():\n    params = params_or_exit()\n"
                       "    helper(params)\n    print(params.kd.alpha)\n")
     assert params_read(script, tmp_path) == {"train.threads", "kd.alpha"}
+
+
+@pytest.mark.parametrize("stage, other", [("train_teacher", "student"), ("train_baseline", "teacher")])
+def test_a_shared_script_counts_only_its_roles_branch(stage, other):
+    """stages/train.py serves both train stages: each reads its own model section, not the other role's."""
+    dvc = _dvc()
+    assert _role(dvc["stages"][stage]) is not None
+    keys = params_read(_script(dvc["stages"][stage]), ROOT, _role(dvc["stages"][stage]))
+    assert other not in keys and not any(k.startswith(other + ".") for k in keys), keys

@@ -57,3 +57,15 @@ def test_two_stream_averages_the_streams_softmax(tmp_path):
     fused, fused_logits = evaluate_two_stream(bright_logits, dark_logits, test)
     assert fused["top1"] == pytest.approx(1.0) and fused_logits.argmax(1).tolist() == [0, 1]
     assert fused_logits.exp()[:, 0].tolist() == pytest.approx([0.65, 0.45], abs=0.005)  # uint8 rounding
+
+
+def test_median_ms_times_one_call_per_repeat():
+    """The latency figures' timer: the median of ``repeats`` single calls, in milliseconds."""
+    import time
+
+    from dlkdd.distill.evaluation import median_ms
+
+    calls = []
+    ms = median_ms(lambda: (calls.append(1), time.sleep(0.01)), 5)
+    assert 9 <= ms < 100, ms
+    assert len(calls) >= 5  # each repeat timed one call (plus the Timer's warm-up calls)

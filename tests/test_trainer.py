@@ -10,8 +10,8 @@ from dlkdd.distill.kd import KDLoss
 from dlkdd.distill.logit_cache import (CachedLogitsDataset, compute_teacher_logits, load_teacher_logits,
                                        save_teacher_logits)
 from dlkdd.distill.schedule import build_optimizer, build_scheduler
-from dlkdd.distill.train import load_kd_targets, train_classifier
-from dlkdd.distill.trainer import _apply_flip, _teacher_logits, StepConfig, flip_mask
+from dlkdd.distill.training_run import load_kd_targets, train_classifier
+from dlkdd.distill.trainer import _apply_flip, _teacher_logits, KDSource, StepConfig, flip_mask
 from dlkdd.models.build import build_model
 
 TINY = ModelConfig(arch="tiny3d", dropout=0.3)
@@ -155,10 +155,10 @@ def test_cached_and_online_kd_give_the_same_loss_on_the_same_batch(tiny_frames, 
     cached = CachedLogitsDataset(ClipDataset(index, [tiny_frames / "clips"], "train"), load_teacher_logits(path, ids))
     loss_fn, step = KDLoss(4.0, 0.5), StepConfig()
     losses = []
-    for ds, teacher_arg in ((online, teacher), (cached, None)):
+    for ds, teacher_arg, source in ((online, teacher, KDSource.ONLINE), (cached, None, KDSource.CACHED)):
         *views, y = next(iter(DataLoader(ds, batch_size=6)))
-        views = _apply_flip(views, flip_mask(len(y), torch.Generator().manual_seed(5)))  # same flips both times
-        t_logits = _teacher_logits(views, teacher_arg, step)
+        views = _apply_flip(views, flip_mask(len(y), torch.Generator().manual_seed(5)), source)  # same flips both times
+        t_logits = _teacher_logits(views, teacher_arg, step, source=source)
         with torch.no_grad():
             losses.append(loss_fn(student(views[0].float() / 255), t_logits, y))
     assert flip_mask(6, torch.Generator().manual_seed(5)).any()  # the batch really mixes flipped clips
@@ -312,10 +312,11 @@ def test_dual_light_cached_and_online_give_the_same_loss(tiny_frames, tmp_path):
     cached = CachedLogitsDataset(dark, targets)
     loss_fn, step = KDLoss(3.0, 0.5), StepConfig()
     losses = []
-    for ds, teacher_arg in ((online, DualLightTeacher(teacher, baseline, 3.0)), (cached, None)):
+    for ds, teacher_arg, source in ((online, DualLightTeacher(teacher, baseline, 3.0), KDSource.ONLINE),
+                                    (cached, None, KDSource.CACHED)):
         *views, y = next(iter(DataLoader(ds, batch_size=6)))
-        views = _apply_flip(views, flip_mask(len(y), torch.Generator().manual_seed(5)))
-        t_logits = _teacher_logits(views, teacher_arg, step)
+        views = _apply_flip(views, flip_mask(len(y), torch.Generator().manual_seed(5)), source)
+        t_logits = _teacher_logits(views, teacher_arg, step, source=source)
         with torch.no_grad():
             losses.append(loss_fn(student(views[0].float() / 255), t_logits, y))
     torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-6)

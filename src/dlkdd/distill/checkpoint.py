@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from dlkdd.atomic import atomic_path
+from dlkdd.checkpoint_io import load_weights_only
 from dlkdd.models.build import Normalized, build_model
 
 
@@ -30,10 +31,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"{path}: not a readable dlkdd checkpoint ({type(err).__name__})") from None
+    return load_weights_only(path, "dlkdd checkpoint")
 
 
 def load_model(path: str | Path) -> tuple[Normalized, dict[str, Any]]:
@@ -50,6 +48,6 @@ def load_training_state(path: str | Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # a torn or foreign file: start fresh rather than crash (save_atomic never leaves one)
+        return load_weights_only(path, "training state")
+    except ValueError:  # a torn or foreign file: start fresh rather than crash (save_atomic never leaves one)
         return None

@@ -1,8 +1,6 @@
 """Test-split evaluation: clip- and video-level accuracy, predictions for confusion matrices, inference cost."""
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -46,18 +44,39 @@ def evaluate_two_stream(bright_logits: torch.Tensor, dark_logits: torch.Tensor,
     return split_metrics(fused, dataset.labels, dataset), fused
 
 
+def _benchmark():
+    """``torch.utils.benchmark``, imported on first use with its import-time notice silenced: it pulls in
+    ``cpp_extension``, which logs "No CUDA runtime is found" on a CPU machine (about compiling extensions, which this
+    never does) and would make every stage's error output two lines."""
+    import logging
+
+    log = logging.getLogger("torch.utils.cpp_extension")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        from torch.utils import benchmark
+    finally:
+        log.setLevel(level)
+    return benchmark
+
+
+def median_ms(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time in ms of ``repeats`` single calls of ``fn`` (each after the Timer's own warm-up calls).
+
+    ``torch.utils.benchmark.Timer`` syncs CUDA around each timing; it is given the process's thread count (its
+    default, one thread, would time another configuration than the one that runs)."""
+    benchmark = _benchmark()
+    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    runs = benchmark.Measurement.merge([timer.timeit(number=1) for _ in range(max(1, repeats))])
+    return runs[0].median * 1e3
+
+
 @torch.inference_mode()
 def latency_ms(model: nn.Module, clip: torch.Tensor, repeats: int = 20) -> float:
-    """Median wall time in ms of one forward pass on one uint8 clip (3, T, H, W), after a warm-up pass."""
+    """Median wall time in ms of one forward pass on one uint8 clip (3, T, H, W)."""
     model.eval()
     x = to_float(clip[None])
-    model(x)
-    times = []
-    for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        model(x)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return median_ms(lambda: model(x), repeats)
 
 
 def per_class_accuracy(pred: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict[str, float]:
@@ -111,13 +130,7 @@ def two_stream_latency_ms(enhance: Callable[[np.ndarray], np.ndarray], bright: n
         lit = torch.from_numpy(enhance(frames)).permute(3, 0, 1, 2)
         return late_fusion(bright(to_float(lit[None])), dark(to_float(clip[None])))
 
-    run()
-    times = []
-    for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return median_ms(run, repeats)
 
 
 def two_stream_cost(enhance: Callable[[np.ndarray], np.ndarray], bright: nn.Module, dark: nn.Module,

@@ -6,7 +6,7 @@ and training picks per sample the row matching the flip the student got. Augment
 runs during student training.
 
 With ``kd.teacher=dual_light`` the file also holds ``baseline_logits``: the no-KD dark network's rows for the dark clips,
-same layout. They are fused at train time (:func:`dlkdd.distill.train.load_kd_targets`): the fusion depends on kd.T.
+same layout. They are fused at train time (:func:`dlkdd.distill.training_run.load_kd_targets`): the fusion depends on kd.T.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from dlkdd.checkpoint_io import load_weights_only
 from dlkdd.data.dataset import ClipDataset, to_float
 
 FLIPS = (False, True)  # row 0 = clip as cached, row 1 = clip flipped left-right
@@ -47,10 +48,10 @@ def load_teacher_logits(path: str | Path, clip_ids: list[str], key: str = "logit
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no teacher-logit cache (run the teacher_logits stage, or set kd.teacher_logits=online)")
+    cache = load_weights_only(path, "teacher-logit cache")
     try:
-        cache = torch.load(path, map_location="cpu", weights_only=True)
         row = {cid: i for i, cid in enumerate(cache["clip_ids"])}
-    except Exception as err:
+    except Exception as err:  # a readable file of another kind
         raise ValueError(f"{path}: not a readable teacher-logit cache ({type(err).__name__})") from None
     if key not in cache:
         raise ValueError(f"{path}: no '{key}' in the teacher-logit cache; re-run the teacher_logits stage "

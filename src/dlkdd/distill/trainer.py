@@ -1,4 +1,5 @@
-"""Training and evaluation loops for the teacher, the no-KD baseline and the KD student.
+"""Training loops for the teacher, the no-KD baseline and the KD student: train_one_epoch, val_accuracy (model
+selection on the val split), fit.
 
 One loop serves all three. Batches are ``(x, y)`` (no KD), ``(x, x_teacher, y)`` (online KD: the frozen teacher sees
 the enhanced version of the same frames and the same flip; a :class:`DualLightTeacher` also sees ``x``) or
@@ -15,6 +16,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,19 @@ from dlkdd.distill.runtime import (Runtime, all_reduce_sum, amp_dtype, rng_state
 from dlkdd.distill.schedule import build_optimizer, build_scheduler
 
 
+class KDSource(str, Enum):
+    """Where a batch's teacher logits come from: decided once (by :func:`fit`'s caller) and passed down, never guessed
+    from a dataset's type or a tensor's rank."""
+
+    NONE = "none"      # batches (x, y) or (x, x_teacher, y) with no teacher: cross-entropy only
+    ONLINE = "online"  # batches (x, x_teacher, y): the frozen teacher runs on x_teacher
+    CACHED = "cached"  # batches (x, cached_logits (B, 2, K), y): the teacher_logits stage's rows, plain and flipped
+
+    @staticmethod
+    def of(teacher: nn.Module | None, cached: bool = False) -> KDSource:
+        return KDSource.CACHED if cached else KDSource.ONLINE if teacher is not None else KDSource.NONE
+
+
 @dataclass
 class EpochStats:
     loss: float
@@ -43,8 +58,18 @@ class EpochStats:
     clips_per_s: float
 
 
+@dataclass(frozen=True)
+class Best:
+    """The best epoch so far while training (0 and -inf before the first)."""
+
+    epoch: int
+    val_top1: float
+
+
 @dataclass
 class FitResult:
+    """What :func:`fit` returns: the best epoch (whose weights the model holds), the per-epoch curves, early stop."""
+
     best_epoch: int
     best_val_top1: float
     history: list[dict[str, float]] = field(default_factory=list)
@@ -69,11 +94,13 @@ def flip_mask(batch: int, generator: torch.Generator | None) -> torch.Tensor:
     return torch.rand(batch, generator=generator) < 0.5
 
 
-def _apply_flip(views: list[torch.Tensor], flip: torch.Tensor) -> list[torch.Tensor]:
-    """Flip clips (B, 3, T, H, W) where ``flip``; cached logits (B, 2, K) pick row 1 (flipped) or row 0 instead."""
+def _apply_flip(views: list[torch.Tensor], flip: torch.Tensor,
+                source: KDSource = KDSource.NONE) -> list[torch.Tensor]:
+    """Flip clips (B, 3, T, H, W) where ``flip``; with ``source`` CACHED, ``views[1]`` holds cached logits (B, 2, K)
+    and picks row 1 (flipped) or row 0 instead."""
     out = []
-    for v in views:
-        if v.dim() == 3:
+    for i, v in enumerate(views):
+        if i == 1 and source is KDSource.CACHED:
             out.append(v[torch.arange(len(v)), flip.long()])  # (B, K)
         elif not flip.any():
             out.append(v)
@@ -90,18 +117,17 @@ def _prepare(x: torch.Tensor, step: StepConfig) -> torch.Tensor:
 
 
 def _teacher_logits(views: list[torch.Tensor], teacher: nn.Module | None, step: StepConfig,
-                    x: torch.Tensor | None = None) -> torch.Tensor | None:
-    """(B, K) teacher logits: the cached row of the flip the student got, or the frozen teacher run online.
+                    x: torch.Tensor | None = None, source: KDSource = KDSource.NONE) -> torch.Tensor | None:
+    """(B, K) teacher logits per ``source``: none, the cached row of the flip the student got (already selected by
+    :func:`_apply_flip`), or the frozen ``teacher`` run online.
 
     Online, ``views[1]`` is the teacher's clip, uint8 or already prepared (float, e.g. mixed); ``x`` is the student's
     prepared view, which a :class:`DualLightTeacher` runs its dark-view network on.
     """
-    if len(views) < 2:
+    if source is KDSource.NONE:
         return None
-    if views[1].dim() == 2:  # cached, already flip-selected by _apply_flip → (B, K)
+    if source is KDSource.CACHED:
         return views[1].to(step.device).float()
-    if teacher is None:
-        return None
     x_t = views[1] if views[1].is_floating_point() else _prepare(views[1], step)
     with torch.inference_mode(), torch.autocast(step.device.type, dtype=step.amp, enabled=step.amp is not None):
         if isinstance(teacher, DualLightTeacher):
@@ -112,13 +138,18 @@ def _teacher_logits(views: list[torch.Tensor], teacher: nn.Module | None, step: 
 def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, loss_fn: KDLoss, teacher: nn.Module | None,
                     hflip: bool, generator: torch.Generator, desc: str = "train",
-                    step: StepConfig | None = None, mixup: float = 0.0, hint: Hint | None = None) -> EpochStats:
+                    step: StepConfig | None = None, mixup: float = 0.0, hint: Hint | None = None,
+                    source: KDSource | None = None) -> EpochStats:
     """One pass over ``loader``; ``model`` may be DDP-wrapped. Loss/accuracy are reduced over ranks.
+
+    ``source``: where the teacher logits come from (:class:`KDSource`); by default online if ``teacher`` is given,
+    else none (a loader of cached logits must say CACHED).
 
     ``mixup`` > 0: each batch's student and teacher views are mixed with one λ ~ Beta(mixup, mixup) and one pairing
     (accuracy still counts the unmixed labels). The draw happens only then, so mixup=0 keeps the random streams.
     ``hint``: its term is added to each batch's loss."""
     step = step or StepConfig()
+    source = source or KDSource.of(teacher)
     model.train()
     total_loss, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
     n = len(loader)
@@ -127,14 +158,14 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
     for i, (*views, y) in enumerate(bar):
         # the flip draw happens only with hflip, so turning it off does not shift the random streams
         flip = flip_mask(len(y), generator) if hflip else torch.zeros(len(y), dtype=torch.bool)
-        views = _apply_flip(views, flip)
+        views = _apply_flip(views, flip, source)
         y = y.to(step.device)
         x = _prepare(views[0], step)  # (B, 3, T, H, W)
         lam, perm = draw_mixup(len(y), mixup, generator) if mixup > 0 else (1.0, None)
         if perm is not None:
             x = mix(x, lam, perm)
             views = [views[0], *(mix(_prepare(v, step), lam, perm) for v in views[1:])]
-        t_logits = _teacher_logits(views, teacher, step, x)
+        t_logits = _teacher_logits(views, teacher, step, x, source)
         boundary = (i + 1) % step.accumulate == 0 or i + 1 == n
         # DDP: only all-reduce gradients on the micro-batch that steps
         sync = contextlib.nullcontext() if boundary or not isinstance(model, DistributedDataParallel) \
@@ -182,8 +213,9 @@ def predict(model: nn.Module, loader: DataLoader, view: int = 0) -> tuple[torch.
     return torch.cat(logits), torch.cat(labels)
 
 
-def evaluate(model: nn.Module, loader: DataLoader, view: int = 0) -> dict[str, float]:
-    """Clip-level top-1/top-5 on ``loader``."""
+def val_accuracy(model: nn.Module, loader: DataLoader, view: int = 0) -> dict[str, float]:
+    """Clip-level top-1/top-5 on ``loader`` (the val split, for model selection; the test split's metrics are
+    :mod:`dlkdd.distill.evaluation`)."""
     return accuracy(*predict(model, loader, view))
 
 
@@ -250,19 +282,22 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
         generator: torch.Generator, teacher: nn.Module | None = None, kd: KDConfig | None = None,
         desc: str = "model", rt: Runtime | None = None, resume_path: str | Path | None = None,
         on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
-        inputs: dict | None = None) -> FitResult:
+        inputs: dict | None = None, cached_logits: bool = False) -> FitResult:
     """Train for ``cfg.epochs`` (early-stopping on val top-1 if ``cfg.patience``); keep the best val epoch's weights.
 
     ValueError (one line) for ``kd.mixup`` > 0 with cached teacher logits: they cannot follow a mixed input; nor
     ``kd.hint`` > 0 without the online teacher. The hint's projection trains with the model (same optimizer).
 
-    The model is left holding the best weights, on CPU. ``teacher`` (frozen) or cached logits in the loader plus ``kd``
-    turn on distillation. With ``resume_path`` the full training state is written there (atomically) after every
+    The model is left holding the best weights, on CPU. ``teacher`` (frozen) or ``cached_logits`` (the train loader's
+    batches are ``(x, logits (B, 2, K), y)``) plus ``kd`` turn on distillation. With ``resume_path`` the full training state is written there (atomically) after every
     epoch, a run finding one resumes from it only if its fingerprint (config, shapes and ``inputs``: seed, model and
     frames config, data content hashes) equals this run's, and it is deleted when the run completes. ``on_epoch_end``
     is called after the checkpoint is written (tests use it to kill a run).
     """
-    if kd is not None and kd.mixup > 0 and _has_cached_logits(train_loader):
+    if cached_logits and teacher is not None:
+        raise ValueError("give the teacher or cached teacher logits, not both")
+    source = KDSource.of(teacher, cached_logits)
+    if kd is not None and kd.mixup > 0 and source is KDSource.CACHED:
         raise ValueError(f"kd.mixup={kd.mixup:g} needs the online teacher (cached logits are per clip, not per mixed "
                          "pair): set kd.teacher_logits=online")
     if kd is not None and kd.hint > 0 and teacher is None:
@@ -279,7 +314,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
         model.to(memory_format=torch.channels_last_3d)
     if teacher is not None:
         teacher.eval().requires_grad_(False).to(device)
-    kd_on = kd is not None and (teacher is not None or _has_cached_logits(train_loader))
+    kd_on = kd is not None and source is not KDSource.NONE
     loss_fn = KDLoss(kd.temperature if kd else 1.0, kd.alpha if kd_on else 0.0, cfg.label_smoothing)
     hint = Hint(model, teacher, kd.hint) if kd_on and kd.hint > 0 else None
     if hint is not None:
@@ -293,7 +328,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
     if rt.distributed:
         runner = DistributedDataParallel(runner, device_ids=[device.index] if device.type == "cuda" else None)
 
-    best, best_state, history, bad, start = FitResult(0, -math.inf), _cpu_state(model), [], 0, 1
+    best, best_state, history, bad, start = Best(0, -math.inf), _cpu_state(model), [], 0, 1
     fingerprint = _fingerprint(cfg, model, train_loader, kd if kd_on else None, rt, inputs)
     state = load_training_state(resume_path) if resume_path else None
     why = stale_reason(state.get("fingerprint"), fingerprint) if state is not None else None
@@ -306,38 +341,38 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
         if step.scaler and state.get("scaler"):
             step.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"][rt.rank], generator)
-        best = FitResult(state["best_epoch"], state["best_val_top1"])
+        best = Best(state["best_epoch"], state["best_val_top1"])
         best_state, history, bad, start = state["best_state"], state["history"], state["bad_epochs"], state["epoch"] + 1
         if rt.is_main:
             tqdm.write(f"{desc}: resuming after epoch {state['epoch']} from {resume_path}")
     elif state is not None and rt.is_main:
         tqdm.write(f"{desc}: ignoring {resume_path}: {why}; starting fresh")
 
+    stop = False
     bar = tqdm(range(start, cfg.epochs + 1), desc=desc, unit="epoch", disable=not rt.is_main,
                initial=start - 1, total=cfg.epochs)
     for epoch in bar:
         if isinstance(train_loader.sampler, DistributedSampler):
             train_loader.sampler.set_epoch(epoch)  # a different shuffle every epoch, the same on every rank
         stats = train_one_epoch(runner, train_loader, optimizer, scheduler, loss_fn, teacher, cfg.hflip, generator,
-                                step=step, mixup=kd.mixup if kd else 0.0, hint=hint)
-        val = evaluate(model, val_loader)  # every rank sees the whole (small) val split → identical decisions
+                                step=step, mixup=kd.mixup if kd else 0.0, hint=hint, source=source)
+        val = val_accuracy(model, val_loader)  # every rank sees the whole (small) val split → identical decisions
         row = {"epoch": epoch, "train_loss": stats.loss, "train_acc": stats.acc, "val_top1": val["top1"],
                "val_top5": val["top5"], "clips_per_s": stats.clips_per_s, "lr": optimizer.param_groups[0]["lr"]}
         history.append(row)
-        if val["top1"] > best.best_val_top1:
-            best, best_state, bad = FitResult(epoch, val["top1"]), _cpu_state(model), 0
+        if val["top1"] > best.val_top1:
+            best, best_state, bad = Best(epoch, val["top1"]), _cpu_state(model), 0
         else:
             bad += 1
         stop = cfg.patience > 0 and bad >= cfg.patience
         if resume_path:
             _save_state(resume_path, epoch, model, optimizer, scheduler, step, best, best_state, history, bad,
                         fingerprint, generator, rt, hint)
-        bar.set_postfix(loss=f"{stats.loss:.3f}", val=f"{val['top1']:.3f}", best=f"{best.best_val_top1:.3f}",
+        bar.set_postfix(loss=f"{stats.loss:.3f}", val=f"{val['top1']:.3f}", best=f"{best.val_top1:.3f}",
                         clips_s=f"{stats.clips_per_s:.0f}")
         if on_epoch_end:
             on_epoch_end(epoch, row)
         if stop:
-            best.stopped_early = True
             if rt.is_main:
                 tqdm.write(f"{desc}: early stop at epoch {epoch} ({cfg.patience} epochs without a better val top-1)")
             break
@@ -347,14 +382,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
     model.to("cpu", memory_format=torch.contiguous_format)
     if resume_path and rt.is_main:
         Path(resume_path).unlink(missing_ok=True)  # finished: a later run must not "resume" a completed one
-    best.history = history
-    return best
-
-
-def _has_cached_logits(loader: DataLoader) -> bool:
-    from dlkdd.distill.logit_cache import CachedLogitsDataset
-
-    return isinstance(loader.dataset, CachedLogitsDataset)
+    return FitResult(best.epoch, best.val_top1, history, stopped_early=stop)
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -374,6 +402,6 @@ def _save_state(path, epoch, model, optimizer, scheduler, step, best, best_state
         return
     save_atomic({"epoch": epoch, "model": _cpu_state(model), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "scaler": step.scaler.state_dict() if step.scaler else {},
-                 "best_epoch": best.best_epoch, "best_val_top1": best.best_val_top1, "best_state": best_state,
+                 "best_epoch": best.epoch, "best_val_top1": best.val_top1, "best_state": best_state,
                  "history": history, "bad_epochs": bad, "fingerprint": fingerprint, "rng": rngs,
                  **({"hint": hint.loss.state_dict()} if hint is not None else {})}, path)

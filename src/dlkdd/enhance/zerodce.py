@@ -9,6 +9,7 @@ Here it is trained from scratch on the dataset's own dark train frames; nothing 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from dlkdd.atomic import write_bytes_atomic
+from dlkdd.checkpoint_io import load_weights_only
 
 ITERATIONS = 8
 
@@ -186,12 +188,9 @@ def save_zerodce(path, model: DCENet | None, **meta) -> None:
 
 def load_zerodce(path, device: str = "cpu") -> DCENet:
     """Load weights written by :func:`save_zerodce`; a one-line ValueError when the file holds no trained net."""
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise ValueError(f"{path}: not found (run `dvc repro train_zerodce` with enhance.method=zerodce)") from None
-    except Exception as err:  # truncated/corrupt files raise EOFError, RuntimeError, UnpicklingError, ...
-        raise ValueError(f"{path}: not a readable Zero-DCE checkpoint ({type(err).__name__})") from None
+    if not Path(path).is_file():
+        raise ValueError(f"{path}: not found (run `dvc repro train_zerodce` with enhance.method=zerodce)")
+    ckpt = load_weights_only(path, "Zero-DCE checkpoint")  # on the CPU; the net moves to ``device`` below
     if not isinstance(ckpt, dict) or ckpt.get("arch") != "dcenet":
         raise ValueError(f"{path}: not a Zero-DCE checkpoint")
     if ckpt["state_dict"] is None:

@@ -19,6 +19,7 @@ import torchvision.models as tvm
 from torch import nn
 from torchvision.models import video as tvv
 
+from dlkdd.checkpoint_io import load_weights_only
 from dlkdd.models.tiny import Tiny3DNet
 
 # Kinetics-400 statistics of torchvision's ResNet-3D weights: what tiny3d has always been trained with (kept so its
@@ -134,10 +135,7 @@ def load_pretrained(model: Normalized, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"pretrained weights {path}: no such file (give a local path; nothing is downloaded)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"pretrained weights {path}: not a readable state dict ({type(err).__name__})") from None
+    state = load_weights_only(path, "pretrained state dict")
     if isinstance(state, dict) and "state_dict" in state:  # a dlkdd checkpoint
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

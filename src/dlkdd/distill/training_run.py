@@ -1,4 +1,5 @@
-"""Train one classifier on a frame cache: the shared body of the teacher, baseline and student stages."""
+"""One training run on a frame cache (datasets, loaders, model, KD targets, resume identity → :func:`fit`): the shared
+body of the teacher, baseline and student stages. The loops themselves are in :mod:`dlkdd.distill.trainer`."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -71,7 +72,8 @@ def train_classifier(index: pd.DataFrame, num_classes: int, clip_dirs: list[Path
     inputs = resume_inputs(seed, model_cfg, index, [*train_set.views, *val_set.views],
                            teacher_logits if teacher_logits is not None else online, context) if resume_path else None
     result = fit(model, train_loader, val_loader, train_cfg, generator, online, kd, desc, rt=rt,
-                 resume_path=resume_path, on_epoch_end=on_epoch_end, inputs=inputs)
+                 resume_path=resume_path, on_epoch_end=on_epoch_end, inputs=inputs,
+                 cached_logits=teacher_logits is not None)
     return model, result
 
 
