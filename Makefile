@@ -21,6 +21,7 @@ run: $(STAMP)
 	dlkdd summary
 
 test: $(STAMP)
+	ruff check .
 	pytest -q
 
 clean-data:
