@@ -64,7 +64,8 @@ def main() -> None:
                                                ("luma_before", "luma_after", "spatial_noise_before",
                                                                 "spatial_noise_after"))))
     base = rows[0][1]
-    print(f"{'method':8} {'frames/s':>10} {'vs gamma':>9} {'luma in':>8} {'luma out':>9} {'noise in':>9} {'noise out':>10}")
+    print(f"{'method':8} {'frames/s':>10} {'vs gamma':>9} {'luma in':>8} {'luma out':>9} {'noise in':>9} "
+          f"{'noise out':>10}")
     for m, fps, lb, la, nb, na in rows:
         print(f"{m:8} {fps:10.0f} {fps / base:9.3f} {lb:8.1f} {la:9.1f} {nb:9.2f} {na:10.2f}")
 

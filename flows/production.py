@@ -84,7 +84,8 @@ class ProductionCheckout:
                 ops.dvc_waiting(self.repo, "checkout", "--force")
                 self.journal.unlink()
                 return [f"finished the interrupted promotion to {j['tag']} ({j['target'][:10]})"]
-            if self.head() not in (j["base"], j["target"]):  # someone moved it since: their commits are not ours to drop
+            # someone moved it since: their commits are not ours to drop
+            if self.head() not in (j["base"], j["target"]):
                 raise ProductionInconsistent(
                     f"production checkout {self.repo} was moved during an interrupted promotion ({self.journal} names "
                     f"{j['base'][:10]} → {j['target'][:10]}, HEAD is {self.head()[:10]}): check it out as wanted, run "

@@ -37,7 +37,8 @@ def load_zerodce_or_exit(path: str):
 
 
 def frames_identity(params: Params) -> dict:
-    """The frames params that shape the clips a training run reads (not workers/timeouts): part of its resume identity."""
+    """The frames params that shape the clips a training run reads (not workers/timeouts): part of its resume
+    identity."""
     f = params.frames
     return {"num_frames": f.num_frames, "size": f.size, "train_sampling": f.train_sampling, "stride": f.stride,
             "clips_per_video": f.clips_per_video, "min_decoded_fraction": f.min_decoded_fraction}
@@ -69,7 +70,8 @@ def train_and_save(name: str, params: Params, frames_dir: str, clip_dirs: list[s
         shutdown(rt)
         sys.exit(f"error: {err}")
     if rt.is_main:
-        extra = {"width": model_cfg.width, "train": to_dict(train_cfg), "best_epoch": result.best_epoch, "val_top1": result.best_val_top1}
+        extra = {"width": model_cfg.width, "train": to_dict(train_cfg), "best_epoch": result.best_epoch,
+                 "val_top1": result.best_val_top1}
         if kd is not None:
             extra["kd"] = kd_record(kd)  # the levers only when set: a default checkpoint keeps its bytes
         save_model(out, model, model_cfg.arch, classes, params.frames.num_frames, params.frames.size, **extra)

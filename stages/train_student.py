@@ -1,8 +1,9 @@
 """Stage train_student: dark clips, cross-entropy + KD against the frozen teacher's view of the enhanced same frames.
 
 kd.teacher_logits=cached (default) reads the teacher_logits stage's file, so the teacher never runs here;
-kd.teacher_logits=online runs the frozen teacher on every batch (needed by kd.mixup and kd.hint). kd.teacher=dual_light distils
-from the two-stream model: the teacher on the enhanced view and the no-KD baseline on the dark view, fused at kd.T.
+kd.teacher_logits=online runs the frozen teacher on every batch (needed by kd.mixup and kd.hint).
+kd.teacher=dual_light distils from the two-stream model: the teacher on the enhanced view and the no-KD baseline on
+the dark view, fused at kd.T.
 kd.epochs > 0 sets the student's schedule length alone; kd.hint > 0 adds a FitNets hint on the pooled last-block
 features (online only).
 """

@@ -112,7 +112,8 @@ def finished(row: dict) -> bool:
 
 def taken(rows: list[dict]) -> list[str]:
     """Experiment names study/queue.sh must not queue again: finished (DVC refuses the name) or already queued."""
-    return sorted({r["Experiment"] for r in rows if finished(r) or (r.get("Experiment") and r.get("State") == "Queued")})
+    return sorted({r["Experiment"] for r in rows
+                   if finished(r) or (r.get("Experiment") and r.get("State") == "Queued")})
 
 
 def ratio(a: float, b: float) -> float:
@@ -163,7 +164,8 @@ def sweep(df: pd.DataFrame, knob: str, base: dict[str, Any]) -> pd.DataFrame:
 
 
 def variant_of(df: pd.DataFrame, levers: dict[str, dict[str, Any]], base: dict[str, Any]) -> pd.Series:
-    """Each run's lever variant, by its params: the one whose overrides on ``base`` it matches exactly (None if none)."""
+    """Each run's lever variant, by its params: the one whose overrides on ``base`` it matches exactly (None if
+    none)."""
     matches = {name: at_defaults(df, base | over) for name, over in levers.items()}
     return pd.Series([next((n for n, m in matches.items() if m[i]), None) for i in df.index], index=df.index,
                      dtype=object)
@@ -242,7 +244,8 @@ def lever_report(table: pd.DataFrame) -> list[str]:
         ms = [f"{getattr(r, f'{m}_mean'):.3f} ± {getattr(r, f'{m}_std'):.3f}" for m in MODELS]
         out.append(f"| {r.variant} | {r.overrides} | {r.n} | {' | '.join(ms)} | {r.vs_two_stream_gap:+.3f} | "
                    f"{_f(r.vs_two_stream_p)} | {r.vs_baseline_gap:+.3f} | {_f(r.vs_baseline_p)} | "
-                   f"{_f(r.epoch_time_ratio, '.2f')} | {_f(r.train_time_ratio, '.2f')} | {_f(r.latency_ratio, '.2f')} | "
+                   f"{_f(r.epoch_time_ratio, '.2f')} | {_f(r.train_time_ratio, '.2f')} | "
+                   f"{_f(r.latency_ratio, '.2f')} | "
                    f"{_f(r.gflops_ratio, '.2f')} | {'✓' if r.goal else '–'} |")
     best = table.loc[table.vs_two_stream_gap.idxmax()]
     out += ["", f"Closest to the two-stream model: {best.variant} (student − two-stream {best.vs_two_stream_gap:+.3f}"

@@ -53,13 +53,16 @@ def test_stage_exits_with_one_line_on_typo(tmp_path):
     ({"frames": {"decode_timeout_s": 0}}, "frames.decode_timeout_s=0.0 is out of range: must be > 0"),
     ({"student": {"dropout": 1.5}}, "student.dropout=1.5 is out of range: must be in [0, 1]"),
     ({"kd": {"alpha": -0.1}}, "kd.alpha=-0.1 is out of range: must be in [0, 1]"),
-    ({"validate": {"luma_mean_min": 50}}, "validate.luma_mean_min=50.0 is out of range: must be <= validate.luma_mean_max"),
+    ({"validate": {"luma_mean_min": 50}},
+     "validate.luma_mean_min=50.0 is out of range: must be <= validate.luma_mean_max"),
     ({"frames": {"train_sampling": "sometimes"}},
      "frames.train_sampling='sometimes' is not a valid choice: must be one of uniform, random"),
     ({"train": {"amp": "fp8"}}, "train.amp='fp8' is not a valid choice: must be one of bf16, fp16, off"),
-    ({"enhance": {"method": "retinex"}}, "enhance.method='retinex' is not a valid choice: must be one of gamma, hist_eq"),
+    ({"enhance": {"method": "retinex"}},
+     "enhance.method='retinex' is not a valid choice: must be one of gamma, hist_eq"),
     ({"teacher": {"arch": "resnet50"}}, "teacher.arch='resnet50' is not a valid choice: must be one of tiny3d, r3d_18"),
-    ({"kd": {"teacher_logits": "live"}}, "kd.teacher_logits='live' is not a valid choice: must be one of cached, online"),
+    ({"kd": {"teacher_logits": "live"}},
+     "kd.teacher_logits='live' is not a valid choice: must be one of cached, online"),
 ])
 def test_out_of_range_or_bad_choice_is_one_line_naming_the_key(raw, line):
     with pytest.raises(ConfigError) as err:

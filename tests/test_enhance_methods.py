@@ -59,7 +59,8 @@ def test_lime_divides_by_smoothed_max_rgb_illumination():
     illum = illumination_map(dark, sigma=0.0)
     assert np.allclose(illum, dark.max(-1) / 255.0)
     smooth = illumination_map(dark, sigma=2.0)
-    assert smooth.shape == illum.shape and np.abs(np.diff(smooth, axis=2)).mean() < np.abs(np.diff(illum, axis=2)).mean()
+    assert smooth.shape == illum.shape
+    assert np.abs(np.diff(smooth, axis=2)).mean() < np.abs(np.diff(illum, axis=2)).mean()
     out = lime_enhance(dark, gamma=1.0, sigma=0.0, eps=1e-3)
     # gamma 1, no smoothing: the brightest channel of every non-black pixel is lifted to (about) full scale
     lit = dark.max(-1) > 0
@@ -77,6 +78,7 @@ def test_noise_estimate_tracks_added_noise_and_report_pieces():
     assert 3.0 < noise_sigma(noisy) < 7.0  # luma averages the 3 channels' noise: ~ 5 * 0.67
     dark = dark_clip()
     s = clip_summary(dark, enhance_clip(dark, EnhanceConfig()))
-    assert s["luma_after"] > s["luma_before"] and s["spatial_noise_after"] > s["spatial_noise_before"]  # gamma amplifies noise too
+    # gamma amplifies noise too
+    assert s["luma_after"] > s["luma_before"] and s["spatial_noise_after"] > s["spatial_noise_before"]
     strip = comparison_strip([("a", dark, dark), ("b", dark, dark)], frames_per_clip=3, scale=2)
     assert strip.dtype == np.uint8 and strip.shape[1] == 2 * (2 * 3 * 64 + 2) and strip.shape[0] == 2 * (14 + 96)

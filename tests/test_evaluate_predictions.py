@@ -33,8 +33,9 @@ def test_evaluate_writes_predictions_matching_its_metrics(tiny_frames, tmp_path)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     r = subprocess.run([sys.executable, str(ROOT / "stages/evaluate.py"), "--frames", str(tiny_frames), "--clips",
                         str(tiny_frames / "clips"), "--enhanced-clips", str(tiny_frames / "enhanced/clips"),
-                        "--models", "models", "--history", "plots/train", "--metrics", "evaluate.json", "--cost", "cost.json", "--confusion",
-                        "confusion.csv", "--predictions", "metrics/predictions.csv"], cwd=tmp_path,
+                        "--models", "models", "--history", "plots/train", "--metrics", "evaluate.json",
+                        "--cost", "cost.json", "--confusion", "confusion.csv",
+                        "--predictions", "metrics/predictions.csv"], cwd=tmp_path,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     pred = pd.read_csv(tmp_path / "metrics/predictions.csv")

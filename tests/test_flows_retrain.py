@@ -216,9 +216,9 @@ def test_paired_evidence_reads_production_and_candidate_predictions(tmp_path):
 
 
 def test_crippled_training_is_not_promoted(prod):
-    """lr=1e-12 (the schema refuses 0): the new student never learns. At this tiny scale production is itself near chance, so a crippled
-    student can tie it; the run therefore demands a real improvement (tolerance -0.05), which untrained weights
-    cannot deliver, and must be kept with its reason while production stays as it was."""
+    """lr=1e-12 (the schema refuses 0): the new student never learns. At this tiny scale production is itself near
+    chance, so a crippled student can tie it; the run therefore demands a real improvement (tolerance -0.05), which
+    untrained weights cannot deliver, and must be kept with its reason while production stays as it was."""
     from flows.retrain import retrain
 
     before = snapshot(prod)

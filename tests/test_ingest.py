@@ -95,7 +95,8 @@ def _stage(base: Path, manifest: Path, root: Path, frames: dict) -> subprocess.C
     (base / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT / 'stages'}"}
     return subprocess.run([sys.executable, str(ROOT / "stages/frames.py"), "--manifest", str(manifest), "--root",
-                           str(root), "--out", str(base / "out")], cwd=base, env=env, capture_output=True, text=True, errors="replace")
+                           str(root), "--out", str(base / "out")], cwd=base, env=env, capture_output=True, text=True,
+                          errors="replace")
 
 
 def test_frames_stage_summary_and_clear_stops(mixed):

@@ -222,7 +222,8 @@ def test_dvc_in_a_promotion_waits_for_another_dvc_process_and_is_never_stuck(tmp
     (tmp_path / "model.bin").write_bytes(b"weights")
     sh([*DVC, "add", "-q", "model.bin"], tmp_path)
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from dvc.repo import Repo\n"
-                               "with Repo(sys.argv[1]).lock:\n    print('held', flush=True); time.sleep(float(sys.argv[2]))",
+                               "with Repo(sys.argv[1]).lock:\n"
+                               "    print('held', flush=True); time.sleep(float(sys.argv[2]))",
                                str(tmp_path), "8"], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

@@ -155,7 +155,8 @@ def test_queue_skips_finished_and_queued_runs_in_a_real_dvc_repo(tmp_path):
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"evaluate": {
         "cmd": f"{sys.executable} stage.py", "deps": ["stage.py"], "params": ["seed", "kd"],
         "metrics": [{"metrics/evaluate.json": {"cache": False}}]}}}))
-    env = {"DVC_NO_ANALYTICS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    env = {"DVC_NO_ANALYTICS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     _sh("git add -A && git commit -qm init && dvc exp run -q -S seed=0 -n s0-base && "
         "dvc exp run --queue -S seed=1 -n s1-base", tmp_path, env)
     out = _sh(f"bash {ROOT}/study/queue.sh", tmp_path,

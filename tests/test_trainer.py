@@ -71,7 +71,8 @@ def _copy_frames(src, dest):
 
 
 def _kill_then_change(tmp_path, capsys, frames, change):
-    """Kill a run after epoch 1, apply ``change`` (returns the kwargs of the second run), re-run: its history and log."""
+    """Kill a run after epoch 1, apply ``change`` (returns the kwargs of the second run), re-run: its history and
+    log."""
     ckpt = tmp_path / "state" / "baseline.pt"
     with pytest.raises(Killed):
         _train(frames, _cfg(epochs=2), resume=ckpt, kill_after=1)
@@ -332,7 +333,8 @@ def test_dual_light_cache_without_baseline_rows_is_one_line_error(tiny_frames, t
 
 
 def _stage_repo(tmp_path, tiny_frames, kd: dict):
-    """A copy of the stages + library with params.yaml's kd overridden, the tiny frame cache, a teacher and a baseline."""
+    """A copy of the stages + library with params.yaml's kd overridden, the tiny frame cache, a teacher and a
+    baseline."""
     import shutil
 
     from conftest import copy_pipeline

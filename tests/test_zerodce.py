@@ -33,7 +33,8 @@ def test_losses_have_the_expected_sign():
     scene = torch.rand(2, 3, 32, 32, generator=g)
     dark, good = scene * 0.08, 0.3 + scene * 0.6  # mean ~0.04 vs ~0.6
     assert exposure_loss(dark, 0.6) > exposure_loss(good, 0.6) + 0.3
-    grey, tinted = scene.mean(1, keepdim=True).expand(-1, 3, -1, -1), scene * torch.tensor([1.0, 0.5, 0.2]).view(1, 3, 1, 1)
+    grey = scene.mean(1, keepdim=True).expand(-1, 3, -1, -1)
+    tinted = scene * torch.tensor([1.0, 0.5, 0.2]).view(1, 3, 1, 1)
     assert colour_constancy_loss(tinted) > colour_constancy_loss(grey) + 1e-3 and colour_constancy_loss(grey) < 1e-8
     smooth_maps, rough_maps = torch.full((1, 24, 16, 16), 0.5), torch.rand(1, 24, 16, 16, generator=g) * 2 - 1
     assert illumination_smoothness_loss(smooth_maps) == 0 and illumination_smoothness_loss(rough_maps) > 0.1

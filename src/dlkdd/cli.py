@@ -17,7 +17,8 @@ def summary(metrics_path: Path) -> int:
         print(f"error: {metrics_path} not found: run `make run` (or `dvc repro`) first", file=sys.stderr)
         return 1
     m = json.loads(metrics_path.read_text())
-    print(f"\n{'model':10s} {'input':9s} {'top-1':>6s} {'top-5':>6s}   (dark test split, {m['student']['clips']} clips)")
+    print(f"\n{'model':10s} {'input':9s} {'top-1':>6s} {'top-5':>6s}   "
+          f"(dark test split, {m['student']['clips']} clips)")
     for name, view in zip(MODELS, INPUTS):
         if name not in m:  # metrics written before the two-stream row existed
             continue

@@ -84,10 +84,13 @@ class FramesConfig:
     size: int = count(64)  # frames are resized to size x size
     workers: int = count(1)  # decoding processes (results keep the manifest order)
     clips_per_video: int = count(1)  # clips cut from each val/test video for video-level evaluation
-    train_sampling: str = choice("uniform", "random")  # uniform (segment centres) | random (seeded random frame per segment)
+    # uniform (segment centres) | random (seeded random frame per segment)
+    train_sampling: str = choice("uniform", "random")
     stride: int = nonneg(0)  # 0 = segments over the whole video; > 0 = a window of num_frames this many frames apart
-    min_decoded_fraction: float = fraction(0.9)  # quarantine files decoding fewer than this share of their reported frames
-    decode_timeout_s: float = positive(120.0)  # an isolated decoder with no decoded frame this long is stuck: quarantined
+    # quarantine files decoding fewer than this share of their reported frames
+    min_decoded_fraction: float = fraction(0.9)
+    # an isolated decoder with no decoded frame this long is stuck: quarantined
+    decode_timeout_s: float = positive(120.0)
 
 
 @dataclass
@@ -108,7 +111,8 @@ class ClaheConfig:
 class LimeConfig:
     gamma: float = nonneg(0.8)  # illumination map is raised to this power before dividing; < 1 keeps some darkness
     sigma: float = nonneg(2.0)  # Gaussian smoothing of the max-RGB illumination map, in pixels
-    eps: float = between(0.02, 0, 1, low_open=True)  # floor of the illumination map (0..1): caps the gain in pure-black regions
+    # floor of the illumination map (0..1): caps the gain in pure-black regions
+    eps: float = between(0.02, 0, 1, low_open=True)
 
 
 @dataclass
@@ -130,7 +134,8 @@ class ZeroDCEConfig:
 
 @dataclass
 class EnhanceConfig:
-    method: str = choice(*ENHANCE_METHODS)  # gamma | hist_eq | clahe | lime | zerodce (params.yaml ships clahe: see the KD study)
+    # gamma | hist_eq | clahe | lime | zerodce (params.yaml ships clahe: see the KD study)
+    method: str = choice(*ENHANCE_METHODS)
     gamma: float = positive(0.4)  # out = in ** gamma on [0, 1]; < 1 brightens
     clahe: ClaheConfig = field(default_factory=ClaheConfig)
     lime: LimeConfig = field(default_factory=LimeConfig)
@@ -174,7 +179,8 @@ class TrainConfig:
 class KDConfig:
     temperature: float = positive(4.0)
     alpha: float = fraction(0.5)  # weight of the KD term; 0 = plain cross-entropy
-    teacher_logits: str = choice("cached", "online")  # cached: read the teacher_logits stage's artifact | online: run the teacher
+    # cached: read the teacher_logits stage's artifact | online: run the teacher
+    teacher_logits: str = choice("cached", "online")
     # The levers of the KD study (issue 15); at their defaults the student trains exactly as before they existed.
     # enhanced: the teacher alone | dual_light: the two-stream model (teacher on enhanced + baseline on dark, softmax
     # at T averaged) as the soft target
@@ -203,7 +209,8 @@ def kd_record(kd: KDConfig) -> dict[str, Any]:
 
 
 def student_train(train: TrainConfig, kd: KDConfig) -> TrainConfig:
-    """The student's train section: ``train`` with ``kd.epochs`` as its length when set (teacher/baseline keep theirs)."""
+    """The student's train section: ``train`` with ``kd.epochs`` as its length when set (teacher/baseline keep
+    theirs)."""
     return replace(train, epochs=kd.epochs) if kd.epochs > 0 else train
 
 
@@ -219,7 +226,8 @@ BRIGHTNESS_COLUMNS = ["luma_mean", "luma_p05", "luma_p50", "luma_p95", "dark_fra
 class ValidateConfig:
     """Data-quality gate on the per-clip statistics (src/dlkdd/quality); every bound of every check lives here."""
 
-    luma_mean_min: float = between(2.0, 0, 255)  # mean luma of every clip must lie in [min, max] of 255: dark, but not black
+    # mean luma of every clip must lie in [min, max] of 255: dark, but not black
+    luma_mean_min: float = between(2.0, 0, 255)
     luma_mean_max: float = between(45.0, 0, 255)
     dark_fraction_mean_min: float = fraction(0.2)  # batch mean of the share of pixels with luma < 16
     dark_fraction_mean_max: float = fraction(1.0)
@@ -245,7 +253,8 @@ class CIConfig:
     """The CI metric gate (.ci/metrics_gate.py); read by no stage, so changing it re-runs nothing."""
 
     model: str = choice("student", "teacher", "baseline", "two_stream")  # the predictions.csv column judged
-    alpha: float = fraction(0.05)  # fail when McNemar's exact one-sided p (new worse than committed, same clips) < alpha
+    # fail when McNemar's exact one-sided p (new worse than committed, same clips) < alpha
+    alpha: float = fraction(0.05)
     floor: float = fraction(0.5)  # ... or when the new top-1 falls below this, whatever the test says
     baseline_rev: str = "HEAD"  # the committed metrics/predictions to compare with
 

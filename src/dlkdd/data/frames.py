@@ -17,7 +17,6 @@ Videos are decoded in parallel worker processes (``workers``); results keep the 
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -5,8 +5,9 @@ a horizontal flip, itself deterministic. So each clip gets two cached logit rows
 and training picks per sample the row matching the flip the student got. Augmentation stays on and the teacher never
 runs during student training.
 
-With ``kd.teacher=dual_light`` the file also holds ``baseline_logits``: the no-KD dark network's rows for the dark clips,
-same layout. They are fused at train time (:func:`dlkdd.distill.training_run.load_kd_targets`): the fusion depends on kd.T.
+With ``kd.teacher=dual_light`` the file also holds ``baseline_logits``: the no-KD dark network's rows for the dark
+clips, same layout. They are fused at train time (:func:`dlkdd.distill.training_run.load_kd_targets`): the fusion
+depends on kd.T.
 """
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ def load_teacher_logits(path: str | Path, clip_ids: list[str], key: str = "logit
     file, the key or a clip is absent."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{path}: no teacher-logit cache (run the teacher_logits stage, or set kd.teacher_logits=online)")
+        raise ValueError(f"{path}: no teacher-logit cache "
+                         "(run the teacher_logits stage, or set kd.teacher_logits=online)")
     cache = load_weights_only(path, "teacher-logit cache")
     try:
         row = {cid: i for i, cid in enumerate(cache["clip_ids"])}
@@ -65,7 +67,8 @@ def load_teacher_logits(path: str | Path, clip_ids: list[str], key: str = "logit
 
 
 class CachedLogitsDataset(Dataset):
-    """Item ``i`` is ``(clip (3, T, H, W) uint8, teacher logits (2, K), label)``: the student's view plus cached rows."""
+    """Item ``i`` is ``(clip (3, T, H, W) uint8, teacher logits (2, K), label)``: the student's view plus cached
+    rows."""
 
     def __init__(self, base: ClipDataset, logits: torch.Tensor) -> None:
         if len(logits) != len(base):

@@ -71,7 +71,8 @@ def amp_dtype(name: str, device: torch.device) -> torch.dtype | None:
 
 
 def seed_everything(seed: int, threads: int, deterministic: bool = True) -> torch.Generator:
-    """Seed python, numpy and torch, fix the thread count, pick deterministic kernels; returns the shuffling generator."""
+    """Seed python, numpy and torch, fix the thread count, pick deterministic kernels; returns the shuffling
+    generator."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -289,10 +289,11 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
     ``kd.hint`` > 0 without the online teacher. The hint's projection trains with the model (same optimizer).
 
     The model is left holding the best weights, on CPU. ``teacher`` (frozen) or ``cached_logits`` (the train loader's
-    batches are ``(x, logits (B, 2, K), y)``) plus ``kd`` turn on distillation. With ``resume_path`` the full training state is written there (atomically) after every
-    epoch, a run finding one resumes from it only if its fingerprint (config, shapes and ``inputs``: seed, model and
-    frames config, data content hashes) equals this run's, and it is deleted when the run completes. ``on_epoch_end``
-    is called after the checkpoint is written (tests use it to kill a run).
+    batches are ``(x, logits (B, 2, K), y)``) plus ``kd`` turn on distillation. With ``resume_path`` the full
+    training state is written there (atomically) after every epoch, a run finding one resumes from it only if its
+    fingerprint (config, shapes and ``inputs``: seed, model and frames config, data content hashes) equals this
+    run's, and it is deleted when the run completes. ``on_epoch_end`` is called after the checkpoint is written (tests
+    use it to kill a run).
     """
     if cached_logits and teacher is not None:
         raise ValueError("give the teacher or cached teacher logits, not both")

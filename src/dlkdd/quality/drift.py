@@ -1,7 +1,8 @@
 """Evidently 0.7 data drift of current footage against the reference (training) footage on the brightness columns.
 
 Evidently's ``DataDriftPreset`` with its tests is the gate: the share of drifted brightness columns must stay below
-``drift_share``; each column's drift (method and threshold from params) is Evidently's verdict and is in the report. Evidently is imported lazily (seconds to import).
+``drift_share``; each column's drift (method and threshold from params) is Evidently's verdict and is in the report.
+Evidently is imported lazily (seconds to import).
 """
 from __future__ import annotations
 

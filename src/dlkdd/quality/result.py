@@ -1,4 +1,5 @@
-"""Result types of the data-quality gate: one :class:`CheckResult` per named check, gathered in a :class:`GateResult`."""
+"""Result types of the data-quality gate: one :class:`CheckResult` per named check, gathered in a
+:class:`GateResult`."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
