@@ -23,9 +23,9 @@ import cv2
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from dlkdd.config import GenerateConfig  # noqa: E402
-from dlkdd.data.frames import SamplingSpec, build_frame_cache  # noqa: E402
-from dlkdd.data.synthetic import generate_dataset  # noqa: E402
+from dlkdd.config import GenerateConfig
+from dlkdd.data.frames import SamplingSpec, build_frame_cache
+from dlkdd.data.synthetic import generate_dataset
 
 
 def bare_loop(paths: list[Path]) -> None:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import pandas as pd  # noqa: E402
+import pandas as pd
 
-from dlkdd.atomic import write_csv_atomic  # noqa: E402
-from dlkdd.config import ConfigError, Params, load_params  # noqa: E402
+from dlkdd.atomic import write_csv_atomic
+from dlkdd.config import ConfigError, Params, load_params
 
 
 def params_or_exit(path: str = "params.yaml") -> Params:

@@ -25,13 +25,13 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import yaml  # noqa: E402
-from scipy import stats  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+import yaml
+from scipy import stats
 
-from dlkdd.atomic import atomic_path, write_csv_atomic, write_text_atomic  # noqa: E402
-from dlkdd.config import Params, to_dict  # noqa: E402
+from dlkdd.atomic import atomic_path, write_csv_atomic, write_text_atomic
+from dlkdd.config import Params, to_dict
 
 HERE = Path(__file__).resolve().parent
 MODELS = ("teacher", "baseline", "student", "two_stream")
