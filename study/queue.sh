@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Queue the KD study as DVC experiments and run them one at a time (DVC allows one process per workspace, and a
-# 2-core machine gains nothing from more). Then: python study/report.py  → reports/kd_study.{md,png,csv}
-# Resumable: an experiment name that already finished (on HEAD or an ancestor commit) or is already queued is not
-# queued again, so after a kill the same command continues where it stopped (a run killed mid-way is queued anew).
+# Run the KD study as DVC experiments, one at a time, each in a temp copy of HEAD (`dvc exp run --temp`; a 2-core
+# machine gains nothing from parallel runs). Then: python study/report.py  → reports/kd_study.{md,png,csv}
+# Not DVC's queue (`--queue` + `--run-all`): its celery worker died on a kombu JSONDecodeError 20 min into our levers
+# study and the remaining 57 runs sat "Queued" with nothing running; a plain loop cannot end that way.
+# Resumable: an experiment name that already finished (on HEAD or an ancestor commit) is not run again, so after a
+# kill the same command continues where it stopped (a run killed mid-way runs anew).
 # Sweeps move one knob off its params.yaml default; the run-cache reuses every stage a run shares with an earlier one
 # (e.g. the baseline across methods/T/α, the teacher across T/α).
 #   bash study/queue.sh                                     # the sweeps (39 runs, ≈ 3 h on an idle 2-core box)
@@ -30,10 +32,10 @@ run() { if [ "$DRY_RUN" = 1 ]; then echo "$*"; else "$@"; fi; }
 # names finished or queued (one per line); the same reading of `dvc exp show` as the report's
 TAKEN=$(python "$HERE/report.py" --taken)
 # shellcheck disable=SC2086  # BASE and the overrides are lists of words
-q() {  # q NAME -S ... : queue one run unless its name is taken
+q() {  # q NAME -S ... : run one experiment unless its name is taken
   local name=$1; shift
   if grep -qxF -- "$name" <<<"$TAKEN"; then echo "skip $name (finished or queued)"; return; fi
-  run dvc exp run --queue $BASE "$@" -n "$name"
+  run dvc exp run --temp $BASE "$@" -n "$name"
 }
 for sweep in $SWEEPS; do
   if [ "$sweep" = levers ]; then
@@ -56,4 +58,3 @@ for sweep in $SWEEPS; do
     esac
   done
 done
-run dvc exp run --run-all --jobs 1

@@ -144,7 +144,8 @@ def _sh(cmd, cwd, env=None):
 
 def test_queue_skips_finished_and_queued_runs_in_a_real_dvc_repo(tmp_path):
     """A one-stage DVC repo whose stage writes the study's metrics from its params: one finished and one queued
-    experiment; DRY_RUN prints what the resumed study would queue."""
+    experiment. DRY_RUN prints what the resumed study would run; a real run runs only the missing seed (in a temp
+    copy, one at a time) and a second run finds nothing left to do."""
     _sh("git init -q && git config user.email t@t && git config user.name t && dvc init -q && "
         "dvc config core.analytics false", tmp_path)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"seed": 0, "kd": {"temperature": 4.0}}))
@@ -163,11 +164,16 @@ def test_queue_skips_finished_and_queued_runs_in_a_real_dvc_repo(tmp_path):
               env | {"DRY_RUN": "1", "SWEEPS": "levers temps", "VARIANTS": "base dual", "SEEDS": "0 1 2", "TEMPS": "8"})
     lines = out.splitlines()
     assert "skip s0-base (finished or queued)" in lines and "skip s1-base (finished or queued)" in lines
-    queued = [ln for ln in lines if ln.startswith("dvc exp run --queue")]
-    assert queued == ["dvc exp run --queue -S seed=2 -n s2-base",
-                      *(f"dvc exp run --queue -S seed={s} -S kd.teacher=dual_light -n s{s}-dual" for s in (0, 1, 2)),
-                      *(f"dvc exp run --queue -S seed={s} -S kd.temperature=8 -n s{s}-T8" for s in (0, 1, 2))]
-    assert lines[-1] == "dvc exp run --run-all --jobs 1"
+    assert [ln for ln in lines if ln.startswith("dvc exp run")] == [
+        "dvc exp run --temp -S seed=2 -n s2-base",
+        *(f"dvc exp run --temp -S seed={s} -S kd.teacher=dual_light -n s{s}-dual" for s in (0, 1, 2)),
+        *(f"dvc exp run --temp -S seed={s} -S kd.temperature=8 -n s{s}-T8" for s in (0, 1, 2))]
+    real = env | {"SWEEPS": "levers", "VARIANTS": "base", "SEEDS": "0 1 2"}
+    _sh(f"bash {ROOT}/study/queue.sh", tmp_path, real)
+    assert "s2-base" in _sh("dvc exp ls --name-only", tmp_path, env).split()
+    assert "params.yaml" not in _sh("git status --porcelain", tmp_path)  # the workspace is never an experiment's
+    again = _sh(f"bash {ROOT}/study/queue.sh", tmp_path, real).splitlines()
+    assert "skip s2-base (finished or queued)" in again and not any(ln.startswith("Ran") for ln in again)
     r = subprocess.run(f"bash {ROOT}/study/queue.sh", cwd=tmp_path, shell=True, capture_output=True, text=True,
                        env={**os.environ, **VENV_PATH, **env, "DRY_RUN": "1", "SWEEPS": "levers",
                             "VARIANTS": "base nope"})
