@@ -5,14 +5,15 @@
 # study and the remaining 57 runs sat "Queued" with nothing running; a plain loop cannot end that way.
 # Resumable: an experiment name that already finished (on HEAD or an ancestor commit) is not run again, so after a
 # kill the same command continues where it stopped (a run killed mid-way runs anew).
-# Sweeps move one knob off its params.yaml default; the run-cache reuses every stage a run shares with an earlier one
-# (e.g. the baseline across methods/T/α, the teacher across T/α).
+# Sweeps move one knob off its params.yaml default. DVC's run-cache restores the data stages (generate, frames,
+# enhance) but not the training stages: their training curves are `cache: false` outs, which turn the run-cache off
+# for a stage, so every experiment retrains teacher and baseline too (≈ 5-7 min a run on this 2-core machine).
 #   bash study/queue.sh                                     # the sweeps (39 runs, ≈ 3 h on an idle 2-core box)
 #   SEEDS="0 1 2 3 4" bash study/queue.sh                   # more seeds
 #   SWEEPS="methods" bash study/queue.sh                    # one sweep only (methods | temps | alphas | sizes | data)
 #   BASE="-S student.width=24" bash study/queue.sh          # sweep around another base than params.yaml
 #                                                            # (then: python study/report.py --base sizes=24/24)
-#   SWEEPS=levers bash study/queue.sh                       # the levers of issue 15 (study/levers.yaml), 5 seeds
+#   SWEEPS=levers bash study/queue.sh                       # the levers of issue 15 (study/levers.yaml), 5 seeds (60 runs, ≈ 6 h)
 #   SWEEPS=levers VARIANTS="base dual" bash study/queue.sh  # some variants only (names in study/levers.yaml)
 #   DRY_RUN=1 ...                                           # print the dvc commands instead of running them
 set -euo pipefail
