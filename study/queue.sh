@@ -5,9 +5,9 @@
 # study and the remaining 57 runs sat "Queued" with nothing running; a plain loop cannot end that way.
 # Resumable: an experiment name that already finished (on HEAD or an ancestor commit) is not run again, so after a
 # kill the same command continues where it stopped (a run killed mid-way runs anew).
-# Sweeps move one knob off its params.yaml default. DVC's run-cache restores the data stages (generate, frames,
-# enhance) but not the training stages: their training curves are `cache: false` outs, which turn the run-cache off
-# for a stage, so every experiment retrains teacher and baseline too (≈ 5-7 min a run on this 2-core machine).
+# Sweeps move one knob off its params.yaml default. DVC's run-cache restores every stage whose deps and params were
+# run before (the training curves are stage `plots`, which keep it on): a student-only knob reuses that seed's teacher
+# and baseline, so a run costs the student's training (≈ 1-2 min at 30 epochs on this 2-core machine).
 #   bash study/queue.sh                                     # the sweeps (39 runs, ≈ 3 h on an idle 2-core box)
 #   SEEDS="0 1 2 3 4" bash study/queue.sh                   # more seeds
 #   SWEEPS="methods" bash study/queue.sh                    # one sweep only (methods | temps | alphas | sizes | data)
