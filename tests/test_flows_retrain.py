@@ -78,7 +78,8 @@ def retrain_runs() -> list:
 
 @pytest.fixture(scope="session")
 def prefect_server():
-    with prefect_test_harness(server_startup_timeout=60):
+    # the ephemeral server (uvicorn + SQLite migrations) took > 60 s to answer on this 2-core machine under load
+    with prefect_test_harness(server_startup_timeout=180):
         yield
 
 
