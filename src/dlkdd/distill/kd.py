@@ -64,9 +64,7 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, l
             temperature: float, alpha: float, label_smoothing: float = 0.0) -> torch.Tensor:
     """(1 − α)·CE(student_logits, labels) + α·T²·KL(teacher ‖ student). ``teacher_logits=None`` means plain CE."""
     ce = F.cross_entropy(student_logits, labels, label_smoothing=label_smoothing)
-    if teacher_logits is None or alpha == 0:
-        return ce
-    return (1 - alpha) * ce + alpha * kd_kl(student_logits, teacher_logits.detach(), temperature)
+    return _with_kd(ce, student_logits, teacher_logits, temperature, alpha)
 
 
 def mixup_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, labels: torch.Tensor,
@@ -78,6 +76,12 @@ def mixup_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | N
     """
     ce = lam * F.cross_entropy(student_logits, labels, label_smoothing=label_smoothing) \
         + (1 - lam) * F.cross_entropy(student_logits, labels_b, label_smoothing=label_smoothing)
+    return _with_kd(ce, student_logits, teacher_logits, temperature, alpha)
+
+
+def _with_kd(ce: torch.Tensor, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None,
+             temperature: float, alpha: float) -> torch.Tensor:
+    """(1 − α)·ce + α·T²·KL(teacher ‖ student); ``ce`` alone without a teacher or at α = 0."""
     if teacher_logits is None or alpha == 0:
         return ce
     return (1 - alpha) * ce + alpha * kd_kl(student_logits, teacher_logits.detach(), temperature)
