@@ -43,6 +43,7 @@ KNOBS = ("method", "T", "alpha", "sizes", "data")
 KNOB_KEYS = {"method": ("enhance.method",), "T": ("kd.temperature",), "alpha": ("kd.alpha",),
              "sizes": ("teacher.width", "student.width"), "data": ("generate.seed",)}
 GOAL_COST = 0.3  # issue 15: the student must match the two-stream model at ≤ 0.3× its inference cost
+GOAL_SEEDS = 5  # ... over 5 training seeds: fewer seeds are reported, never called a goal met or the closest
 EVALUATE, COST = "metrics/evaluate.json", "metrics/cost.json"
 
 
@@ -219,7 +220,8 @@ def lever_table(df: pd.DataFrame, levers: dict[str, dict[str, Any]], base: dict[
         r["epoch_time_ratio"] = g.epoch_time_ratio.mean()
         r["train_time_ratio"] = (g.epoch_time_ratio * st_epochs / train_epochs).mean()
         r["latency_ratio"], r["gflops_ratio"] = g.latency_ratio.mean(), g.gflops_ratio.mean()
-        r["goal"] = bool(r["student_mean"] >= r["two_stream_mean"] and r["latency_ratio"] <= GOAL_COST
+        r["goal"] = bool(r["n"] >= GOAL_SEEDS and r["student_mean"] >= r["two_stream_mean"]
+                         and r["latency_ratio"] <= GOAL_COST
                          and r["gflops_ratio"] <= GOAL_COST)
         out.append(r)
     return pd.DataFrame(out)
@@ -237,7 +239,8 @@ def lever_report(table: pd.DataFrame) -> list[str]:
            "seeds, p: paired t-test. Epoch ×: the student's training epoch time over the no-KD baseline's (the online "
            "teacher's cost; the cached path precomputes the teacher's logits once); train ×: its whole training "
            "(× its epochs over the baseline's). Latency × / GFLOPs ×: the student's inference cost over the "
-           f"two-stream model's. Goal ✓: student mean ≥ two-stream mean at ≤ {GOAL_COST:g}× its latency and GFLOPs.",
+           f"two-stream model's. Goal ✓: student mean ≥ two-stream mean over ≥ {GOAL_SEEDS} seeds at ≤ {GOAL_COST:g}× "
+           "its latency and GFLOPs.",
            "", "| variant | overrides | n | teacher | baseline (no KD) | KD student | two-stream | Δ two-stream | p | "
            "Δ baseline | p | epoch × | train × | latency × | GFLOPs × | goal |", "|" + "---|" * 16]
     for r in table.itertuples():
@@ -247,10 +250,15 @@ def lever_report(table: pd.DataFrame) -> list[str]:
                    f"{_f(r.epoch_time_ratio, '.2f')} | {_f(r.train_time_ratio, '.2f')} | "
                    f"{_f(r.latency_ratio, '.2f')} | "
                    f"{_f(r.gflops_ratio, '.2f')} | {'✓' if r.goal else '–'} |")
-    best = table.loc[table.vs_two_stream_gap.idxmax()]
-    out += ["", f"Closest to the two-stream model: {best.variant} (student − two-stream {best.vs_two_stream_gap:+.3f}"
-                f" over {best.n} seeds); variants meeting the goal: "
-                f"{', '.join(table.variant[table.goal]) or 'none'}.", ""]
+    # a variant run on fewer seeds is not compared with the rest: one lucky seed is not a lever
+    full = table[table.n == table.n.max()]
+    best = full.loc[full.vs_two_stream_gap.idxmax()]
+    partial = table[table.n < table.n.max()]
+    out += ["", f"Closest to the two-stream model over {best.n} seeds: {best.variant} (student − two-stream "
+                f"{best.vs_two_stream_gap:+.3f}); variants meeting the goal (≥ {GOAL_SEEDS} seeds): "
+                f"{', '.join(table.variant[table.goal]) or 'none'}."
+            + (f" Fewer seeds so far: {', '.join(f'{r.variant} ({r.n})' for r in partial.itertuples())}."
+               if len(partial) else ""), ""]
     return out
 
 

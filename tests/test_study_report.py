@@ -90,21 +90,24 @@ def test_a_run_is_classified_by_its_params_not_its_name():
     assert sorted(report.sweep(df, "method", BASE)["name"]) == ["s0-dual", "s5-x"]
 
 
-def test_goal_needs_the_two_stream_top1_at_under_0_3_of_its_cost():
+def test_goal_needs_the_two_stream_top1_over_5_seeds_at_under_0_3_of_its_cost():
     rows = [_row(f"s{s}-{v}", s, st, two_stream=0.90, **over)
-            for s in (0, 1)
+            for s in range(5)
             for v, st, over in (("base", 0.91, {}),  # matches, cost 0.25 / 0.21: goal
                                 ("ep100", 0.89, {"kd__epochs": 100}),  # below the two-stream model
                                 ("ls", 0.95, {"train__label_smoothing": 0.1, "latency": (2.0, 6.0)}))]  # 0.33×
+    # better than all, on 4 seeds only: reported, but neither the goal nor the closest
+    rows += [_row(f"s{s}-T8-ep100", s, 0.99, two_stream=0.90, kd__temperature=8.0, kd__epochs=100) for s in range(4)]
     table = report.lever_table(report.load(rows, KEYS), LEVERS, BASE).set_index("variant")
-    assert table.goal.to_dict() == {"base": True, "ep100": False, "ls": False}
+    assert table.goal.to_dict() == {"base": True, "ep100": False, "ls": False, "T8-ep100": False}
     assert table.loc["ls", "latency_ratio"] == pytest.approx(2 / 6)
     assert table.loc["base", "gflops_ratio"] == pytest.approx(0.06 / 0.28)
     # KD's epoch time over no-KD's = 300 / 150 clips/s; 100 student epochs over the baseline's 30
     assert table.loc["ep100", "epoch_time_ratio"] == pytest.approx(2.0)
     assert table.loc["ep100", "train_time_ratio"] == pytest.approx(2.0 * 100 / PARAMS["train"]["epochs"])
     md = report.report(report.load(rows, KEYS), BASE, LEVERS)
-    assert "| ✓ |" in md and "variants meeting the goal: base." in md
+    assert "| ✓ |" in md and "variants meeting the goal (≥ 5 seeds): base." in md
+    assert "Closest to the two-stream model over 5 seeds: ls (" in md and "Fewer seeds so far: T8-ep100 (4)." in md
 
 
 def test_sweeps_hold_the_other_knobs_at_their_defaults(tmp_path):
