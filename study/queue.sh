@@ -13,7 +13,7 @@
 #   SWEEPS="methods" bash study/queue.sh                    # one sweep only (methods | temps | alphas | sizes | data)
 #   BASE="-S student.width=24" bash study/queue.sh          # sweep around another base than params.yaml
 #                                                            # (then: python study/report.py --base sizes=24/24)
-#   SWEEPS=levers bash study/queue.sh                       # the levers of issue 15 (study/levers.yaml), 5 seeds (60 runs, ≈ 6 h)
+#   SWEEPS=levers bash study/queue.sh                       # the levers of issue 15 (study/levers.yaml), 5 seeds (65 runs, ≈ 3-4 h)
 #   SWEEPS=levers VARIANTS="base dual" bash study/queue.sh  # some variants only (names in study/levers.yaml)
 #   DRY_RUN=1 ...                                           # print the dvc commands instead of running them
 set -euo pipefail
