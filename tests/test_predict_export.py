@@ -80,6 +80,17 @@ def test_export_onnx_then_predict_json_from_checkpoint_and_onnx_agree(student, d
         assert runs["checkpoint"][c] == pytest.approx(runs["onnx"][c], abs=1e-4)
 
 
+def test_the_onnx_file_carries_no_path_of_the_machine_that_exported_it(exported):
+    """The exporter writes each node's stack trace (absolute paths of this checkout and its venv) into the file; a
+    shipped model must not carry them, and the same checkpoint must export to the same bytes from any checkout."""
+    import onnx
+
+    data = exported.read_bytes()
+    assert str(ROOT).encode() not in data and sys.prefix.encode() not in data
+    assert not [p.key for n in onnx.load(str(exported)).graph.node for p in n.metadata_props
+                if p.key == "pkg.torch.onnx.stack_trace"]
+
+
 def test_onnx_runtime_matches_pytorch_within_1e4_on_real_clips_at_any_batch(student, exported, tiny_frames):
     """Every decoded clip of the tiny dataset (dark and gamma-enhanced, so logits spread), batches 1, 5 and all."""
     import numpy as np

@@ -17,6 +17,7 @@ from dlkdd.atomic import atomic_path
 from dlkdd.infer.runner import INPUT_NAME, OUTPUT_NAME, ModelInfo, OnnxRunner, TorchRunner
 
 FORMATS = ("onnx",)
+STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"  # node metadata of torch.onnx's exporter
 TOLERANCE = 1e-4  # max |ONNX Runtime − PyTorch| on the export's self-check, in probability
 
 
@@ -39,6 +40,7 @@ def export_onnx(model_path: str | Path, out: str | Path, seed: int = 0) -> Model
                                     output_names=[OUTPUT_NAME], dynamic_shapes=({0: torch.export.Dim("batch")},),
                                     verbose=False)
     proto = program.model_proto
+    _drop_stack_traces(proto.graph)
     proto.doc_string = f"dlkdd {info.arch} student: {len(info.classes)} classes"
     onnx.helper.set_model_props(proto, info.to_metadata())
     out = Path(out)
@@ -46,6 +48,18 @@ def export_onnx(model_path: str | Path, out: str | Path, seed: int = 0) -> Model
         onnx.save_model(proto, str(tmp))
         check_export(torch_runner, OnnxRunner(tmp), seed)
     return info
+
+
+def _drop_stack_traces(graph) -> None:
+    """Remove the Python stack trace the exporter records on every node: it holds absolute paths of the machine that
+    exported (a shipped file should not), and it made the same checkpoint export to other bytes in another checkout."""
+    for node in graph.node:
+        keep = [p for p in node.metadata_props if p.key != STACK_TRACE_KEY]
+        del node.metadata_props[:]
+        node.metadata_props.extend(keep)
+        for attr in node.attribute:  # control-flow subgraphs (none in our models, but cheap to cover)
+            for sub in [attr.g, *attr.graphs] if attr.HasField("g") else attr.graphs:
+                _drop_stack_traces(sub)
 
 
 def check_export(reference: TorchRunner, exported: OnnxRunner, seed: int = 0) -> float:
