@@ -9,6 +9,7 @@ from _common import params_or_exit
 
 from dlkdd.data.footage import FootageError, footage_manifest
 from dlkdd.data.frames import MANIFEST_COLUMNS, REQUIRED_SPLITS, SamplingSpec, build_frame_cache, read_classes
+from dlkdd.data.untrusted import WorkerStartError
 
 
 def read_manifest(path: Path) -> tuple[pd.DataFrame, list[str]]:
@@ -66,6 +67,8 @@ def main() -> None:
                                    trusted_roots=trusted)
     except ValueError as err:  # two rows would write one clip file
         sys.exit(f"error: {manifest_path}: {err}")
+    except WorkerStartError as err:  # the machine's problem, not a file's: a bad file only quarantines itself
+        sys.exit(f"error: {err}")
     print(result.summary())
     if result.ready == 0:
         sys.exit(f"error: no usable clips in {manifest_path}: every one is quarantined, see {out / 'quarantine.csv'}")

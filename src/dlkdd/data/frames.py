@@ -214,9 +214,9 @@ def build_frame_cache(manifest: pd.DataFrame, root: Path, out_dir: Path, num_fra
     jobs = [(rec, _row_root(rec, root), clips, spec, len(classes), i)
             for i, rec in enumerate(records) if i not in refused]
     rows, stats, bad = [], [], []
-    # every file is decoded in a supervised worker process: a codec that crashes or hangs on one file quarantines
-    # that file (kind crashed / timeout) and the rest goes on (dlkdd.data.untrusted); map keeps the manifest's order,
-    # so the index does not depend on scheduling
+    # every file is decoded in a supervised worker process: a codec that crashes or hangs on one file, or anything
+    # else raised while it is handled, quarantines that file (kind crashed / timeout / error) and the rest goes on
+    # (dlkdd.data.untrusted); map keeps the manifest's order, so the index does not depend on scheduling
     outcomes = map_isolated(_process, jobs, workers, spec.decode_timeout_s,
                             subject=lambda job: printable(job[0]["path"]))
     results = []

@@ -8,13 +8,20 @@ from here:
   ``timeout_s`` seconds is killed and the file is reported as ``timeout``: a long video that keeps decoding is never
   cut off, a stuck codec is;
 - a worker that dies (segfault, abort, killed by the kernel's OOM killer) is reported as ``crashed`` with its signal;
-- either way a fresh worker takes the next file.
+- any other exception raised while one file is handled (by the job in the worker: a container with no frame, an
+  allocation OpenCV refuses; or by the parent reading the job's result) is reported as ``error`` with its one line;
+- in every case a fresh or the same worker takes the next file: one file never stops the run.
+
+A worker dies with its parent: the kernel kills it when the thread that started it ends (``PR_SET_PDEATHSIG`` on
+Linux), even when the parent itself is killed with SIGKILL, and it exits when its pipe to the parent closes; an
+orphaned decoder never goes on eating a CPU.
 
 Workers are fresh interpreters (no forked copy of the parent's threads or CUDA state) reused across files, so the
 start cost (importing numpy and OpenCV, well under a second) is paid once per worker, not per file.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -35,20 +42,51 @@ from dlkdd.data.video import VideoDecodeError, check_complete, check_name
 POLL_S = 0.1  # how often the supervisor looks at the worker
 STARTUP_S = 120.0  # a worker must be ready within this (importing OpenCV on a loaded machine)
 BEAT_S = 0.5  # the worker says it is alive at most this often (a message per decoded frame would cost more)
-_BOOT = "import sys; sys.path[:0] = sys.argv[3:]; from dlkdd.data.untrusted import _serve; _serve()"
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_BOOT = "import sys; sys.path[:0] = sys.argv[4:]; from dlkdd.data.untrusted import _serve; _serve()"
 
 
 @dataclass(frozen=True)
 class Failure:
-    """What an isolated call produced instead of a result: ``kind`` is ``crashed`` or ``timeout``."""
+    """What an isolated call produced instead of a result: ``kind`` is ``crashed``, ``timeout`` or ``error``."""
 
     kind: str
     message: str
 
 
+class WorkerError(RuntimeError):
+    """The function raised in the worker; the message is ``<ExceptionType>: <its first line>``."""
+
+
+class WorkerStartError(RuntimeError):
+    """No worker could be started: the machine's problem, not a file's, so it stops the run."""
+
+
+def one_line(err: BaseException) -> str:
+    """``<ExceptionType>: <first line of its message>`` (cv2.error and MemoryError messages span lines)."""
+    try:
+        text = str(err).strip()
+    except Exception:  # a broken __str__ must not cost the report
+        text = ""
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else '(no message)'}"
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask the kernel to SIGKILL this process when the thread that started it ends (Linux; its parent killed even
+    with SIGKILL included), then leave at once if the parent went before the request was made."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no libc prctl: the pipe's end below still stops the worker
+            pass
+    if os.getppid() != parent:
+        os._exit(0)
+
+
 def _serve() -> None:
     """The worker process's main loop: read ``(fn, arg)``, answer ``(True, result)`` or ``(False, one line)``; between
     them, ``("beat",)`` while frames decode."""
+    _die_with_parent(int(sys.argv[3]))
     import cv2
 
     from dlkdd.data import video
@@ -61,7 +99,10 @@ def _serve() -> None:
         now = time.monotonic()
         if now - last[0] > BEAT_S:
             last[0] = now
-            outbox.send(("beat",))
+            try:
+                outbox.send(("beat",))
+            except OSError:  # the parent is gone: nobody wants this file's frames
+                os._exit(0)
 
     video.heartbeat = beat
     outbox.send(("ready",))
@@ -71,16 +112,21 @@ def _serve() -> None:
         except EOFError:
             return
         try:
-            outbox.send((True, fn(arg)))
+            outbox.send((True, fn(arg)))  # a result that cannot be pickled raises here, before a byte is written
         except Exception as err:  # the function's own errors travel back as one line
-            outbox.send((False, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"))
+            try:
+                outbox.send((False, one_line(err)))
+            except OSError:  # the parent is gone
+                return
 
 
 class IsolatedWorker:
     """One supervised worker process: :meth:`call` runs ``fn(arg)`` there (both picklable, ``fn`` importable).
 
     A plain ``python -c`` child (not multiprocessing's ``spawn``, which re-runs the caller's ``__main__`` and so
-    breaks scripts without a main guard), talking over two pipes; stdout and stderr stay the codec's.
+    breaks scripts without a main guard), talking over two pipes; stdout and stderr stay the codec's. The process
+    is killed when the thread that started it ends (module doc): keep a worker in the thread that uses it, or in a
+    pool whose threads outlive it (:func:`map_isolated`).
     """
 
     def __init__(self, timeout_s: float) -> None:
@@ -88,31 +134,54 @@ class IsolatedWorker:
         self._proc: subprocess.Popen | None = None
         self._env: dict[str, str] = {}
 
+    @property
+    def pid(self) -> int | None:
+        """The worker process's id while one runs."""
+        return self._proc.pid if self._proc is not None else None
+
     def _start(self) -> None:
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
-        self._proc = subprocess.Popen([sys.executable, "-c", _BOOT, str(to_child_r), str(from_child_w), *sys.path],
+        self._proc = subprocess.Popen([sys.executable, "-c", _BOOT, str(to_child_r), str(from_child_w),
+                                       str(os.getpid()), *sys.path],
                                       pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL)
         self._env = dict(os.environ)
         os.close(to_child_r)
         os.close(from_child_w)
         self._send, self._recv = Connection(to_child_w, readable=False), Connection(from_child_r, writable=False)
         # the start (an interpreter importing numpy and OpenCV) is not the file's time: wait for it apart, generously
-        if not (self._recv.poll(max(STARTUP_S, self.timeout_s)) and self._recv.recv() == ("ready",)):
+        limit = max(STARTUP_S, self.timeout_s)
+        try:
+            ready = self._recv.poll(limit) and self._recv.recv() == ("ready",)
+        except (EOFError, OSError):  # it died while starting
+            ready = False
+        if not ready:
             self.close()
-            raise RuntimeError(f"the isolated decoder did not start within {max(STARTUP_S, self.timeout_s):g} s")
+            raise WorkerStartError(f"the isolated decoder did not start within {limit:g} s")
 
     def call(self, fn: Callable[[Any], Any], arg: Any, subject: str = "") -> Any:
         """``fn(arg)`` in the worker; a :class:`Failure` when the worker died or stopped making progress. An exception
-        raised by ``fn`` comes back as ``RuntimeError`` with its one-line message."""
+        raised by ``fn`` comes back as :class:`WorkerError` with its one-line message; any other exception raised
+        here (the job or its result cannot be pickled) propagates after the worker is replaced."""
         if self._proc is not None and self._env != dict(os.environ):
             self.close()  # a kept worker would decode under the environment it started with (codec options, faults)
         if self._proc is None or self._proc.poll() is not None:
             self._start()
         try:
-            self._send.send((fn, arg))
+            self._send.send((fn, arg))  # a job that cannot be pickled raises before a byte is written
         except (BrokenPipeError, OSError):
             return self._died(subject)
+        try:
+            return self._answer(subject)
+        except WorkerError:
+            raise  # the worker caught it and is ready for the next job
+        except Exception:
+            self.close()  # the conversation is in an unknown state: the next call starts a fresh worker
+            raise
+
+    def _answer(self, subject: str) -> Any:
+        """Wait for the worker's answer to the job just sent, a heartbeat resetting the time limit."""
+        assert self._proc is not None
         since = time.monotonic()
         while True:
             if self._recv.poll(POLL_S):
@@ -125,7 +194,7 @@ class IsolatedWorker:
                     continue
                 ok, value = msg
                 if not ok:
-                    raise RuntimeError(value)
+                    raise WorkerError(value)
                 return value
             if self._proc.poll() is not None:
                 return self._died(subject)
@@ -136,9 +205,17 @@ class IsolatedWorker:
 
     def _died(self, subject: str) -> Failure:
         assert self._proc is not None
-        code = self._proc.wait(5)
+        proc = self._proc
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:  # its pipe closed but it lingers: close() kills it
+            pass
         self.close()
-        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        code = proc.returncode
+        try:
+            how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        except ValueError:
+            how = f"signal {-code}"
         return Failure("crashed", f"{subject}: the decoder crashed on this file ({how}); it is damaged or uses a "
                                   "codec this OpenCV build cannot read")
 
@@ -152,10 +229,24 @@ class IsolatedWorker:
             self._proc = None
 
 
+def call_for_file(worker: IsolatedWorker, fn: Callable[[Any], Any], arg: Any, subject: str) -> Any:
+    """``worker.call(fn, arg, subject)`` where whatever one file brings costs that file only: an exception raised by
+    ``fn`` in the worker, or by the parent sending the job or reading its result, becomes ``Failure("error", one
+    line)``. Only :class:`WorkerStartError` (no worker at all: the machine, not the file) propagates."""
+    try:
+        return worker.call(fn, arg, subject)
+    except WorkerStartError:
+        raise
+    except Exception as err:
+        text = str(err) if isinstance(err, WorkerError) else one_line(err)
+        return Failure("error", f"{subject}: failed on this file: {text}")
+
+
 def map_isolated(fn: Callable[[Any], Any], args: Iterable[Any], workers: int, timeout_s: float,
                  subject: Callable[[Any], str] = str) -> Iterator[Any]:
-    """``fn`` over ``args`` in ``workers`` supervised worker processes; yields results (or :class:`Failure`) in the
-    order of ``args``. ``subject(arg)`` names the file in failure messages."""
+    """``fn`` over ``args`` in ``workers`` supervised worker processes; yields results (or :class:`Failure`, see
+    :func:`call_for_file`) in the order of ``args``. ``subject(arg)`` names the file in failure messages. Raises
+    :class:`WorkerStartError` when no worker starts."""
     pool: Queue[IsolatedWorker] = Queue()
     all_workers = [IsolatedWorker(timeout_s) for _ in range(max(1, workers))]
     for w in all_workers:
@@ -164,7 +255,7 @@ def map_isolated(fn: Callable[[Any], Any], args: Iterable[Any], workers: int, ti
     def one(arg: Any) -> Any:
         w = pool.get()
         try:
-            return w.call(fn, arg, subject(arg))
+            return call_for_file(w, fn, arg, subject(arg))
         finally:
             pool.put(w)
 
@@ -197,18 +288,15 @@ def clip_stats_isolated(path: str | Path, *, timeout_s: float, min_decoded_fract
     """Per-clip statistics of an untrusted file, exactly as the frame cache computes them for ``num_frames`` sampled
     frames (so a landing is compared with the training set like with like), decoded in an isolated worker.
 
-    Raises :class:`VideoDecodeError` with any decoder kind, ``crashed`` or ``timeout``. The worker is kept per
-    thread for the next call.
+    Raises :class:`VideoDecodeError` with any decoder kind, ``crashed``, ``timeout`` or ``error`` (anything else the
+    file made fail), and :class:`WorkerStartError`. The worker is kept per thread for the next call.
     """
     check_name(path)  # before the file goes anywhere near a codec
     worker = getattr(_local, "worker", None)
     if worker is None:
         worker = _local.worker = IsolatedWorker(timeout_s)
     worker.timeout_s = timeout_s  # the limit is per call; the process is kept
-    try:
-        out = worker.call(_stats_job, (str(path), num_frames), str(path))
-    except RuntimeError as err:
-        raise VideoDecodeError(f"{path}: {err}", "unreadable") from None
+    out = call_for_file(worker, _stats_job, (str(path), num_frames), str(path))
     if isinstance(out, Failure):
         raise VideoDecodeError(out.message, out.kind)
     if isinstance(out[0], str):
@@ -219,7 +307,7 @@ def clip_stats_isolated(path: str | Path, *, timeout_s: float, min_decoded_fract
 
 
 def close_workers() -> None:
-    """Stop this thread's kept worker (tests; a worker also exits when its parent does: its pipe closes)."""
+    """Stop this thread's kept worker (tests; a worker also dies with the thread that started it)."""
     worker = getattr(_local, "worker", None)
     if worker is not None:
         worker.close()

@@ -39,7 +39,8 @@ class VideoDecodeError(ValueError):
     """A file that is not a usable video; the message says why in one line, ``kind`` names the failure.
 
     kinds: ``missing``, ``empty``, ``not_video``, ``unreadable``, ``incomplete``, ``bad_name`` (not UTF-8), and from
-    an isolated worker (:mod:`dlkdd.data.untrusted`) ``crashed`` and ``timeout``.
+    an isolated worker (:mod:`dlkdd.data.untrusted`) ``crashed``, ``timeout`` and ``error`` (any other exception
+    raised while the file was handled).
     """
 
     def __init__(self, message: str, kind: str = "unreadable") -> None:
@@ -209,6 +210,8 @@ def decode_planned(path: Path, plan: Callable[[int], list[np.ndarray]], extra: C
     expected = reported
     if not expected:
         expected = grab_frames(cap, (), path)[1]
+        if not expected:  # a valid container holding no frame (a writer opened and closed): nothing to plan on
+            raise no_frames_error(Path(path))
         cap = open_video(path)[0]
     for _ in range(3):
         clips = plan(expected) if expected else []
