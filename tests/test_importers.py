@@ -146,7 +146,7 @@ def test_arid_v15_split_folders(tmp_path):
         for split, n in (("train", 3), ("test", 1)):
             for k in range(n):
                 rel = f"{cls}/{cls}_{split}_{k}.mp4"
-                write_clip(root / rel, frames=5, seed=k)
+                write_clip(root / rel, frames=5, seed=cid * 10 + k + (5 if split == "test" else 0))
                 rows[split].append((cid, rel))
     for split in rows:
         write_arid_list(lists / "split_0" / f"ARID1.5_{split}.txt", rows[split])
@@ -164,7 +164,7 @@ def test_ug2_csv_remaps_class_ids(tmp_path, capsys):
         for split, n in (("train", 3), ("val", 1)):
             for k in range(n):
                 rel = f"{cls}/{cls}_{split}{k}_1.mp4"
-                write_clip(root / rel, frames=5, seed=cid + k)
+                write_clip(root / rel, frames=5, seed=cid * 10 + k + (5 if split == "val" else 0))
                 lines[split].append(f"{len(lines[split]) - 1},{rel},{cid}")
     (tmp_path / "t1_train.csv").write_text("\n".join(lines["train"]) + "\n")
     (tmp_path / "t1_val.csv").write_text("\n".join(lines["val"]) + "\n")
@@ -195,9 +195,9 @@ def test_folder_per_class_dark48_style(tmp_path):
     assert m.video_id.is_unique and "drink_000" in set(m.video_id)
     # pre-split layout: <root>/{train,val,test}/<Class>/*
     pre = tmp_path / "presplit"
-    for split in ("train", "val", "test"):
-        for cls in ("a", "b"):
-            write_clip(pre / split / cls / f"{split}_{cls}.avi", frames=4)
+    for si, split in enumerate(("train", "val", "test")):
+        for ci, cls in enumerate(("a", "b")):
+            write_clip(pre / split / cls / f"{split}_{cls}.avi", frames=4, seed=si * 2 + ci)
     res2 = write_import(read_folder(pre), pre, tmp_path / "m2")
     assert res2.per_split == {"train": 2, "val": 2, "test": 2}
 
@@ -208,7 +208,7 @@ def test_csv_manifest_and_unusable_dataset(tmp_path):
     for cls in ("dark_run", "dark_sit"):
         for split in ("train", "train", "val", "test"):
             rel = f"{cls}/{split}_{len(rows)}.avi"
-            write_clip(root / rel, frames=4)
+            write_clip(root / rel, frames=4, seed=len(rows))
             rows.append(f"{rel},{cls},{split}")
     (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
     assert cli(["import-csv", str(tmp_path / "list.csv"), "--root", str(root), "--out", str(tmp_path / "m")]) == 0
@@ -234,7 +234,7 @@ def test_csv_group_column_keeps_groups_whole_in_test_and_val(tmp_path):
         for g in range(4):
             for n in range(2):
                 rel = f"{cls}/s{g}_{n}.avi"
-                write_clip(root / rel, frames=4, width=32, seed=g * 10 + n)
+                write_clip(root / rel, frames=4, width=32, seed=len(rows))
                 rows.append(f"{rel},{cls},session{g}")
     (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
     res = write_import(read_csv_manifest(tmp_path / "list.csv"), root, tmp_path / "m", val_fraction=0.2,

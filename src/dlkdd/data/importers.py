@@ -26,16 +26,19 @@ Formats (exactly as the datasets ship them):
 
 Roots are roots: a row whose file resolves outside the dataset root (``..``, an absolute path, a symlink to a file
 elsewhere, a ``root`` cell elsewhere) is quarantined ``escapes_root``, so no byte from outside the dataset is ever
-imported. Duplicates are refused: a second row naming the same file (after resolving ``.``, ``//`` and symlinks) or
-giving the same ``video_id`` is quarantined ``duplicate`` and the first one kept. Lists and CSVs must be UTF-8 text,
+imported. Duplicates are refused across every split: a second row naming the same file (after resolving ``.``, ``//``
+and symlinks), a hard link to it, a byte copy of it under another name (same md5), or a row giving the same
+``video_id`` is quarantined ``duplicate`` naming the row kept (the first one). Lists and CSVs must be UTF-8 text,
 file names valid UTF-8 (else ``bad_name``, the name shown with its bytes escaped).
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -341,20 +344,89 @@ def _with_row_root(row: dict, root: Path) -> dict:
     return row
 
 
+HASH_THREADS = 8  # md5 in threads (hashlib releases the GIL): reading many small clips is latency, not CPU
+
+
+@dataclass(frozen=True)
+class _FileId:
+    """What makes two rows one clip: the resolved path, the inode (a hard link is the same file under another
+    name) and, filled in only when another file has the same size, the bytes' md5 (a copy under another name)."""
+
+    real: str
+    inode: tuple[int, int]
+    size: int
+
+
 def drop_duplicates(rows: list[dict], root: Path) -> tuple[list[dict], list[dict]]:
-    """Keep the first row for each file (its resolved path: ``a/./b``, ``a//b`` and symlinks to one file are one
-    file) and quarantine the others as ``duplicate``, naming the row kept. A clip listed twice, e.g. in train and
-    in test, would otherwise be trained on and tested on."""
-    first: dict[str, dict] = {}
+    """Keep the first row for each clip and quarantine the others as ``duplicate``, naming the row kept, across
+    every split: the same file (its resolved path: ``a/./b``, ``a//b`` and symlinks to one file are one file), a
+    hard link to it (same device and inode) or a byte copy of it under another name (same size and md5). A clip
+    listed twice, e.g. in train and in test, would otherwise be trained on and tested on. A file that cannot be
+    read is quarantined ``unreadable``. Only files sharing their size with another are hashed, in threads."""
+    ids, bad = _file_ids(rows, root)
+    digests = _digests(ids)
+    seen: dict[tuple, dict] = {}  # identity key -> the row kept
     kept, dups = [], []
     for r in rows:
-        key = os.path.realpath(Path(root) / r["path"])
-        if key in first:
-            dups.append(_duplicate(r, first[key], "the same file as"))
-        else:
-            first[key] = r
+        fid = ids.get(id(r))
+        if fid is None:
+            continue  # quarantined unreadable by _file_ids
+        digest = digests.get(fid.inode)
+        if isinstance(digest, OSError):
+            bad.append(_unreadable(r, digest))
+            continue
+        keys = [("path", fid.real), ("inode", fid.inode)] + ([("md5", fid.size, digest)] if digest else [])
+        first = next((seen[k] for k in keys if k in seen), None)
+        if first is None:
             kept.append(r)
-    return kept, dups
+            seen.update((k, r) for k in keys)
+            continue
+        same = ids[id(first)]
+        what = ("the same file as" if same.real == fid.real else "a hard link to" if same.inode == fid.inode
+                else f"a byte copy (md5 {digest}) of")
+        dups.append(_duplicate(r, first, what))
+    return kept, dups + bad
+
+
+def _file_ids(rows: list[dict], root: Path) -> tuple[dict[int, _FileId], list[dict]]:
+    """Each row's :class:`_FileId` by ``id(row)``; rows whose file cannot be looked at go to the quarantine list."""
+    ids: dict[int, _FileId] = {}
+    bad: list[dict] = []
+    for r in rows:
+        real = os.path.realpath(Path(root) / r["path"])
+        try:
+            st = os.stat(real)
+        except OSError as err:
+            bad.append(_unreadable(r, err))
+            continue
+        ids[id(r)] = _FileId(real, (st.st_dev, st.st_ino), st.st_size)
+    return ids, bad
+
+
+def _digests(ids: dict[int, _FileId]) -> dict[tuple[int, int], str | OSError]:
+    """The md5 of each file (by inode, read once) whose size another file has; an empty file is left to the frame
+    cache (kind ``empty``), not called a copy of every other empty file."""
+    inodes_by_size: dict[int, dict[tuple[int, int], str]] = {}
+    for fid in ids.values():
+        inodes_by_size.setdefault(fid.size, {})[fid.inode] = fid.real
+    todo = {inode: real for size, group in inodes_by_size.items() if size and len(group) > 1
+            for inode, real in group.items()}
+    with ThreadPoolExecutor(max_workers=HASH_THREADS) as ex:
+        return dict(zip(todo, ex.map(_md5_or_error, todo.values())))
+
+
+def _md5_or_error(path: str) -> str | OSError:
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "md5").hexdigest()
+    except OSError as err:
+        return err
+
+
+def _unreadable(row: dict, err: OSError) -> dict:
+    return {"path": row["path"], "kind": "unreadable",
+            "reason": f"{row['path']}: cannot read it ({type(err).__name__}: {err.strerror or err}); "
+                      "fix its permissions or drop it"}
 
 
 def _duplicate(row: dict, kept: dict, what: str) -> dict:
