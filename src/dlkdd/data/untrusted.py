@@ -77,7 +77,7 @@ def _die_with_parent(parent: int) -> None:
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):  # no libc prctl: the pipe's end below still stops the worker
+        except (OSError, AttributeError):  # no libc prctl: a closed pipe still stops it (between jobs, at a beat)
             pass
     if os.getppid() != parent:
         os._exit(0)
