@@ -195,11 +195,9 @@ def test_import_quarantines_a_file_it_cannot_read(tmp_path):
     assert list(zip(q.path, q.kind)) == [("sit/locked.avi", "unreadable")] and "PermissionError" in q.reason[0]
 
 
-def test_duplicate_check_reads_400_clips_quickly(tmp_path):
-    """Every file shares its size with another (the worst case: all are hashed); ARID's 3,784 clips must not make
-    an import slow. Measured here on 400 small clips."""
-    import time
-
+def test_same_size_files_that_differ_only_at_the_end_are_not_duplicates(tmp_path):
+    """Every file shares its size with another (the worst case: all are hashed) and differs only in its last bytes:
+    none is a duplicate. (Its speed is measured in bench/, not asserted here: 400 x 64 KiB took ~0.2 s.)"""
     from dlkdd.data.importers import drop_duplicates
 
     payload = os.urandom(64 * 1024)
@@ -207,10 +205,8 @@ def test_duplicate_check_reads_400_clips_quickly(tmp_path):
     for k in range(400):
         (tmp_path / f"c{k}.avi").write_bytes(payload[:-8] + k.to_bytes(8, "big"))
         rows.append({"path": f"c{k}.avi", "split": "train"})
-    start = time.perf_counter()
     kept, dups = drop_duplicates(rows, tmp_path)
     assert len(kept) == 400 and dups == []
-    assert time.perf_counter() - start < 10
 
 
 def test_import_refuses_two_files_with_one_video_id(tmp_path):
