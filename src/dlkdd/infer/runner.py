@@ -69,13 +69,13 @@ class ModelInfo:
 
     def problem(self) -> str | None:
         """What makes this metadata unusable whatever the weights, or None: class names (non-empty, unique, no
-        control characters: they are printed one per line and are JSON keys), num_frames and size within
-        :data:`NUM_FRAMES_RANGE` / :data:`SIZE_RANGE`, mean in [0, 1] and std in :data:`STD_RANGE`."""
+        control or other non-printable characters: each is printed on one line and is a JSON key), num_frames and
+        size within :data:`NUM_FRAMES_RANGE` / :data:`SIZE_RANGE`, mean in [0, 1] and std in :data:`STD_RANGE`."""
         if not self.classes:
             return "no class names"
-        bad = next((c for c in self.classes if not c.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in c)), None)
+        bad = next((c for c in self.classes if not c.strip() or not c.isprintable()), None)
         if bad is not None:
-            return f"class name {bad!r} is empty or holds control characters"
+            return f"class name {bad!r} is empty or holds control characters (non-printable)"
         seen: set[str] = set()
         dup = next((c for c in self.classes if c in seen or seen.add(c)), None)  # type: ignore[func-returns-value]
         if dup is not None:
