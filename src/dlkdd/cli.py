@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -29,8 +30,12 @@ def summary(metrics_path: Path) -> int:
     return 0
 
 
+MAX_WINDOW_S = 3600.0  # --window/--stride: a longer window is one label for many actions (and 1e20 s overflows)
+MAX_OPEN_WINDOWS = 256  # --window / --stride: windows open at once, each holding num_frames small frames in memory
+
+
 def seconds(text: str) -> float:
-    """argparse type for a duration: ``2``, ``2s``, ``500ms``, ``1.5m``; must be > 0."""
+    """argparse type for a duration: ``2``, ``2s``, ``500ms``, ``1.5m``; must be finite and > 0."""
     t = text.strip().lower()
     scale = 1.0
     for suffix, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
@@ -41,83 +46,141 @@ def seconds(text: str) -> float:
         value = float(t) * scale
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a duration (e.g. 2s, 500ms, 1.5m)") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"'{text}': a duration must be > 0")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"'{text}': a duration must be finite and > 0")
     return value
+
+
+def window_seconds(text: str) -> float:
+    """argparse type for ``--window``/``--stride``: a :func:`seconds` duration of at most :data:`MAX_WINDOW_S`."""
+    value = seconds(text)
+    if value > MAX_WINDOW_S:
+        raise argparse.ArgumentTypeError(f"'{text}': at most {MAX_WINDOW_S:g} s (actions last seconds)")
+    return value
+
+
+def number_in(low: float, high: float, high_open: bool = False):
+    """argparse type factory: a finite float in [low, high] (``high_open``: [low, high)); NaN and inf refused."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and low <= value and (value < high if high_open else value <= high)):
+            end = ")" if high_open else "]"
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number in [{low:g}, {high:g}{end}")
+        return value
+    return parse
 
 
 def _fmt_t(t: float) -> str:
     return f"{int(t // 3600)}:{int(t % 3600 // 60):02d}:{t % 60:04.1f}"
 
 
-def predict(args: argparse.Namespace) -> int:
-    """Run the student alone on raw dark footage (a checkpoint on PyTorch or an ``.onnx`` on ONNX Runtime): one label
-    per short clip, or with ``--window``/``--timeline`` (and always for streams) a timeline of windows per video."""
-    import cv2
-    from tqdm import tqdm
+def _shown(text: str) -> str:
+    """``text`` (a path, a URL) safe to print on a terminal: bytes that are not UTF-8 and control characters (an
+    escape sequence, a newline in a file name) written as ``\\xNN``; ``--json`` prints the exact string instead."""
+    from dlkdd.data.video import printable
 
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in printable(text))
+
+
+class Refused(Exception):
+    """Bad input found before any video is read: one line, exit 2."""
+
+
+def _plan(args: argparse.Namespace) -> tuple:
+    """(runner, inputs, several, windowed, window_s, stride_s) for ``predict``; :class:`Refused` with one line."""
     from dlkdd.data.stream import is_stream
-    from dlkdd.data.video import VideoDecodeError
     from dlkdd.infer import watch as w
     from dlkdd.infer.runner import load_runner
-    from dlkdd.infer.timeline import merge_segments, timeline_doc
 
     try:
         runner = load_runner(args.model)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    inputs = w.expand_inputs([str(c) for c in args.clips])
+        inputs = w.expand_inputs([str(c) for c in args.clips])
+    except (FileNotFoundError, ValueError, OSError) as err:
+        raise Refused(str(err)) from None
     if not inputs:
-        print(f"error: no video files in {', '.join(map(str, args.clips))}", file=sys.stderr)
-        return 2
+        raise Refused(f"no video files in {', '.join(map(str, args.clips))}")
     several = len(inputs) > 1 or any(Path(str(c)).is_dir() for c in args.clips)
     if args.annotate and several:
-        print("error: --annotate takes one input video", file=sys.stderr)
-        return 2
-    windowed = (args.window or args.timeline or args.annotate or args.max_seconds
-                or any(is_stream(s) for s, _ in inputs))
+        raise Refused("--annotate takes one input video")
+    windowed = bool(args.window or args.timeline or args.annotate or args.max_seconds
+                    or any(is_stream(s) for s, _ in inputs))
     window = args.window or 2.0
     stride = args.stride or window / 2
-    results, failed = [], []
-    for source, name in tqdm(inputs, desc="predict", unit="video", disable=not several, file=sys.stderr):
-        try:
-            if windowed:
-                tl = w.watch(runner, source, window, stride, args.timeline, args.topk, args.min_prob,
-                             args.max_seconds, annotate=args.annotate, name=name, smoothing=args.smooth)
-                segments = merge_segments(tl.windows, runner.classes, args.min_prob)
-                results.append(timeline_doc(source, runner.classes, tl.windows, segments, args.topk, args.min_prob,
-                                            window_s=window, stride_s=stride, smoothing=args.smooth,
-                                            interrupted=tl.interrupted) if args.json else (tl, segments))
-            else:
-                probs = w.predict_clip(runner, source)
-                order = probs.argsort()[::-1][: args.topk]
-                results.append({"clip": source, "top": [{"class": runner.classes[i], "prob": float(probs[i])}
-                                                        for i in order],
-                                "probs": {c: float(p) for c, p in zip(runner.classes, probs)}})
-        except (VideoDecodeError, ValueError, OSError, cv2.error) as err:
-            line = str(err).splitlines()[0] if str(err) else type(err).__name__
-            if not several:
-                print(f"error: {line}", file=sys.stderr)
-                return 2
-            failed.append((source, line))
+    if window / stride > MAX_OPEN_WINDOWS:
+        raise Refused(f"--stride {stride:g}s is under 1/{MAX_OPEN_WINDOWS} of the {window:g}s window: that many "
+                      "windows open at once would hold too many frames; use a longer --stride")
+    return runner, inputs, several, windowed, window, stride
+
+
+def _predict_one(runner, source: str, name: str, args: argparse.Namespace, windowed: bool, window: float,
+                 stride: float):
+    """One input's result: the timeline document (``--json``) or (timeline, segments) in window mode, else the
+    clip's top-k dict. Raises what the decoder or the runner raise (one line each)."""
+    from dlkdd.infer import watch as w
+    from dlkdd.infer.timeline import merge_segments, timeline_doc
+
+    if windowed:
+        tl = w.watch(runner, source, window, stride, args.timeline, args.topk, args.min_prob,
+                     args.max_seconds, annotate=args.annotate, name=name, smoothing=args.smooth)
+        segments = merge_segments(tl.windows, runner.classes, args.min_prob)
+        if args.json:
+            return timeline_doc(source, runner.classes, tl.windows, segments, args.topk, args.min_prob,
+                                window_s=window, stride_s=stride, smoothing=args.smooth, interrupted=tl.interrupted)
+        return tl, segments
+    probs = w.predict_clip(runner, source)
+    order = probs.argsort()[::-1][: args.topk]
+    return {"clip": source, "top": [{"class": runner.classes[i], "prob": float(probs[i])} for i in order],
+            "probs": {c: float(p) for c, p in zip(runner.classes, probs)}}
+
+
+def _print_results(results: list, args: argparse.Namespace, windowed: bool, several: bool) -> None:
     if args.json:
         print(json.dumps(results if several else results[0]))
     elif windowed:
         for tl, segments in results:
             stop = " (stopped by Ctrl-C: what was seen is written)" if tl.interrupted else ""
-            print(f"{tl.source}: {len(tl.windows)} windows, {len(segments)} segments{stop}")
+            print(f"{_shown(tl.source)}: {len(tl.windows)} windows, {len(segments)} segments{stop}")
             for seg in segments:
                 print(f"  {_fmt_t(seg.start_s)}-{_fmt_t(seg.end_s)}  {seg.label:12s} {seg.mean_prob:.2f}")
             if tl.files:
-                print(f"  timeline: {tl.files['html']} (+ .json, .windows.csv, .segments.csv, .png)")
+                print(f"  timeline: {_shown(str(tl.files['html']))} (+ .json, .windows.csv, .segments.csv, .png)")
     else:
         for r in results:
-            print(r["clip"] + ": " + ", ".join(f"{t['class']} {t['prob']:.3f}" for t in r["top"]))
+            print(_shown(r["clip"]) + ": " + ", ".join(f"{t['class']} {t['prob']:.3f}" for t in r["top"]))
+
+
+def predict(args: argparse.Namespace) -> int:
+    """Run the student alone on raw dark footage (a checkpoint on PyTorch or an ``.onnx`` on ONNX Runtime): one label
+    per short clip, or with ``--window``/``--timeline`` (and always for streams) a timeline of windows per video.
+    Bad input is one ``error:`` line and exit 2 (a folder: the failed files listed at the end, exit 1)."""
+    import cv2
+    from tqdm import tqdm
+
+    from dlkdd.data.video import VideoDecodeError
+
+    try:
+        runner, inputs, several, windowed, window, stride = _plan(args)
+    except Refused as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    results, failed = [], []
+    for source, name in tqdm(inputs, desc="predict", unit="video", disable=not several, file=sys.stderr):
+        try:
+            results.append(_predict_one(runner, source, name, args, windowed, window, stride))
+        except (VideoDecodeError, ValueError, OSError, cv2.error) as err:
+            line = _shown(str(err).splitlines()[0]) if str(err).strip() else type(err).__name__
+            if not several:
+                print(f"error: {line}", file=sys.stderr)
+                return 2
+            failed.append((source, line))
+    _print_results(results, args, windowed, several)
     if failed:
         print(f"{len(failed)} of {len(inputs)} inputs failed:", file=sys.stderr)
         for source, line in failed:
-            print(f"  {line}" if source in line else f"  {source}: {line}", file=sys.stderr)
+            print(f"  {line}" if _shown(source) in line else f"  {_shown(source)}: {line}", file=sys.stderr)
         return 1 if results else 2
     return 0
 
@@ -157,9 +220,11 @@ def _import_parsers(sub: argparse._SubParsersAction) -> None:
         else:
             p.add_argument("--root", type=Path, required=True, help="folder the listed paths are relative to")
         p.add_argument("--out", type=Path, required=True, help="folder for manifest.csv (outside the dataset)")
-        p.add_argument("--val-fraction", type=float, default=0.1, help="share of train carved out as val if none")
-        p.add_argument("--test-fraction", type=float, default=0.2, help="share held out as test if no split given")
-        p.add_argument("--seed", type=int, default=0, help="seed of the split carving")
+        p.add_argument("--val-fraction", type=number_in(0, 1, high_open=True), default=0.1,
+                       help="share of train carved out as val if none, in [0, 1)")
+        p.add_argument("--test-fraction", type=number_in(0, 1, high_open=True), default=0.2,
+                       help="share held out as test if no split given, in [0, 1)")
+        p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the split carving (>= 0)")
 
     a = sub.add_parser("import-arid", help="ARID v1.0: list_cvt/ARID_split{1,2,3}_{train,test}.txt")
     common(a)
@@ -207,6 +272,17 @@ def positive_int(text: str) -> int:
 positive_int.__name__ = "positive integer"  # argparse names the type in its message: "invalid positive integer value"
 
 
+def nonneg_int(text: str) -> int:
+    """argparse type: an integer >= 0 (a seed: numpy refuses negative ones)."""
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
+nonneg_int.__name__ = "non-negative integer"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``dlkdd`` argument parser (every option carries a help line)."""
     ap = argparse.ArgumentParser(prog="dlkdd", description="Dark-video action recognition by dual-light KD")
@@ -226,12 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help="print JSON: {clip, top: [{class, prob}], probs: {class: prob}} per clip, or the timeline "
                         "document (README: Watch long footage) in window mode; a list for several inputs")
-    p.add_argument("--window", type=seconds, help="window mode: classify windows this long (e.g. 2s; default 2s when "
-                                                  "--timeline is given or the input is a stream)")
-    p.add_argument("--stride", type=seconds, help="one window every this long (default: half the window)")
+    p.add_argument("--window", type=window_seconds,
+                   help="window mode: classify windows this long, up to 1 h (e.g. 2s; default 2s when --timeline is "
+                        "given or the input is a stream)")
+    p.add_argument("--stride", type=window_seconds, help="one window every this long (default: half the window)")
     p.add_argument("--timeline", type=Path, metavar="DIR",
                    help="write per-window CSV/JSON, merged segments and an HTML/PNG view per video into DIR")
-    p.add_argument("--min-prob", type=float, default=0.5,
+    p.add_argument("--min-prob", type=number_in(0, 1), default=0.5,
                    help="a segment is consecutive windows with one top class at least this likely (default: "
                         "%(default)s)")
     p.add_argument("--smooth", type=positive_int, default=3, metavar="N",

@@ -307,11 +307,23 @@ figcaption{{text-align:center;font-size:12px}}</style></head><body>
 """
 
 
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell starting with one of these
+
+
+def spreadsheet_cell(value: Any) -> Any:
+    """A text cell that a spreadsheet shows as text: OWASP's CSV-injection rule, a cell starting with ``= + - @``,
+    TAB or CR gets a leading single quote (``=HYPERLINK(...)`` → ``'=HYPERLINK(...)``). Numbers pass unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_LEADS):
+        return "'" + value
+    return value
+
+
 def _csv_text(rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> str:
+    """CSV for a person's spreadsheet: every text cell through :func:`spreadsheet_cell`."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(fields), lineterminator="\n")
     w.writeheader()
-    w.writerows(rows)
+    w.writerows({k: spreadsheet_cell(v) for k, v in row.items()} for row in rows)
     return buf.getvalue()
 
 
@@ -324,7 +336,12 @@ def write_timeline(folder: str | Path, video: str, classes: Sequence[str], windo
                    name: str | None = None, **extra: Any) -> dict[str, Path]:
     """Write ``<name>.windows.csv``, ``<name>.segments.csv``, ``<name>.json``, ``<name>.html`` and ``<name>.png``
     into ``folder`` (each atomically) for one video; ``name`` defaults to the video's stem. Returns the paths by
-    kind."""
+    kind.
+
+    The outputs carry names from outside (the video's path, the model's class names), each made safe for its
+    reader: the CSVs are for spreadsheets, so a cell that would run as a formula is quoted
+    (:func:`spreadsheet_cell`); the HTML escapes every name; the JSON is for programs and keeps the exact video path
+    and class names (a reader matching them against files or a class list needs them unchanged)."""
     folder = Path(folder)
     stem = name or Path(video).stem
     segments = merge_segments(windows, classes, min_prob)

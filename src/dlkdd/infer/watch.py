@@ -5,6 +5,8 @@ the model any :class:`dlkdd.infer.runner.Runner` (PyTorch checkpoint or ONNX Run
 """
 from __future__ import annotations
 
+import hashlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import chain
@@ -13,16 +15,27 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dlkdd.data.stream import Window, is_stream, open_source, read_clip, stream_windows
-from dlkdd.data.video import VIDEO_SUFFIXES, read_stream
+from dlkdd.data.stream import Window, is_stream, open_source, stream_windows
+from dlkdd.data.video import VIDEO_SUFFIXES, check_complete, decode_planned, read_stream, resize_frame, uniform_indices
 from dlkdd.infer.runner import Runner
 from dlkdd.infer.timeline import Thumbnails, WindowResult, label_at, merge_segments, smooth, write_timeline
 
 
-def predict_clip(runner: Runner, path: str | Path) -> np.ndarray:
+# A file that decodes fewer than this share of the frames its container reports is refused (kind ``incomplete``),
+# in single-clip and window mode alike: a label for the first fifth of a truncated upload is a wrong answer.
+MIN_DECODED_FRACTION = 0.9
+
+
+def predict_clip(runner: Runner, path: str | Path, min_decoded_fraction: float = MIN_DECODED_FRACTION
+                 ) -> np.ndarray:
     """Class probabilities (K,) for one short clip: ``num_frames`` segment centres over the whole clip, exactly the
-    frame cache's eval sampling. Raises :class:`dlkdd.data.video.VideoDecodeError`."""
-    return runner(read_clip(path, runner.num_frames, runner.size)[None])[0]
+    frame cache's eval sampling. Raises :class:`dlkdd.data.video.VideoDecodeError`, also when the file decodes fewer
+    than ``min_decoded_fraction`` of the frames its container reports (truncated or corrupt mid-stream)."""
+    path = Path(path)
+    clips, _, decoded, _, reported = decode_planned(path, lambda total: [uniform_indices(total, runner.num_frames)])
+    check_complete(path, decoded, reported, min_decoded_fraction)
+    frames = np.stack([cv2.cvtColor(resize_frame(f, runner.size), cv2.COLOR_BGR2RGB) for f in clips[0]])
+    return runner(frames[None])[0]
 
 
 def predict_windows(runner: Runner, source: str | Path, window_s: float, stride_s: float, batch: int = 16,
@@ -41,7 +54,8 @@ def predict_windows(runner: Runner, source: str | Path, window_s: float, stride_
 
     interrupted = False
     try:
-        for w in stream_windows(source, runner.num_frames, runner.size, window_s, stride_s, max_seconds):
+        for w in stream_windows(source, runner.num_frames, runner.size, window_s, stride_s, max_seconds,
+                                MIN_DECODED_FRACTION):
             if thumbnails is not None:
                 thumbnails.offer((w.start_s + w.end_s) / 2, w.frames[len(w.frames) // 2])
             pending.append(w)
@@ -117,16 +131,44 @@ def _stem(source: str | Path) -> str:
 
 def expand_inputs(inputs: list[str]) -> list[tuple[str, str]]:
     """Files, folders (every video inside, recursively, sorted; hidden files skipped) and stream URLs, as
-    ``(source, name)`` pairs; a folder's videos are named by their path inside it (``a/b.mp4`` → ``a__b``) so two
-    videos with one stem never share timeline files."""
-    out: list[tuple[str, str]] = []
+    ``(source, name)`` pairs, each source once. A folder's videos are named by their path inside it without the
+    suffix (``a/b.mp4`` → ``a__b``), other inputs by their stem; names are unique (:func:`unique_names`), so no two
+    inputs ever share timeline files."""
+    found: dict[str, tuple[str, str]] = {}  # source -> (name, key: the path inside its folder, or the input as given)
     for item in inputs:
         p = Path(item)
         if not is_stream(item) and p.is_dir():
             for f in sorted(p.rglob("*")):
                 rel = f.relative_to(p)
                 if f.is_file() and f.suffix.lower() in VIDEO_SUFFIXES and not any(s.startswith(".") for s in rel.parts):
-                    out.append((str(f), "__".join(rel.with_suffix("").parts)))
+                    found.setdefault(str(f), ("__".join(rel.with_suffix("").parts), rel.as_posix()))
         else:
-            out.append((item, _stem(item)))
-    return out
+            found.setdefault(item, (_stem(item), item))
+    names = unique_names([(name, key, source) for source, (name, key) in found.items()])
+    return list(zip(found, names))
+
+
+def unique_names(wanted: list[tuple[str, str, str]]) -> list[str]:
+    """One distinct output name per ``(name, key, source)``, deterministic. A name no other input wants (compared
+    case-insensitively, as macOS and Windows folders compare) is kept, so a lone ``a.mp4`` stays ``a``. Names that
+    collide (``a.mp4`` and ``a.avi``; ``cam2/a.mp4`` and ``cam2__a.avi``) all get ``-`` and the first 8 hex digits of
+    the SHA-256 of ``key`` (the path inside the folder, or the input as given): the same folder names each file the
+    same way on every run. Names that still collide (one path inside two folders given together) hash ``source``."""
+    names = [name for name, _, _ in wanted]
+    for field_ in (1, 2):
+        clash = _clashes(names)
+        if not clash:
+            return names
+        names = [f"{w[0]}-{_short_hash(w[field_])}" if n.casefold() in clash else n for w, n in zip(wanted, names)]
+    if _clashes(names):
+        raise ValueError(f"two inputs would write the same timeline files: {sorted(_clashes(names))[0]}")
+    return names
+
+
+def _clashes(names: list[str]) -> set[str]:
+    counts = Counter(n.casefold() for n in names)
+    return {n for n, c in counts.items() if c > 1}
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:8]
