@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from dlkdd.config import EnhanceConfig
-from dlkdd.data.frames import read_index
+from dlkdd.data.frame_index import read_index
 from dlkdd.enhance import METHODS, enhance_clip
 from dlkdd.enhance.report import clip_summary
 from dlkdd.enhance.zerodce import DCENet, load_zerodce

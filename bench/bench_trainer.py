@@ -23,9 +23,9 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from dlkdd.atomic import write_array_atomic
 from dlkdd.config import EnhanceConfig, TrainConfig
 from dlkdd.data.dataset import ClipDataset
-from dlkdd.data.frames import save_array
 from dlkdd.distill.evaluation import latency_ms, two_stream_latency_ms
 from dlkdd.distill.kd import KDLoss
 from dlkdd.distill.logit_cache import CachedLogitsDataset, compute_teacher_logits
@@ -43,8 +43,8 @@ def write_cache(root: Path, n: int, t: int, s: int, k: int) -> pd.DataFrame:
     (root / "lit").mkdir(parents=True)
     for i in range(n):
         clip = rng.integers(0, 40, (t, s, s, 3), dtype=np.uint8)
-        save_array(root / "dark" / f"c{i}.npy", clip)
-        save_array(root / "lit" / f"c{i}.npy", enhance_clip(clip, EnhanceConfig()))
+        write_array_atomic(root / "dark" / f"c{i}.npy", clip)
+        write_array_atomic(root / "lit" / f"c{i}.npy", enhance_clip(clip, EnhanceConfig()))
         rows.append({"clip_id": f"c{i}", "label": i % k, "split": "train", "video_id": f"v{i}"})
     return pd.DataFrame(rows)
 

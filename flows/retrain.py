@@ -22,7 +22,7 @@ from dlkdd.atomic import write_text_atomic
 from dlkdd.config import Params, load_params
 from dlkdd.data.footage import (Landed, NewClip, add_clips, claim, claim_dir, file_md5, quarantine_file,
                                 read_footage_csv, release_claims, survey_inbox)
-from dlkdd.data.frames import read_classes
+from dlkdd.data.frame_index import read_classes
 from dlkdd.data.untrusted import clip_stats_isolated
 from dlkdd.data.video import VideoDecodeError, printable
 from dlkdd.regression import PredictionsError, compare_predictions, metric_values, promotion_verdict

@@ -53,7 +53,7 @@ def train_and_save(name: str, params: Params, frames_dir: str, clip_dirs: list[s
     ``train_cfg`` replaces ``params.train`` for this model (the student's ``kd.epochs``).
     """
     from dlkdd.config import kd_record, to_dict
-    from dlkdd.data.frames import read_index
+    from dlkdd.data.frame_index import read_index
     from dlkdd.distill.checkpoint import save_model
     from dlkdd.distill.runtime import init_runtime, shutdown
     from dlkdd.distill.training_run import train_classifier

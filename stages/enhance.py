@@ -13,8 +13,8 @@ import pandas as pd
 from _common import load_zerodce_or_exit, params_or_exit
 from tqdm import tqdm
 
-from dlkdd.atomic import write_text_atomic
-from dlkdd.data.frames import read_index, save_array
+from dlkdd.atomic import write_array_atomic, write_text_atomic
+from dlkdd.data.frame_index import read_index
 from dlkdd.enhance import enhance_clip
 from dlkdd.enhance.report import clip_summary, comparison_strip, write_png
 
@@ -43,7 +43,7 @@ def main() -> None:
     for cid in tqdm(index["clip_id"].astype(str), desc=f"enhance ({cfg.method})", unit="clip"):
         clip = np.load(Path(args.frames) / "clips" / f"{cid}.npy")
         enhanced = enhance_clip(clip, cfg, model)
-        save_array(out / "clips" / f"{cid}.npy", enhanced)
+        write_array_atomic(out / "clips" / f"{cid}.npy", enhanced)
         rows.append(clip_summary(clip, enhanced))
         if cid in strip_ids:
             pairs.append((f"{cid}: dark | {cfg.method}", clip, enhanced))

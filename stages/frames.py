@@ -8,8 +8,9 @@ import pandas as pd
 from _common import params_or_exit
 
 from dlkdd.data.footage import FootageError, footage_manifest
-from dlkdd.data.frames import MANIFEST_COLUMNS, REQUIRED_SPLITS, SamplingSpec, build_frame_cache, read_classes
-from dlkdd.data.untrusted import WorkerStartError
+from dlkdd.data.frame_index import MANIFEST_COLUMNS, REQUIRED_SPLITS, read_classes
+from dlkdd.data.frames import SamplingSpec, build_frame_cache
+from dlkdd.isolated import WorkerStartError
 
 
 def read_manifest(path: Path) -> tuple[pd.DataFrame, list[str]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from _common import params_or_exit
 
 from dlkdd.data.dataset import ClipDataset
-from dlkdd.data.frames import read_index
+from dlkdd.data.frame_index import read_index
 from dlkdd.distill.checkpoint import load_model
 from dlkdd.distill.logit_cache import compute_teacher_logits, save_teacher_logits
 from dlkdd.distill.runtime import seed_everything

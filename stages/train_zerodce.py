@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from _common import params_or_exit
 
-from dlkdd.data.frames import read_index
+from dlkdd.data.frame_index import read_index
 from dlkdd.enhance.zerodce import LossWeights, save_zerodce, train_zerodce
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 from _common import params_or_exit
 
 from dlkdd.atomic import write_text_atomic
-from dlkdd.data.frames import read_index
+from dlkdd.data.frame_index import read_index
 from dlkdd.quality import GateInputError, check_footage
 
 

@@ -28,8 +28,10 @@ def tiny_frames(tiny_dataset, tmp_path_factory) -> Path:
     import numpy as np
     import pandas as pd
 
+    from dlkdd.atomic import write_array_atomic
     from dlkdd.config import EnhanceConfig
-    from dlkdd.data.frames import build_frame_cache, read_index, save_array
+    from dlkdd.data.frame_index import read_index
+    from dlkdd.data.frames import build_frame_cache
     from dlkdd.enhance import enhance_clip
 
     out = tmp_path_factory.mktemp("frames")
@@ -38,7 +40,7 @@ def tiny_frames(tiny_dataset, tmp_path_factory) -> Path:
     (out / "enhanced" / "clips").mkdir(parents=True)
     for cid in index["clip_id"].astype(str):
         clip = np.load(out / "clips" / f"{cid}.npy")
-        save_array(out / "enhanced" / "clips" / f"{cid}.npy", enhance_clip(clip, EnhanceConfig()))
+        write_array_atomic(out / "enhanced" / "clips" / f"{cid}.npy", enhance_clip(clip, EnhanceConfig()))
     return out
 
 

@@ -2,12 +2,17 @@
 
 Two static checks per stage, from the script its ``cmd`` runs:
 - code: every module file the script imports, transitively through ``src/dlkdd`` and ``stages/_common.py`` (package
-  ``__init__.py`` files included: Python runs them), lies under one of the stage's ``deps``;
+  ``__init__.py`` files included: Python runs them), lies under one of the stage's ``deps``, and every module file
+  the deps list (a folder: every ``.py`` under it) is one the script imports: no stage re-runs for code it never runs;
 - params: every params key the stage's code reads is covered by its ``params`` list (a section covers its keys) or
   by a ``${...}`` interpolation in its cmd/deps (DVC tracks those). Keys are found by following ``params.a.b``
   attribute chains and aliases (``f = params.frames``) through the script and the ``_common.py`` helpers it hands
   ``params`` to; a section handed whole to any other function counts as read whole (conservative). A script shared
   by stages (``--role X`` in the cmd) counts only the ``... if args.role == "X" else ...`` branch of its role.
+
+Below them, the layering those deps rest on: the stages that read a frame cache import its index
+(:mod:`dlkdd.data.frame_index`), never the decoder that writes it, and the import graph of ``src/``, ``flows/`` and
+``stages/`` has no cycle.
 """
 from __future__ import annotations
 
@@ -207,19 +212,39 @@ def _covered(key: str, entries: list[str]) -> bool:
     return any(key == e or key.startswith(e + ".") for e in entries)
 
 
+def _listed_code(deps: list[str], root: Path) -> list[Path]:
+    """The project's Python files that ``deps`` list: ``src/`` and ``stages/`` files, and those under a folder."""
+    files = []
+    for d in deps:
+        if "${" in d or not d.startswith(("src/", "stages/")):
+            continue
+        path = root / d
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.suffix == ".py" else []
+    return files
+
+
+def code_problems(name: str, stage: dict, root: Path = ROOT) -> list[str]:
+    """One line per module file the stage runs that its deps do not list, and per listed one it does not run (an
+    edit to a module the stage never imports must not re-run it: a decoder edit must not retrain a model)."""
+    deps = [str(d) for d in stage.get("deps", [])]
+    dep_paths = [(root / d).resolve() for d in deps if "${" not in d]
+    runs = {f.resolve() for f in code_files(_script(stage, root), root)}
+    problems = [f"{name}: runs {f.relative_to(root)} but deps do not list it" for f in sorted(runs)
+                if not any(f == d or d in f.parents for d in dep_paths)]
+    return problems + [f"{name}: lists {f.relative_to(root)} but does not run it" for f in _listed_code(deps, root)
+                       if f.resolve() not in runs]
+
+
 def stage_problems(dvc_yaml: dict, root: Path = ROOT) -> list[str]:
-    """One line per input a stage reads that dvc.yaml does not list."""
+    """One line per input a stage reads that dvc.yaml does not list, and per module it lists but does not run."""
     problems = []
     for name, stage in dvc_yaml["stages"].items():
         deps = [str(d) for d in stage.get("deps", [])]
         text = " ".join([stage["cmd"], *deps])
         interpolated = re.findall(r"\$\{\s*([\w.]+)\s*\}", text)
         params = [p if isinstance(p, str) else next(iter(p)) for p in stage.get("params", [])] + interpolated
-        dep_paths = [(root / d).resolve() for d in deps if "${" not in d]
         script = _script(stage, root)
-        for f in sorted(code_files(script, root)):
-            if not any(f.resolve() == d or d in f.resolve().parents for d in dep_paths):
-                problems.append(f"{name}: runs {f.relative_to(root)} but deps do not list it")
+        problems += code_problems(name, stage, root)
         for key in sorted(params_read(script, root, _role(stage))):
             if _covered(key, params):
                 continue
@@ -296,3 +321,95 @@ def test_training_stages_keep_dvcs_run_cache():
         off = {s.addressing: [o.def_path for o in s.outs if not o.use_cache and not (o.is_metric or o.is_plot)]
                for s in repo.index.stages}
     assert {name: outs for name, outs in off.items() if outs} == {"evaluate": ["metrics/predictions.csv"]}
+
+
+# ---------------------------------------------------------------- layering: no decoder under training, no cycle
+
+# the decoder and its isolated workers: what the frames stage (and the landing gate) runs on a video file
+DECODER = {"src/dlkdd/data/frames.py", "src/dlkdd/data/untrusted.py", "src/dlkdd/data/video.py",
+           "src/dlkdd/data/stream.py", "src/dlkdd/isolated.py", "src/dlkdd/faults.py"}
+# the stages that read a frame cache or a model, never a video file
+READERS = ("validate", "train_zerodce", "enhance", "train_teacher", "teacher_logits", "train_baseline",
+           "train_student", "export", "evaluate")
+
+
+@pytest.mark.parametrize("stage", READERS)
+def test_training_stages_neither_import_nor_list_the_decoder(stage):
+    """A decoder edit re-runs the frames stage only: the stages after it import the frame index, not the decoder."""
+    spec = _dvc()["stages"][stage]
+    runs = {str(f.relative_to(ROOT)) for f in code_files(_script(spec))}
+    listed = {str(f.relative_to(ROOT)) for f in _listed_code([str(d) for d in spec["deps"]], ROOT)}
+    assert "src/dlkdd/data/frame_index.py" in runs or stage == "export"
+    assert runs & DECODER == set() and listed & DECODER == set()
+
+
+def test_checker_catches_a_module_a_stage_lists_but_does_not_run():
+    dvc = _dvc()
+    dvc["stages"]["train_teacher"]["deps"].append("src/dlkdd/data/video.py")
+    dvc["stages"]["evaluate"]["deps"].append("src/dlkdd/data")
+    problems = stage_problems(dvc)
+    assert "train_teacher: lists src/dlkdd/data/video.py but does not run it" in problems
+    assert "evaluate: lists src/dlkdd/data/untrusted.py but does not run it" in problems
+
+
+def module_name(path: Path, root: Path = ROOT) -> str:
+    """The name a file is imported by: ``src/dlkdd/a/b.py`` → ``dlkdd.a.b``, ``flows/x.py`` → ``flows.x``, and a
+    stage script by its bare name (the stages put ``stages/`` on ``sys.path``: ``_common``)."""
+    rel = path.relative_to(root).with_suffix("")
+    parts = rel.parts[1:] if rel.parts[0] in ("src", "stages") else rel.parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
+    """Module → the project modules it imports, at module level or inside a function. ``from a.b import c`` names
+    ``a``, ``a.b`` and ``a.b.c`` (when a module): Python runs each package's ``__init__``, except the importer's own
+    packages (those already run before it)."""
+    files = {module_name(f, root): f for d in ("src", "flows", "stages") for f in (root / d).rglob("*.py")}
+    graph = {}
+    for name, f in files.items():
+        own = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}
+        graph[name] = {m for m in _imported_modules(ast.parse(f.read_text())) if m in files} - own - {name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A cycle ``[a, b, ..., a]`` in ``graph``, or None (depth-first, three colours)."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    return next((c for n in sorted(graph) if n not in state and (c := visit(n))), None)
+
+
+def test_the_import_graph_has_no_cycle():
+    """Before: dlkdd.data.frames imported dlkdd.data.untrusted, which imported frames back inside a function."""
+    graph = import_graph()
+    assert {"dlkdd.data.frames", "flows.retrain", "_common", "train"} <= set(graph)  # all three trees are read
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
+
+
+def test_cycle_finder_sees_function_level_imports(tmp_path):
+    for d in ("src/pkg", "flows", "stages"):
+        (tmp_path / d).mkdir(parents=True)
+    (tmp_path / "src/pkg/__init__.py").write_text("")
+    (tmp_path / "src/pkg/a.py").write_text("from pkg.b import f\n")
+    (tmp_path / "src/pkg/b.py").write_text("def f():\n    from pkg import a\n")
+    (tmp_path / "flows/x.py").write_text("import pkg.a\n")
+    (tmp_path / "stages/s.py").write_text("from _common import y\n")
+    (tmp_path / "stages/_common.py").write_text("import flows.x\n")
+    graph = import_graph(tmp_path)
+    assert graph["s"] == {"_common"} and graph["flows.x"] == {"pkg", "pkg.a"}
+    assert find_cycle(graph) == ["pkg.a", "pkg.b", "pkg.a"]
+    (tmp_path / "src/pkg/b.py").write_text("def f():\n    pass\n")
+    assert find_cycle(import_graph(tmp_path)) is None

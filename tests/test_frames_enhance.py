@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from dlkdd.config import EnhanceConfig
-from dlkdd.data.frames import build_frame_cache, read_classes, read_index
+from dlkdd.data.frame_index import read_classes, read_index
+from dlkdd.data.frames import build_frame_cache
 from dlkdd.data.video import VideoDecodeError, read_video, uniform_indices
 from dlkdd.enhance import enhance_clip
 from dlkdd.enhance.gamma import gamma_correct, gamma_lut

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from dlkdd.cli import main as cli
-from dlkdd.data.frames import INDEX_COLUMNS, MANIFEST_COLUMNS, build_frame_cache
+from dlkdd.data.frame_index import INDEX_COLUMNS, MANIFEST_COLUMNS
+from dlkdd.data.frames import build_frame_cache
 from dlkdd.data.importers import (DatasetImportError, arid_group, assign_splits, parse_split_list, read_arid_v1,
                                   read_arid_v15, read_csv_manifest, read_folder, read_mapping_table, write_import)
 from footage import write_clip

@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from dlkdd.config import GenerateConfig
-from dlkdd.data.frames import SamplingSpec, build_frame_cache, read_index
+from dlkdd.data.frame_index import read_index
+from dlkdd.data.frames import SamplingSpec, build_frame_cache
 from dlkdd.data.importers import read_csv_manifest, write_import
 from dlkdd.data.video import open_video, read_video, sample_clips
 from footage import corrupt, set_avi_frame_count, truncate, write_clip
@@ -141,7 +142,7 @@ def test_decoding_survives_odd_real_files(tmp_path):
 
 def test_decode_converts_only_planned_frames_and_survives_wrong_counts(tmp_path):
     from dlkdd.data.clipstats import clip_stats
-    from dlkdd.data.frames import decode_for_cache
+    from dlkdd.data.untrusted import decode_for_cache
 
     clip = write_clip(tmp_path / "v.avi", frames=30, width=96, height=72)
     full, fps = read_video(clip)  # every frame, RGB

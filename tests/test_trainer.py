@@ -5,7 +5,7 @@ from torch.utils.data import DataLoader
 
 from dlkdd.config import KDConfig, ModelConfig, TrainConfig
 from dlkdd.data.dataset import ClipDataset
-from dlkdd.data.frames import read_index
+from dlkdd.data.frame_index import read_index
 from dlkdd.distill.kd import KDLoss
 from dlkdd.distill.logit_cache import (CachedLogitsDataset, compute_teacher_logits, load_teacher_logits,
                                        save_teacher_logits)

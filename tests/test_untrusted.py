@@ -6,8 +6,9 @@ import shutil
 import pandas as pd
 import pytest
 
-from dlkdd.data.frames import SamplingSpec, build_frame_cache, decode_for_cache
-from dlkdd.data.untrusted import IsolatedWorker, clip_stats_isolated, close_workers
+from dlkdd.data.frames import SamplingSpec, build_frame_cache
+from dlkdd.data.untrusted import clip_stats_isolated, close_workers, decode_for_cache
+from dlkdd.isolated import IsolatedWorker
 from dlkdd.data.video import VideoDecodeError, sample_clips
 from footage import write_clip
 
@@ -86,6 +87,42 @@ def test_worker_survives_its_callers_errors_and_is_replaced_after_a_timeout():
         w.close()
 
 
+def _decoding_slowly(seconds):
+    """A job that keeps decoding for ``seconds``: a beat per frame, as :func:`dlkdd.data.video.read_stream` gives."""
+    import time
+
+    from dlkdd.data import video
+
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        if video.heartbeat is not None:
+            video.heartbeat()
+        time.sleep(0.05)
+    return seconds
+
+
+_CODEC_LOADED = "[m for m in ('cv2', 'dlkdd.data.video') if m in __import__('sys').modules]"
+
+
+def test_the_worker_mechanism_knows_nothing_of_video_and_the_decoder_kind_beats_per_frame():
+    """dlkdd.isolated is the mechanism only: a plain worker loads no codec and a job's frames do not beat there; a
+    DECODER worker loads OpenCV before it is ready, and each decoded frame resets its time limit."""
+    from dlkdd.data.untrusted import DECODER
+
+    plain, decoder = IsolatedWorker(timeout_s=60), IsolatedWorker(timeout_s=60, kind=DECODER)
+    try:
+        assert plain.call(eval, _CODEC_LOADED) == []
+        assert decoder.call(eval, _CODEC_LOADED) == ["cv2", "dlkdd.data.video"]
+        for w in (plain, decoder):
+            assert w.call(_decoding_slowly, 0.0) == 0.0  # imports this test module: not part of the limit below
+            w.timeout_s = 1.0
+        assert decoder.call(_decoding_slowly, 3.0) == 3.0
+        assert plain.call(_decoding_slowly, 3.0).kind == "timeout"
+    finally:
+        plain.close()
+        decoder.close()
+
+
 # ---------------------------------------------------------------- issue 20: one file never stops the run
 
 
@@ -154,7 +191,7 @@ class _Bomb:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_map_isolated_turns_any_error_into_that_files_failure(workers):
-    from dlkdd.data.untrusted import Failure, map_isolated
+    from dlkdd.isolated import Failure, map_isolated
 
     args = ["a", "oom", "b", "bomb", "c"]
     out = list(map_isolated(_picky, args, workers, timeout_s=30, subject=lambda a: f"{a}.avi"))
@@ -220,7 +257,7 @@ def test_decoder_worker_dies_with_its_killed_parent(tmp_path):
     here = Path(__file__).resolve().parent
     marker = tmp_path / "worker.pid"
     script = (f"import sys; sys.path[:0] = [{str(here.parent / 'src')!r}, {str(here)!r}]\n"
-              "from dlkdd.data.untrusted import map_isolated\nfrom test_untrusted import _mark_and_sleep\n"
+              "from dlkdd.isolated import map_isolated\nfrom test_untrusted import _mark_and_sleep\n"
               f"list(map_isolated(_mark_and_sleep, [{str(marker)!r}], 1, 900))\n")
     parent = subprocess.Popen([sys.executable, "-c", script])
     worker = None

@@ -19,7 +19,8 @@ import pytest
 
 from dlkdd.cli import main
 from dlkdd.config import GenerateConfig, ModelConfig, TrainConfig
-from dlkdd.data.frames import build_frame_cache, read_index
+from dlkdd.data.frame_index import read_index
+from dlkdd.data.frames import build_frame_cache
 from dlkdd.data.stream import stream_windows
 from dlkdd.data.synthetic import darken, generate_dataset, render_clip, write_video
 from dlkdd.data.video import read_video

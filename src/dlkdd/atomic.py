@@ -60,3 +60,11 @@ def write_csv_atomic(df, path: str | Path) -> None:
     """A pandas DataFrame as CSV (no index), atomically (pandas is not imported here: any object with ``to_csv``)."""
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)
+
+
+def write_array_atomic(path: str | Path, arr) -> None:
+    """A numpy array as ``.npy``, atomically (a frame cache's clip file)."""
+    import numpy as np
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, arr)

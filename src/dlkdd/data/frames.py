@@ -13,11 +13,11 @@ Layout of a frames directory::
 
 A video gives one clip (``clip_id`` = its ``video_id``) unless ``clips_per_video`` > 1, in which case its val/test
 rows give that many clips ``<video_id>__<k>``, sharing the ``video_id`` that video-level evaluation groups on.
-Videos are decoded in parallel worker processes (``workers``); results keep the manifest's order.
+Videos are decoded in parallel worker processes (``workers``); results keep the manifest's order. Readers of a frames
+directory (training, evaluation, checks) use :mod:`dlkdd.data.frame_index`, not this module and its decoder.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,18 +27,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from dlkdd import faults
-from dlkdd.atomic import atomic_path, write_csv_atomic, write_text_atomic
-from dlkdd.data.clipstats import LumaStats
-from dlkdd.data.untrusted import Failure, map_isolated
-from dlkdd.data.video import (VideoDecodeError, check_complete, decode_planned, escape_problem, is_inside, printable,
-                              resize_frame, sample_clips)
-
-INDEX_COLUMNS = ["clip_id", "path", "label", "class_name", "split", "video_id"]
-MANIFEST_COLUMNS = INDEX_COLUMNS[1:]  # what generate and the importers write
-REQUIRED_SPLITS = ("train", "val", "test")  # the training and evaluation stages need all three
-QUARANTINE_COLUMNS = ["path", "reason", "kind"]
-EVAL_SPLITS = ("val", "test")
-NOISE_PAIRS = 4  # consecutive-frame pairs per video for the noise estimate
+from dlkdd.atomic import write_array_atomic, write_csv_atomic, write_text_atomic
+from dlkdd.data.frame_index import EVAL_SPLITS, INDEX_COLUMNS, QUARANTINE_COLUMNS
+from dlkdd.data.untrusted import DECODER, decode_for_cache
+from dlkdd.data.video import (VideoDecodeError, check_complete, escape_problem, is_inside, printable, resize_frame,
+                              sample_clips)
+from dlkdd.isolated import Failure, map_isolated
 
 
 @dataclass
@@ -73,35 +67,6 @@ class _Outcome:
     rows: list[dict] = field(default_factory=list)
     stats: list[dict] = field(default_factory=list)
     bad: dict | None = None
-
-
-def decode_for_cache(path: Path, plan: Callable[[int], list[np.ndarray]]
-                     ) -> tuple[list[list[np.ndarray]], dict[str, float], int]:
-    """Decode ``path`` with :func:`dlkdd.data.video.decode_planned`, keeping only the frames ``plan(frame_count)``
-    asks for (index arrays, one per clip) and the frame after a few of them (:func:`frames_to_keep`), from which the
-    stats row is computed. Returns the clips' BGR frames, the stats row and the container's frame count (0 when
-    implausible). Raises :class:`VideoDecodeError`.
-    """
-    clips, got, n, fps, reported = decode_planned(path, plan, frames_to_keep)
-    h, w = next(iter(got.values())).shape[:2]
-    stats = LumaStats()
-    for i in sorted(got):
-        stats.add(got[i], i)
-    return clips, stats.result(fps, h, w, frames=n), reported
-
-
-def frames_to_keep(clips: list[np.ndarray], total: int) -> list[int]:
-    """The sampled frames of every clip plus the frame after ``NOISE_PAIRS`` of them, spread out (the noise estimate
-    needs consecutive frames; a few pairs at the stats grid's size give thousands of differences)."""
-    sampled = sorted({int(i) for idx in clips for i in idx})
-    every = -(-len(sampled) // NOISE_PAIRS)  # ceil: at most NOISE_PAIRS successors
-    return sorted(set(sampled) | {i + 1 for i in sampled[::every] if i + 1 < total})
-
-
-def save_array(path: Path, arr: np.ndarray) -> None:
-    """Write a ``.npy`` atomically: a temp file in the same folder, then rename."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, arr)
 
 
 def check_row(rec: dict, root: Path, num_classes: int, dataset_root: Path | None = None,
@@ -167,8 +132,8 @@ def _row_root(rec: dict, root: Path) -> Path:
 
 
 def _process(job: tuple[dict, Path, Path, SamplingSpec, int, int]) -> _Outcome:
-    """Decode one video (see :func:`decode_for_cache`), cut its clips, write them; runs in an isolated worker process
-    (:mod:`dlkdd.data.untrusted`). Never raises on bad input."""
+    """Decode one video (see :func:`dlkdd.data.untrusted.decode_for_cache`), cut its clips, write them; runs in an
+    isolated decoder worker (:data:`dlkdd.data.untrusted.DECODER`). Never raises on bad input."""
     rec, root, clips_dir, spec, num_classes, position = job  # rows that fail check_row never get here (_preflight)
     vid = str(rec["video_id"])
     ids = clip_ids(rec, spec)
@@ -187,7 +152,7 @@ def _process(job: tuple[dict, Path, Path, SamplingSpec, int, int]) -> _Outcome:
     out = _Outcome()
     for clip_id, frames in zip(ids, clips):
         clip = np.stack([cv2.cvtColor(resize_frame(f, spec.size), cv2.COLOR_BGR2RGB) for f in frames])
-        save_array(clips_dir / f"{clip_id}.npy", clip)
+        write_array_atomic(clips_dir / f"{clip_id}.npy", clip)
         out.rows.append({"clip_id": clip_id, **{c: rec[c] for c in INDEX_COLUMNS[1:]}})
         out.stats.append({"clip_id": clip_id, "split": rec["split"], "label": rec["label"], **stats,
                           "video_id": vid, "reported_frames": reported})
@@ -218,7 +183,7 @@ def build_frame_cache(manifest: pd.DataFrame, root: Path, out_dir: Path, num_fra
     # else raised while it is handled, quarantines that file (kind crashed / timeout / error) and the rest goes on
     # (dlkdd.data.untrusted); map keeps the manifest's order, so the index does not depend on scheduling
     outcomes = map_isolated(_process, jobs, workers, spec.decode_timeout_s,
-                            subject=lambda job: printable(job[0]["path"]))
+                            subject=lambda job: printable(job[0]["path"]), kind=DECODER)
     results = []
     for job, res in zip(jobs, tqdm(outcomes, total=len(jobs), desc="frames", unit="video")):
         if isinstance(res, Failure):
@@ -240,14 +205,3 @@ def build_frame_cache(manifest: pd.DataFrame, root: Path, out_dir: Path, num_fra
     write_csv_atomic(pd.DataFrame(bad, columns=QUARANTINE_COLUMNS), out_dir / "quarantine.csv")
     write_text_atomic(out_dir / "classes.txt", "\n".join(classes) + "\n")
     return FramesResult(len(rows), len(bad), out_dir, videos)
-
-
-def read_classes(folder: str | Path) -> list[str]:
-    """The class names of ``<folder>/classes.txt`` (a frames directory, a manifest's folder) in label order: one per
-    line, blank lines skipped, any line ending (a hand-edited list may have ``\\r\\n``). Raises FileNotFoundError."""
-    return [c for c in (Path(folder) / "classes.txt").read_text(encoding="utf-8").splitlines() if c]
-
-
-def read_index(frames_dir: str | Path) -> tuple[pd.DataFrame, list[str]]:
-    """The ready clips and the class names of a frames directory."""
-    return pd.read_csv(Path(frames_dir) / "index.csv"), read_classes(frames_dir)

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from dlkdd.atomic import write_csv_atomic, write_text_atomic
-from dlkdd.data.frames import MANIFEST_COLUMNS, QUARANTINE_COLUMNS, REQUIRED_SPLITS
+from dlkdd.data.frame_index import MANIFEST_COLUMNS, QUARANTINE_COLUMNS, REQUIRED_SPLITS
 from dlkdd.data.video import VIDEO_SUFFIXES, escape_problem, is_inside, printable
 
 

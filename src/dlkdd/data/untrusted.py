@@ -1,279 +1,74 @@
 """Decoding untrusted footage in isolation: a codec crash, hang or out-of-memory costs one file, never the run.
 
 FFmpeg inside OpenCV can segfault (no ``except`` catches that), loop forever or allocate without bound on a crafted or
-damaged file. Every file of an imported dataset or a landing is therefore decoded in a **worker process** supervised
-from here:
+damaged file. Every file of an imported dataset or a landing is therefore decoded in a supervised worker process
+(:mod:`dlkdd.isolated`, the mechanism: supervision, heartbeats, time limits). This module holds what such a worker
+runs on a video file, and the :data:`DECODER` kind of worker that runs it:
 
-- the worker says it is alive while frames decode (:data:`dlkdd.data.video.heartbeat`); a worker silent for
-  ``timeout_s`` seconds is killed and the file is reported as ``timeout``: a long video that keeps decoding is never
-  cut off, a stuck codec is;
-- a worker that dies (segfault, abort, killed by the kernel's OOM killer) is reported as ``crashed`` with its signal;
-- any other exception raised while one file is handled (by the job in the worker: a container with no frame, an
-  allocation OpenCV refuses; or by the parent reading the job's result) is reported as ``error`` with its one line;
-- in every case a fresh or the same worker takes the next file: one file never stops the run.
-
-A worker dies with its parent: the kernel kills it when the thread that started it ends (``PR_SET_PDEATHSIG`` on
-Linux), even when the parent itself is killed with SIGKILL, and it exits when its pipe to the parent closes; an
-orphaned decoder never goes on eating a CPU.
-
-Workers are fresh interpreters (no forked copy of the parent's threads or CUDA state) reused across files, so the
-start cost (importing numpy and OpenCV, well under a second) is paid once per worker, not per file.
+- :func:`decode_for_cache`, the one decode of a file the frame cache keeps (its clip job, ``_process`` in
+  :mod:`dlkdd.data.frames`, calls it) and the landing gate's statistics job (:func:`clip_stats_isolated`);
+- a decoder worker imports OpenCV once, before it is ready, and beats (:func:`dlkdd.isolated.beat`) for every decoded
+  frame (:data:`dlkdd.data.video.heartbeat`): a long video that keeps decoding is never cut off, a stuck codec is
+  (``timeout``); a codec that kills its worker is reported ``crashed`` with its signal; anything else raised while
+  one file is handled is ``error``.
 """
 from __future__ import annotations
 
-import ctypes
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from multiprocessing.connection import Connection
+from collections.abc import Callable
 from pathlib import Path
-from queue import Queue
-from typing import Any
+
+import cv2
+import numpy as np
 
 from dlkdd import faults
-from dlkdd.data.video import VideoDecodeError, check_complete, check_name
+from dlkdd.data import video
+from dlkdd.data.clipstats import LumaStats
+from dlkdd.data.video import VideoDecodeError, check_complete, check_name, decode_planned, sample_clips
+from dlkdd.isolated import Failure, IsolatedWorker, WorkerKind, beat, call_for_file
 
-POLL_S = 0.1  # how often the supervisor looks at the worker
-STARTUP_S = 120.0  # a worker must be ready within this (importing OpenCV on a loaded machine)
-BEAT_S = 0.5  # the worker says it is alive at most this often (a message per decoded frame would cost more)
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-_BOOT = "import sys; sys.path[:0] = sys.argv[4:]; from dlkdd.data.untrusted import _serve; _serve()"
+NOISE_PAIRS = 4  # consecutive-frame pairs per video for the noise estimate
 
-
-@dataclass(frozen=True)
-class Failure:
-    """What an isolated call produced instead of a result: ``kind`` is ``crashed``, ``timeout`` or ``error``."""
-
-    kind: str
-    message: str
+DECODER = WorkerKind(
+    name="decoder", setup="dlkdd.data.untrusted:setup_decoder_worker",
+    crashed="the decoder crashed on this file ({how}); it is damaged or uses a codec this OpenCV build cannot read",
+    timeout="decoder made no progress for {timeout_s:g} s (hung on a damaged stream?); raise frames.decode_timeout_s "
+            "if the file is fine")
 
 
-class WorkerError(RuntimeError):
-    """The function raised in the worker; the message is ``<ExceptionType>: <its first line>``."""
-
-
-class WorkerStartError(RuntimeError):
-    """No worker could be started: the machine's problem, not a file's, so it stops the run."""
-
-
-def one_line(err: BaseException) -> str:
-    """``<ExceptionType>: <first line of its message>`` (cv2.error and MemoryError messages span lines)."""
-    try:
-        text = str(err).strip()
-    except Exception:  # a broken __str__ must not cost the report
-        text = ""
-    return f"{type(err).__name__}: {text.splitlines()[0] if text else '(no message)'}"
-
-
-def _die_with_parent(parent: int) -> None:
-    """Ask the kernel to SIGKILL this process when the thread that started it ends (Linux; its parent killed even
-    with SIGKILL included), then leave at once if the parent went before the request was made."""
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):  # no libc prctl: a closed pipe still stops it (between jobs, at a beat)
-            pass
-    if os.getppid() != parent:
-        os._exit(0)
-
-
-def _serve() -> None:
-    """The worker process's main loop: read ``(fn, arg)``, answer ``(True, result)`` or ``(False, one line)``; between
-    them, ``("beat",)`` while frames decode."""
-    _die_with_parent(int(sys.argv[3]))
-    import cv2
-
-    from dlkdd.data import video
-
+def setup_decoder_worker() -> None:
+    """Run in each :data:`DECODER` worker before it is ready: one OpenCV thread, a beat per decoded frame."""
     cv2.setNumThreads(1)  # parallelism comes from the workers (bench_ingest: OpenCV's pool only added overhead)
-    inbox, outbox = Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False)
-    last = [0.0]
-
-    def beat() -> None:
-        now = time.monotonic()
-        if now - last[0] > BEAT_S:
-            last[0] = now
-            try:
-                outbox.send(("beat",))
-            except OSError:  # the parent is gone: nobody wants this file's frames
-                os._exit(0)
-
     video.heartbeat = beat
-    outbox.send(("ready",))
-    while True:
-        try:
-            fn, arg = inbox.recv()
-        except EOFError:
-            return
-        try:
-            outbox.send((True, fn(arg)))  # a result that cannot be pickled raises here, before a byte is written
-        except Exception as err:  # the function's own errors travel back as one line
-            try:
-                outbox.send((False, one_line(err)))
-            except OSError:  # the parent is gone
-                return
 
 
-class IsolatedWorker:
-    """One supervised worker process: :meth:`call` runs ``fn(arg)`` there (both picklable, ``fn`` importable).
-
-    A plain ``python -c`` child (not multiprocessing's ``spawn``, which re-runs the caller's ``__main__`` and so
-    breaks scripts without a main guard), talking over two pipes; stdout and stderr stay the codec's. The process
-    is killed when the thread that started it ends (module doc): keep a worker in the thread that uses it, or in a
-    pool whose threads outlive it (:func:`map_isolated`).
+def decode_for_cache(path: Path, plan: Callable[[int], list[np.ndarray]]
+                     ) -> tuple[list[list[np.ndarray]], dict[str, float], int]:
+    """Decode ``path`` with :func:`dlkdd.data.video.decode_planned`, keeping only the frames ``plan(frame_count)``
+    asks for (index arrays, one per clip) and the frame after a few of them (:func:`frames_to_keep`), from which the
+    stats row is computed. Returns the clips' BGR frames, the stats row and the container's frame count (0 when
+    implausible). Raises :class:`VideoDecodeError`.
     """
-
-    def __init__(self, timeout_s: float) -> None:
-        self.timeout_s = timeout_s
-        self._proc: subprocess.Popen | None = None
-        self._env: dict[str, str] = {}
-
-    @property
-    def pid(self) -> int | None:
-        """The worker process's id while one runs."""
-        return self._proc.pid if self._proc is not None else None
-
-    def _start(self) -> None:
-        to_child_r, to_child_w = os.pipe()
-        from_child_r, from_child_w = os.pipe()
-        self._proc = subprocess.Popen([sys.executable, "-c", _BOOT, str(to_child_r), str(from_child_w),
-                                       str(os.getpid()), *sys.path],
-                                      pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL)
-        self._env = dict(os.environ)
-        os.close(to_child_r)
-        os.close(from_child_w)
-        self._send, self._recv = Connection(to_child_w, readable=False), Connection(from_child_r, writable=False)
-        # the start (an interpreter importing numpy and OpenCV) is not the file's time: wait for it apart, generously
-        limit = max(STARTUP_S, self.timeout_s)
-        try:
-            ready = self._recv.poll(limit) and self._recv.recv() == ("ready",)
-        except (EOFError, OSError):  # it died while starting
-            ready = False
-        if not ready:
-            self.close()
-            raise WorkerStartError(f"the isolated decoder did not start within {limit:g} s")
-
-    def call(self, fn: Callable[[Any], Any], arg: Any, subject: str = "") -> Any:
-        """``fn(arg)`` in the worker; a :class:`Failure` when the worker died or stopped making progress. An exception
-        raised by ``fn`` comes back as :class:`WorkerError` with its one-line message; any other exception raised
-        here (the job or its result cannot be pickled) propagates after the worker is replaced."""
-        if self._proc is not None and self._env != dict(os.environ):
-            self.close()  # a kept worker would decode under the environment it started with (codec options, faults)
-        if self._proc is None or self._proc.poll() is not None:
-            self._start()
-        try:
-            self._send.send((fn, arg))  # a job that cannot be pickled raises before a byte is written
-        except (BrokenPipeError, OSError):
-            return self._died(subject)
-        try:
-            return self._answer(subject)
-        except WorkerError:
-            raise  # the worker caught it and is ready for the next job
-        except Exception:
-            self.close()  # the conversation is in an unknown state: the next call starts a fresh worker
-            raise
-
-    def _answer(self, subject: str) -> Any:
-        """Wait for the worker's answer to the job just sent, a heartbeat resetting the time limit."""
-        assert self._proc is not None
-        since = time.monotonic()
-        while True:
-            if self._recv.poll(POLL_S):
-                try:
-                    msg = self._recv.recv()
-                except (EOFError, OSError):
-                    return self._died(subject)
-                if msg == ("beat",):
-                    since = time.monotonic()
-                    continue
-                ok, value = msg
-                if not ok:
-                    raise WorkerError(value)
-                return value
-            if self._proc.poll() is not None:
-                return self._died(subject)
-            if time.monotonic() - since > self.timeout_s:
-                self.close()
-                return Failure("timeout", f"{subject}: decoder made no progress for {self.timeout_s:g} s (hung on a "
-                                          "damaged stream?); raise frames.decode_timeout_s if the file is fine")
-
-    def _died(self, subject: str) -> Failure:
-        assert self._proc is not None
-        proc = self._proc
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:  # its pipe closed but it lingers: close() kills it
-            pass
-        self.close()
-        code = proc.returncode
-        try:
-            how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-        except ValueError:
-            how = f"signal {-code}"
-        return Failure("crashed", f"{subject}: the decoder crashed on this file ({how}); it is damaged or uses a "
-                                  "codec this OpenCV build cannot read")
-
-    def close(self) -> None:
-        if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.kill()
-            self._proc.wait(5)
-            self._send.close()
-            self._recv.close()
-            self._proc = None
+    clips, got, n, fps, reported = decode_planned(path, plan, frames_to_keep)
+    h, w = next(iter(got.values())).shape[:2]
+    stats = LumaStats()
+    for i in sorted(got):
+        stats.add(got[i], i)
+    return clips, stats.result(fps, h, w, frames=n), reported
 
 
-def call_for_file(worker: IsolatedWorker, fn: Callable[[Any], Any], arg: Any, subject: str) -> Any:
-    """``worker.call(fn, arg, subject)`` where whatever one file brings costs that file only: an exception raised by
-    ``fn`` in the worker, or by the parent sending the job or reading its result, becomes ``Failure("error", one
-    line)``. Only :class:`WorkerStartError` (no worker at all: the machine, not the file) propagates."""
-    try:
-        return worker.call(fn, arg, subject)
-    except WorkerStartError:
-        raise
-    except Exception as err:
-        text = str(err) if isinstance(err, WorkerError) else one_line(err)
-        return Failure("error", f"{subject}: failed on this file: {text}")
-
-
-def map_isolated(fn: Callable[[Any], Any], args: Iterable[Any], workers: int, timeout_s: float,
-                 subject: Callable[[Any], str] = str) -> Iterator[Any]:
-    """``fn`` over ``args`` in ``workers`` supervised worker processes; yields results (or :class:`Failure`, see
-    :func:`call_for_file`) in the order of ``args``. ``subject(arg)`` names the file in failure messages. Raises
-    :class:`WorkerStartError` when no worker starts."""
-    pool: Queue[IsolatedWorker] = Queue()
-    all_workers = [IsolatedWorker(timeout_s) for _ in range(max(1, workers))]
-    for w in all_workers:
-        pool.put(w)
-
-    def one(arg: Any) -> Any:
-        w = pool.get()
-        try:
-            return call_for_file(w, fn, arg, subject(arg))
-        finally:
-            pool.put(w)
-
-    try:
-        with ThreadPoolExecutor(max_workers=len(all_workers)) as ex:
-            yield from ex.map(one, args)
-    finally:
-        for w in all_workers:
-            w.close()
+def frames_to_keep(clips: list[np.ndarray], total: int) -> list[int]:
+    """The sampled frames of every clip plus the frame after ``NOISE_PAIRS`` of them, spread out (the noise estimate
+    needs consecutive frames; a few pairs at the stats grid's size give thousands of differences)."""
+    sampled = sorted({int(i) for idx in clips for i in idx})
+    every = -(-len(sampled) // NOISE_PAIRS)  # ceil: at most NOISE_PAIRS successors
+    return sorted(set(sampled) | {i + 1 for i in sampled[::every] if i + 1 < total})
 
 
 _local = threading.local()
 
 
 def _stats_job(arg: tuple[str, int]) -> tuple[dict[str, float], int] | tuple[str, str]:
-    from dlkdd.data.frames import decode_for_cache
-    from dlkdd.data.video import sample_clips
-
     path, num_frames = arg
     faults.inject("decode", path)
     try:
@@ -289,12 +84,12 @@ def clip_stats_isolated(path: str | Path, *, timeout_s: float, min_decoded_fract
     frames (so a landing is compared with the training set like with like), decoded in an isolated worker.
 
     Raises :class:`VideoDecodeError` with any decoder kind, ``crashed``, ``timeout`` or ``error`` (anything else the
-    file made fail), and :class:`WorkerStartError`. The worker is kept per thread for the next call.
+    file made fail), and :class:`dlkdd.isolated.WorkerStartError`. The worker is kept per thread for the next call.
     """
     check_name(path)  # before the file goes anywhere near a codec
     worker = getattr(_local, "worker", None)
     if worker is None:
-        worker = _local.worker = IsolatedWorker(timeout_s)
+        worker = _local.worker = IsolatedWorker(timeout_s, DECODER)
     worker.timeout_s = timeout_s  # the limit is per call; the process is kept
     out = call_for_file(worker, _stats_job, (str(path), num_frames), str(path))
     if isinstance(out, Failure):
@@ -312,4 +107,3 @@ def close_workers() -> None:
     if worker is not None:
         worker.close()
         _local.worker = None
-
