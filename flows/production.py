@@ -46,7 +46,12 @@ class PromotionFailed(RuntimeError):
 
 
 class ProductionInconsistent(PromotionFailed):
-    """The production checkout is in a state no run may repair by itself; the message says what a person must do."""
+    """The production checkout is in a state no run may repair by itself; the message says what a person must do.
+
+    Raised by :meth:`ProductionCheckout.reconcile`, and by :meth:`ProductionCheckout.promote` when its rollback could
+    not finish: a PromotionFailed, so the retrain flow's one ``except PromotionFailed`` covers every promotion failure
+    (its summary: "kept: promotion failed: … run `python -m flows.production <repo>`").
+    """
 
 
 @dataclass(frozen=True)

@@ -159,10 +159,9 @@ def test_rollback_never_resets_an_edit_made_during_a_failing_promotion(repo, mon
                  "    print('held', flush=True); sys.stdin.readline()", str(repo)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
             assert holder[0].stdout.readline().strip() == "held"
-        return real_dvc_waiting(*args, **kw)
+        return real_dvc_waiting(*args, **{"timeout_s": 5.0, **kw})  # the person's command outlasts 5 s
 
     monkeypatch.setattr(ops, "dvc_waiting", person_acts_first)
-    monkeypatch.setattr(ops, "LOCK_WAIT_S", 5.0)
     try:
         with pytest.raises(PromotionFailed) as err:
             ProductionCheckout(repo).promote(branch, base, "test")
@@ -220,3 +219,18 @@ def test_rollback_on_a_full_disk_keeps_the_journal_until_there_is_room(small_dis
     assert "rolled back" in done[0] and "stash" not in done[0], done
     assert_at(repo, base)
     assert not sh(["git", "stash", "list"], repo)
+
+
+def test_the_retrain_flow_needs_to_catch_only_promotion_failed():
+    """Every promotion failure is a PromotionFailed (a rollback that could not finish is its subclass
+    ProductionInconsistent), and the retrain flow's `production.promote` call catches exactly that class."""
+    import ast
+    import inspect
+
+    from flows import retrain
+    from flows.production import ProductionInconsistent, PromotionFailed
+
+    assert issubclass(ProductionInconsistent, PromotionFailed)
+    tries = [n for n in ast.walk(ast.parse(inspect.getsource(retrain._retrain_claimed))) if isinstance(n, ast.Try)
+             and any("production.promote(" in ast.unparse(s) for s in n.body)]
+    assert [ast.unparse(h.type) for t in tries for h in t.handlers] == ["PromotionFailed"]
