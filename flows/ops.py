@@ -11,9 +11,11 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 WORKTREES = Path(".dvc/tmp/retrain")
@@ -56,10 +58,52 @@ def dvc(cwd: str | Path, *args: str, check: bool = True) -> subprocess.Completed
 LOCK_WAIT_S = 600.0  # a person's `dvc status` takes seconds; a `dvc repro` in production is not waited out forever
 
 
-def dvc_waiting(cwd: str | Path, *args: str, timeout_s: float = LOCK_WAIT_S) -> None:
+def dvc_waiting(cwd: str | Path, *args: str, timeout_s: float | None = None) -> None:
     """A DVC command that may meet another DVC process's workspace lock: DVC's own ``--wait-for-lock`` waits for it,
-    bounded by ``timeout_s`` so a promotion is never stuck behind a hung process (CommandFailed then)."""
-    sh([sys.executable, "-m", "dvc", "--wait-for-lock", *args], cwd, timeout_s=timeout_s)
+    bounded by ``timeout_s`` (default :data:`LOCK_WAIT_S`) so a promotion is never stuck behind a hung process
+    (CommandFailed then)."""
+    sh([sys.executable, "-m", "dvc", "--wait-for-lock", *args], cwd, timeout_s=timeout_s or LOCK_WAIT_S)
+
+
+# DVC 3.x (dvc_objects.fs.utils.tmp_fname) copies an output to ``.<token_urlsafe(16)>.tmp`` or ``<name>.<token>.tmp``
+# beside it, then renames; a checkout that dies (ENOSPC, EIO, a kill) leaves the partial file, as big as the disk was.
+_DVC_PARTIAL = re.compile(r"\.[A-Za-z0-9_-]{22}\.tmp$")
+
+
+def remove_dvc_partials(repo: Path) -> list[str]:
+    """Delete the partial copies a failed ``dvc checkout`` left in the workspace (not under .git or .dvc, where the
+    cache and retrain worktrees live); returns their paths relative to ``repo``."""
+    gone = []
+    for root, dirs, files in os.walk(repo):
+        if Path(root) == repo:
+            dirs[:] = [d for d in dirs if d not in (".git", ".dvc")]
+        for name in files:
+            if _DVC_PARTIAL.search(name):
+                (Path(root) / name).unlink(missing_ok=True)
+                gone.append(str((Path(root) / name).relative_to(repo)))
+    return gone
+
+
+@contextlib.contextmanager
+def flock_waiting(path: Path, timeout_s: float | None = None):
+    """Yield True once this process holds the flock on ``path`` (waiting up to ``timeout_s``, default
+    :data:`LOCK_WAIT_S`), False if another holder kept it that long. The kernel releases it when a holder is killed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + (timeout_s or LOCK_WAIT_S)
+    with open(path, "a") as fh:  # "a": an existing lock file is opened without writing a byte (a full disk)
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    yield False
+                    return
+                time.sleep(0.1)
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
