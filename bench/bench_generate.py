@@ -6,12 +6,14 @@
 "serial" is today's code with ``workers=1``; "parallel" is today's default (every core). Clips are the default
 params' size (160x120, 32 frames), ``--per-class`` train clips of each of the 11 classes. Every variant's files must
 have the same md5s (the bench exits 1 otherwise). A per-clip time breakdown of the serial path shows where time goes.
-The machine may be shared: quote the ratio, measured in one run, rather than the absolute clips/s.
+The variants take turns in each repeat. CPU seconds (this process and its workers) do not depend on the machine's
+load; wall seconds do: on a shared machine, quote the ratio measured in one run rather than the absolute clips/s.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
+import resource
 import statistics
 import sys
 import tempfile
@@ -58,18 +60,31 @@ def md5s(root: Path) -> dict[str, str]:
     return {p.relative_to(root).as_posix(): hashlib.md5(p.read_bytes()).hexdigest() for p in files}
 
 
-def timed(variant: str, cfg: GenerateConfig, workers: int, repeats: int) -> tuple[float, dict[str, str]]:
-    times, sums = [], {}
+def cpu_seconds() -> float:
+    """User + system CPU of this process and of its finished children (the worker processes)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def run_once(variant: str, cfg: GenerateConfig, workers: int) -> tuple[float, float, dict[str, str]]:
+    """(wall s, CPU s, md5 per clip) of one generation of ``cfg`` by ``variant``."""
+    with tempfile.TemporaryDirectory() as d:
+        t0, c0 = time.perf_counter(), cpu_seconds()
+        if variant == "before":
+            generate_before(Path(d), cfg, seed=0)
+        else:
+            syn.generate_dataset(d, cfg, seed=0, workers=1 if variant == "serial" else workers)
+        return time.perf_counter() - t0, cpu_seconds() - c0, md5s(Path(d))
+
+
+def timed(variants: tuple[str, ...], cfg: GenerateConfig, workers: int, repeats: int) -> dict[str, tuple]:
+    """Median wall and CPU seconds per variant; the variants take turns in every repeat, so load drift hits all."""
+    runs: dict[str, list] = {v: [] for v in variants}
     for _ in range(repeats):
-        with tempfile.TemporaryDirectory() as d:
-            t0 = time.perf_counter()
-            if variant == "before":
-                generate_before(Path(d), cfg, seed=0)
-            else:
-                syn.generate_dataset(d, cfg, seed=0, workers=1 if variant == "serial" else workers)
-            times.append(time.perf_counter() - t0)
-            sums = md5s(Path(d))
-    return statistics.median(times), sums
+        for v in variants:
+            runs[v].append(run_once(v, cfg, workers))
+    return {v: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs), rs[-1][2])
+            for v, rs in runs.items()}
 
 
 def breakdown(cfg: GenerateConfig, clips: int = 5) -> dict[str, float]:
@@ -111,11 +126,13 @@ def main() -> None:
     total = sum(parts.values())
     for name, s in parts.items():
         print(f"  {name:28s} {1000 * s:7.1f} ms/clip  {100 * s / total:5.1f} %")
-    results = {v: timed(v, cfg, args.workers, args.repeats) for v in ("before", "serial", "parallel")}
-    base = results["before"][0]
-    for v, (sec, _) in results.items():
-        print(f"{v:9s} {sec:7.2f} s  {n / sec:6.2f} clips/s  x{base / sec:.2f}")
-    same = results["before"][1] == results["serial"][1] == results["parallel"][1]
+    results = timed(("before", "serial", "parallel"), cfg, args.workers, args.repeats)
+    base, base_cpu = results["before"][:2]
+    print("variant      wall s  clips/s  speed-up | CPU s  CPU s/clip  CPU saved")
+    for v, (sec, cpu, _) in results.items():
+        print(f"{v:9s} {sec:9.2f} {n / sec:8.2f} {base / sec:8.2f}x | {cpu:6.2f} {cpu / n:10.3f} "
+              f"{1 - cpu / base_cpu:9.1%}")
+    same = results["before"][2] == results["serial"][2] == results["parallel"][2]
     print(f"md5s of all {n} clips identical across variants: {same}")
     sys.exit(0 if same else 1)
 

@@ -245,7 +245,8 @@ def generate_dataset(out_dir: str | Path, cfg: GenerateConfig, seed: int, worker
 
     Each clip's random stream is derived from (seed, class, split, n), so a clip does not change when the number of
     clips per class changes, nor with ``workers`` (processes rendering clips; default: every core this process may
-    use; 1 = serial, in this process).
+    use; 1 = serial, in this process). Worker processes are spawned: a calling script needs the
+    ``if __name__ == "__main__":`` guard.
     """
     out = Path(out_dir)
     rows = _make_clips(_clip_jobs(cfg), out, cfg, seed, default_workers() if workers is None else workers)
