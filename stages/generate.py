@@ -8,7 +8,7 @@ from pathlib import Path
 
 from _common import params_or_exit
 
-from dlkdd.data.synthetic import default_workers, generate_dataset
+from dlkdd.data.synthetic import generate_dataset
 
 
 def main() -> None:
@@ -17,9 +17,8 @@ def main() -> None:
     args = ap.parse_args()
     params = params_or_exit()
     shutil.rmtree(args.out, ignore_errors=True)
-    workers = default_workers()
-    manifest = generate_dataset(Path(args.out), params.generate, params.generate.seed, workers=workers)
-    print(f"wrote {manifest} ({workers} processes)")
+    manifest = generate_dataset(Path(args.out), params.generate, params.generate.seed)
+    print(f"wrote {manifest}")
 
 
 if __name__ == "__main__":
