@@ -1,4 +1,7 @@
-"""Stage generate: write the embedded synthetic dark-footage dataset (videos + manifest.csv)."""
+"""Stage generate: write the embedded synthetic dark-footage dataset (videos + manifest.csv).
+
+Clips render in one process per core; the bytes do not depend on how many, so the core count is not a DVC param.
+"""
 import argparse
 import shutil
 from pathlib import Path

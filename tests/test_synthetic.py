@@ -60,3 +60,25 @@ def test_darken_models_a_noisy_low_light_sensor():
     assert dark.mean() == pytest.approx(10.0, abs=1.0)
     # shot + read noise: consecutive frames of a mostly static scene differ
     assert np.abs(dark[1].astype(int) - dark[0].astype(int)).mean() > 1.0
+
+
+def _tree(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_worker_processes_write_the_serial_bytes_in_the_serial_order(tmp_path, capsys):
+    # 3 classes x 5 clips rendered by 3 processes: every clip and the manifest (its row order included) are the bytes
+    # the serial path writes, so the data's md5s in dvc.lock do not depend on how many cores rendered it
+    cfg = tiny_generate_config(train_per_class=3, num_frames=6)
+    serial = generate_dataset(tmp_path / "serial", cfg, seed=11, workers=1)
+    capsys.readouterr()
+    parallel = generate_dataset(tmp_path / "parallel", cfg, seed=11, workers=3)
+    bar = capsys.readouterr().err
+    assert "generate" in bar and "15/15" in bar  # the progress bar still counts every clip
+    a, b = _tree(serial.parent), _tree(parallel.parent)
+    assert len(a) == 16 and a.keys() == b.keys()
+    assert [k for k in a if a[k] != b[k]] == []
+    rows = pd.read_csv(parallel)
+    assert list(rows["video_id"][:5]) == ["Drink_train_000", "Drink_train_001", "Drink_train_002", "Drink_val_000",
+                                          "Drink_test_000"]
+    assert not list((tmp_path / "parallel").rglob("*.part.*"))  # every clip was renamed into place
