@@ -136,3 +136,23 @@ def test_copies_of_any_dataset_clip_are_duplicates_by_content(tiny_dataset, tmp_
     os.utime(raw / test_rel, ns=(1, 1))
     fresh = build_index(files, cache)
     assert fresh.hashed == 1 and "0" * 32 not in fresh.by_md5 and batch["inbox/a.avi"] in fresh.by_md5
+
+
+def test_a_planted_claim_folder_is_never_followed_nor_claimed_into(clip, tmp_path):
+    """``<inbox>/.claimed`` is the retrain's own hidden folder: a symlink planted there must not pull a private
+    folder's videos into the inbox, and a file planted there must not stop the claim."""
+    inbox = tmp_path / "inbox"
+    (inbox / "Jump").mkdir(parents=True)
+    private = tmp_path / "private/run0/Jump"
+    private.mkdir(parents=True)
+    shutil.copy(clip, private / "secret.avi")
+    os.symlink(tmp_path / "private", inbox / ".claimed")
+    assert release_claims(inbox) == [] and (private / "secret.avi").is_file()
+    assert survey_inbox(inbox).landed == []
+    shutil.copy(clip, inbox / "Jump/a.avi")
+    taken = claim(inbox, "run1", [inbox / "Jump/a.avi"])
+    assert list(taken.values()) == [inbox / ".claimed/run1/Jump/a.avi"] and not (private.parent / "run1").exists()
+    assert os.path.islink(inbox / ".claimed.displaced-run1")
+    assert release_claims(inbox, "run1") == ["Jump/a.avi"]
+    (inbox / ".claimed").write_text("not a folder")
+    assert list(claim(inbox, "run2", [inbox / "Jump/a.avi"]).values()) == [inbox / ".claimed/run2/Jump/a.avi"]

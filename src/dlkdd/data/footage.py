@@ -340,6 +340,12 @@ def claim(inbox: str | Path, run_id: str, paths: list[Path]) -> dict[Path, Path]
     retrain for it; a rename keeps the inode, so an md5 taken after the claim is of the bytes the run will land.
     """
     inbox, dest = Path(inbox), claim_dir(inbox, run_id)
+    root = inbox / CLAIMS
+    try:
+        if not stat.S_ISDIR(os.lstat(root).st_mode):  # a file, FIFO or symlink put there: never claim into it
+            os.rename(root, inbox / f"{CLAIMS}.displaced-{run_id}")
+    except FileNotFoundError:
+        pass
     out = {}
     for p in paths:
         q = dest / p.relative_to(inbox)
@@ -358,9 +364,9 @@ def release_claims(inbox: str | Path, run_id: str | None = None) -> list[str]:
     A file that cannot be moved stays claimed (the next run's release tries again).
     """
     root = Path(inbox) / CLAIMS
-    runs = [root / run_id] if run_id else (sorted(root.iterdir()) if root.is_dir() else [])
+    runs = [root / run_id] if run_id else (sorted(root.iterdir()) if _real_dir(root) else [])
     moved = []
-    for run in runs:
+    for run in filter(_real_dir, runs):  # a symlink put there is never followed: its target's files stay out
         for top, dirs, files in os.walk(run, topdown=False):
             for name in [*files, *(d for d in dirs if os.path.islink(os.path.join(top, d)))]:
                 src = Path(top) / name
@@ -377,6 +383,14 @@ def release_claims(inbox: str | Path, run_id: str | None = None) -> list[str]:
                 os.rmdir(top)
             except OSError:
                 pass
-    if root.is_dir() and not any(root.iterdir()):
+    if _real_dir(root) and not any(root.iterdir()):
         root.rmdir()
     return moved
+
+
+def _real_dir(path: Path) -> bool:
+    """A folder itself, not a symlink to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
