@@ -307,13 +307,13 @@ def test_hostile_inbox_is_quarantined_and_the_next_run_is_not_blocked(prod):
     from flows.watch import watch
 
     before = snapshot(prod)
-    os.makedirs(prod / "inbox/Jump")
+    os.makedirs(prod / "inbox/Jump", exist_ok=True)  # earlier tests may leave the empty class folders
     os.mkfifo(prod / "inbox/Jump/clip.mp4")
     long_name = "n" * 250 + ".avi"
     floodlit_clip(prod / "inbox/Jump" / long_name, 2)  # the gate's offender: refuses the batch
     manifest = (prod / "data/raw/manifest.csv").read_text().splitlines()
     test_clip = next(line.split(",")[0] for line in manifest if ",test," in line)
-    (prod / "inbox/Sit").mkdir()
+    (prod / "inbox/Sit").mkdir(exist_ok=True)
     shutil.copy(prod / "data/raw" / test_clip, prod / "inbox/Sit/copy.avi")
     html_name = "<img src=x onerror=alert(1)>.mp4"
     (prod / "inbox/Sit" / html_name).write_bytes(b"not a video at all")
