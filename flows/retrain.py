@@ -4,31 +4,43 @@ Thin on purpose: decoding and statistics come from ``dlkdd``, the gate from :mod
 from :mod:`flows.ops` (subprocesses; tasks use ``cache_policy=NO_CACHE`` because their effect is on disk, not in
 their return value). The dataset change and the pipeline run happen in a throw-away worktree on branch
 ``retrain/<run_id>``, so a failed or killed run leaves production exactly as it was.
+
+No inbox content stops the loop: the inbox is surveyed by ``lstat`` (FIFOs, sockets, devices and symlinks are refused
+unopened), each clip is hashed, checked against every clip of the dataset (any split) and decoded on its own, and
+any error while handling one clip quarantines that clip and the run goes on. An error the run cannot pin on one clip
+quarantines the clips it had taken (so they cannot fail the next run too), except a git/DVC command's failure
+(training, dataset commit: the clips wait in the inbox). The summary is written on every path.
 """
 from __future__ import annotations
 
+import html
 import shlex
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from dlkdd.atomic import write_text_atomic
 from dlkdd.config import Params, load_params
-from dlkdd.data.footage import (Landed, NewClip, add_clips, claim, claim_dir, file_md5, quarantine_file,
-                                read_footage_csv, release_claims, survey_inbox)
-from dlkdd.data.frame_index import read_classes
-from dlkdd.data.untrusted import clip_stats_isolated
-from dlkdd.data.video import VideoDecodeError, printable
+from dlkdd.data.footage import ClipChanged, Landed, NewClip, add_clips, claim, claim_dir, release_claims, survey_inbox
 from dlkdd.regression import PredictionsError, compare_predictions, metric_values, promotion_verdict
 from flows import ops
-from flows.gate import BatchVerdict, gate_batch
+from flows.intake import Batch, dataset_index, one_line, quarantine_clips, quarantine_left
 from flows.production import ProductionCheckout, ProductionInconsistent, PromotionFailed
+
+
+def cell(value: object) -> str:
+    """``value`` as the text of one markdown table cell: HTML-escaped (a clip named ``<img src=x onerror=...>.mp4``
+    stays text), with the characters markdown would read as links, images, code, emphasis or cell borders
+    backslash-escaped and newlines flattened."""
+    text = html.escape(str(value), quote=True).replace("\r", " ").replace("\n", " ")
+    for ch in "\\`*[]|":
+        text = text.replace(ch, "\\" + ch)
+    return text
 
 
 @dataclass
@@ -39,6 +51,8 @@ class Summary:
     reconciled: list[str] = field(default_factory=list)  # what the run repaired before starting
     landed: list[str] = field(default_factory=list)
     quarantined: dict[str, str] = field(default_factory=dict)
+    not_landed: dict[str, str] = field(default_factory=dict)  # taken, then changed or vanished: left for the next run
+    dedupe: str = ""  # what the landings were checked against for duplicate bytes
     accepted: list[str] = field(default_factory=list)
     gate: str = ""
     drift: str = ""
@@ -46,7 +60,7 @@ class Summary:
     production: float | None = None
     candidate: float | None = None
     paired: str = ""  # the paired test of production's and the candidate's per-clip test predictions
-    decision: str = "nothing to do"  # promoted | kept | gate failed | training failed | refused | nothing to do
+    decision: str = "nothing to do"  # promoted | kept | gate failed | training failed | refused | failed | nothing ..
     reason: str = ""
     branch: str = ""
     tag: str = ""
@@ -55,19 +69,19 @@ class Summary:
 
     def markdown(self) -> str:
         fmt = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731
+        listed = lambda d: f"{len(d)}: " + "; ".join(f"{k} ({v})" for k, v in d.items())  # noqa: E731
         rows = [("run", self.run_id), ("reconciled", "; ".join(self.reconciled) or "consistent"),
                 ("landed", f"{len(self.landed)}: " + ", ".join(self.landed)),
                 ("accepted", f"{len(self.accepted)}: " + ", ".join(self.accepted)),
-                ("quarantined", f"{len(self.quarantined)}: "
-                 + "; ".join(f"{k} ({v})" for k, v in self.quarantined.items())),
-                ("quality gate", self.gate), ("drift", self.drift), (f"{self.metric} production", fmt(self.production)),
-                (f"{self.metric} new", fmt(self.candidate)), ("paired test", self.paired),
-                ("decision", f"**{self.decision}**"),
-                ("reason", self.reason), ("branch", self.branch), ("production tag", self.tag),
-                ("dvc push", self.push), ("accepted clips", self.clips)]
-        esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-        return "\n".join([f"# Retrain {self.run_id}", "", "| item | value |", "|---|---|"]
-                         + [f"| {k} | {esc(v)} |" for k, v in rows]) + "\n"
+                ("quarantined", listed(self.quarantined)), ("not landed", listed(self.not_landed)),
+                ("duplicate check", self.dedupe), ("quality gate", self.gate), ("drift", self.drift),
+                (f"{self.metric} production", fmt(self.production)), (f"{self.metric} new", fmt(self.candidate)),
+                ("paired test", self.paired), ("decision", self.decision), ("reason", self.reason),
+                ("branch", self.branch), ("production tag", self.tag), ("dvc push", self.push),
+                ("accepted clips", self.clips)]
+        bold = {"decision"}
+        return "\n".join([f"# Retrain {cell(self.run_id)}", "", "| item | value |", "|---|---|"]
+                         + [f"| {cell(k)} | {f'**{cell(v)}**' if k in bold else cell(v)} |" for k, v in rows]) + "\n"
 
 
 def paired_evidence(ws: Path, base: str, model: str, alpha: float) -> tuple[bool | None, str]:
@@ -82,60 +96,6 @@ def paired_evidence(ws: Path, base: str, model: str, alpha: float) -> tuple[bool
     except PredictionsError as err:
         return None, f"not tested: {err}"
     return ok, why
-
-
-def _classes(repo: Path, params: Params) -> list[str]:
-    known = repo / "data/frames/classes.txt"  # the trained class list; params only before the first run
-    return read_classes(known.parent) if known.is_file() else list(params.generate.classes)
-
-
-@task(cache_policy=NO_CACHE)
-def inspect_clips(landed: list[Landed], classes: list[str], params: Params) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Decode every landed clip in an isolated worker (a codec crash or hang refuses that clip, never the run);
-    returns its statistics (one row per decodable clip, as the frame cache computes them) and ``{path: reason}``."""
-    rows, refused = [], {}
-    for item in landed:
-        key = str(item.path)
-        if item.class_name is not None and item.class_name not in classes:
-            refused[key] = f"unknown class '{item.class_name}' (known: {', '.join(classes)})"
-            continue
-        try:
-            stats = clip_stats_isolated(item.path, timeout_s=params.frames.decode_timeout_s,
-                                        min_decoded_fraction=params.frames.min_decoded_fraction,
-                                        num_frames=params.frames.num_frames)
-        except VideoDecodeError as err:  # missing/empty/not_video/unreadable/incomplete/crashed/timeout/bad_name
-            refused[key] = f"cannot decode ({err.kind}): {err}"
-            continue
-        label = classes.index(item.class_name) if item.class_name else -1
-        split = "train" if item.class_name else "unlabelled"  # unlabelled rows stay out of the class balance
-        rows.append({"clip_id": key, "split": split, "label": label, "class_name": item.class_name or "", **stats})
-    return pd.DataFrame(rows), refused
-
-
-@task(cache_policy=NO_CACHE)
-def run_gate(stats: pd.DataFrame, params: Params, repo: Path, classes: list[str], run_id: str) -> BatchVerdict:
-    """The data-quality gate on the batch; drift is measured against production's training-clip statistics."""
-    ref_path = repo / "data/frames/stats.csv"
-    reference = None
-    if ref_path.is_file():
-        ref = pd.read_csv(ref_path)
-        reference = ref[ref["split"] == "train"]
-    return gate_batch(stats, params, reference, classes, repo / "reports/retrain" / run_id / "gate")
-
-
-@task(cache_policy=NO_CACHE)
-def quarantine_clips(refused: dict[str, str], roots: list[Path], quarantine: Path, run_id: str) -> dict[str, str]:
-    """Move each refused entry to ``<quarantine>/<run_id>/<its inbox path>`` with a ``<clip>.reason.txt`` beside it.
-
-    ``roots``: where the entries may be (the run's claim folder, the inbox); returns ``{inbox path: reason}``.
-    """
-    out = {}
-    for src, reason in refused.items():
-        root = next(r for r in roots if Path(src).is_relative_to(r))
-        rel = Path(src).relative_to(root)
-        quarantine_file(src, quarantine / run_id / rel, reason)
-        out[printable(rel)] = reason
-    return out
 
 
 @task(cache_policy=NO_CACHE)
@@ -166,13 +126,12 @@ def push_remote(ws: Path) -> str:
     return "pushed"
 
 
-def _finish(summary: Summary, repo: Path) -> Summary:
+def _finish(summary: Summary, repo: Path) -> None:
     md = summary.markdown()
     out = repo / "reports/retrain" / f"{summary.run_id}.md"
     write_text_atomic(out, md)  # a run killed here leaves no half summary
     create_markdown_artifact(markdown=md, key="retrain-summary", description=f"retrain {summary.run_id}")
     get_run_logger().info("retrain %s: %s (%s); summary %s", summary.run_id, summary.decision, summary.reason, out)
-    return summary
 
 
 @flow(name="retrain", log_prints=True)
@@ -191,13 +150,53 @@ def retrain(repo: str = ".", set_params: list[str] | None = None, push: bool = T
         return _retrain(repo_p, list(set_params or []), push, tolerance)
 
 
+@dataclass
+class _Run:
+    """What the steps of one run share."""
+
+    repo: Path
+    params: Params
+    summary: Summary
+    set_params: list[str]
+    push: bool
+    tolerance: float
+    batch: Batch = field(default_factory=lambda: Batch([], []))  # the clips it took
+
+    @property
+    def cfg(self):
+        return self.params.retrain
+
+    @property
+    def run_id(self) -> str:
+        return self.summary.run_id
+
+    @property
+    def inbox(self) -> Path:
+        return self.repo / self.cfg.inbox
+
+    def quarantine(self, refused: dict[str, str]) -> dict[str, str]:
+        return quarantine_clips(refused, self.batch.roots, self.repo / self.cfg.quarantine, self.run_id)
+
+
 def _retrain(repo_p: Path, set_params: list[str], push: bool, tolerance: float | None) -> dict:
+    summary = Summary(time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6])
+    try:
+        _run(repo_p, summary, set_params, push, tolerance)
+    except BaseException as err:
+        explained = summary.decision == "training failed" or summary.push.startswith("FAILED")
+        if not explained:
+            summary.decision, summary.reason = "failed", f"unexpected error: {one_line(err)}"
+        raise
+    finally:
+        _finish(summary, repo_p)  # on every path: a failed run still says what it did with each clip
+    return vars(summary)
+
+
+def _run(repo_p: Path, summary: Summary, set_params: list[str], push: bool, tolerance: float | None) -> None:
     params = load_params(repo_p / "params.yaml")
     cfg = params.retrain
-    tolerance = cfg.tolerance if tolerance is None else tolerance
-    inbox = repo_p / cfg.inbox
-    run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
-    summary = Summary(run_id, metric=cfg.metric)
+    summary.metric = cfg.metric
+    run = _Run(repo_p, params, summary, set_params, push, cfg.tolerance if tolerance is None else tolerance)
     production = ProductionCheckout(repo_p)
     stale = ops.cleanup_stale(repo_p)
     if stale:
@@ -207,111 +206,142 @@ def _retrain(repo_p: Path, set_params: list[str], push: bool, tolerance: float |
         summary.reconciled = production.reconcile()
     except ProductionInconsistent as err:
         summary.decision, summary.reason = "refused", str(err)
-        return vars(_finish(summary, repo_p))
-    back = release_claims(inbox)  # we hold the retrain lock: any claim left is a dead run's
+        return
+    back = release_claims(run.inbox)  # we hold the retrain lock: any claim left is a dead run's
     if back:
         summary.reconciled.append(f"returned {len(back)} clip(s) claimed by interrupted runs to the inbox")
-
-    scan = survey_inbox(inbox, cfg.settle_s)
-    cdir = claim_dir(inbox, run_id)
-    taken = claim(inbox, run_id, [c.path for c in scan.landed])  # a poll during this run no longer sees them
-    landed = [Landed(taken[c.path], c.class_name) for c in scan.landed]
+    scan = survey_inbox(run.inbox, cfg.settle_s)
+    taken = claim(run.inbox, run.run_id, [c.path for c in scan.landed])  # a poll during this run no longer sees them
+    claimed = claim_dir(run.inbox, run.run_id)
+    run.batch = Batch([claimed, run.inbox], [Landed(taken[c.path], c.class_name) for c in scan.landed
+                                             if c.path in taken], {str(k): v for k, v in scan.refused.items()})
+    summary.not_landed = run.batch.not_landed
     try:
-        return _retrain_claimed(repo_p, production, landed, {str(k): v for k, v in scan.refused.items()},
-                                [cdir, inbox], summary, params, set_params, push, tolerance)
+        _retrain_claimed(run, production)
+    except ops.CommandFailed:
+        raise  # git/DVC or the pipeline failed, not a clip: the clips wait in the inbox for the next run
+    except Exception as err:  # nothing pins it on one clip: none of the batch may fail the next run too
+        summary.quarantined.update(quarantine_left(claimed, run.batch.roots, repo_p / cfg.quarantine, run.run_id,
+                                                   err))
+        raise
     finally:
-        release_claims(inbox, run_id)  # clips this run did not land (e.g. training failed) wait for the next run
+        release_claims(run.inbox, run.run_id)  # clips this run did not land (e.g. training failed) wait for the next
 
 
-def _retrain_claimed(repo_p: Path, production: ProductionCheckout, landed: list[Landed], refused: dict[str, str],
-                     roots: list[Path], summary: Summary, params: Params, set_params: list[str], push: bool,
-                     tolerance: float) -> dict:
-    cfg, run_id = params.retrain, summary.run_id
-    inbox, quarantine = roots[1], repo_p / cfg.quarantine
-    rel = lambda p: printable(Path(p).relative_to(roots[0]))  # noqa: E731  (claimed path → its inbox path)
-    summary.landed = [rel(c.path) for c in landed]
-    if not landed and not refused:
-        summary.reason = f"no settled clips in {inbox}"
-        return vars(_finish(summary, repo_p))
-
-    # 1. fingerprint (before the gate: add_clips re-checks the copy against it), decode + quality gate
-    md5s = {c.path: file_md5(c.path) for c in landed}
-    classes = _classes(repo_p, params)
-    stats, bad = inspect_clips(landed, classes, params)
-    refused.update(bad)
-    gate = run_gate(stats, params, repo_p, classes, run_id) if len(stats) else None
+def _retrain_claimed(run: _Run, production: ProductionCheckout) -> None:
+    summary, batch = run.summary, run.batch
+    summary.landed = [batch.shown(c.path) for c in batch.clips]
+    if not batch.clips and not batch.refused:
+        summary.reason = f"no settled clips in {run.inbox}"
+        return
+    # 1. against every clip of the dataset, any split (a copy of a test clip must not become a training clip)
+    index, summary.dedupe = dataset_index(run.repo, run.params)
+    if index is None:
+        summary.quarantined = run.quarantine(batch.refused)
+        summary.decision, summary.reason = "refused", "cannot check the landings against the dataset: " \
+                                                      f"{summary.dedupe}; the clips wait in the inbox"
+        return
+    batch.hash()  # regular files only; add_clips re-checks each copy against its md5
+    batch.refuse_duplicates(index)
+    gate = batch.inspect_and_gate(run.repo, run.params, run.run_id)  # decode + quality gate
     if gate is not None:
         summary.gate = ("passed" if gate.passed else "FAILED") + (f": {gate.report}" if gate.report else "")
         summary.drift = gate.drift
-        refused.update(gate.rejected)
-        if not gate.passed:  # the whole batch is refused: nothing of it is trained on
-            refused.update({k: f"batch failed the quality gate: {gate.report}" for k in stats["clip_id"]
-                            if k not in refused})
-    summary.quarantined = quarantine_clips(refused, roots, quarantine, run_id)
-    accepted = [c for c in landed if str(c.path) not in refused]
-    summary.accepted = [rel(c.path) for c in accepted]
+    summary.quarantined = run.quarantine(batch.refused)
     if gate is not None and not gate.passed:
         summary.decision, summary.reason = "gate failed", "the batch failed the quality gate: nothing trained"
-        return vars(_finish(summary, repo_p))
+        return
+    accepted = batch.keep_unchanged()  # not grown, rewritten, replaced or gone since it was hashed
+    summary.accepted = [batch.shown(c.path) for c in accepted]
     if not accepted:
-        summary.decision, summary.reason = "nothing to do", "every landed clip was quarantined"
-        return vars(_finish(summary, repo_p))
+        summary.reason = "every landed clip was quarantined" + (" or left for the next run" if batch.not_landed
+                                                                else "")
+        return
+    clips = [NewClip(c.path, c.class_name, batch.fps[c.path].md5, batch.shown(c.path)) for c in accepted]
+    _train_and_promote(run, production, clips)
 
-    known = set(read_footage_csv(repo_p / "data/footage.csv")["md5"])
-    clips = [NewClip(c.path, c.class_name, md5s[c.path]) for c in accepted]
-    fresh = [c for c in clips if c.md5 not in known]
-    if not fresh:
-        for c in clips:
-            c.src.unlink(missing_ok=True)
-        summary.reason = "every accepted clip is already in the dataset"
-        return vars(_finish(summary, repo_p))
 
-    ws, branch, base = production.open_candidate(run_id)
+def _train_and_promote(run: _Run, production: ProductionCheckout, clips: list[NewClip]) -> None:
+    """2. dataset change + 3. pipeline, both on the branch (production is untouched until promotion), 4. compare,
+    5. promote or keep, 6. push."""
+    summary = run.summary
+    ws, branch, base = production.open_candidate(run.run_id)
     summary.branch, keep_branch, error = branch, False, None
     try:
-        # 2. dataset change + 3. pipeline, both on the branch: production is untouched until promotion
-        added = add_to_dataset(ws, fresh, run_id)
+        added, clips = _land(run, ws, clips)
+        summary.accepted = [c.source for c in clips]
+        if not added:
+            summary.branch, summary.reason = "", "every accepted clip changed after it was taken: nothing trained"
+            return
         try:
-            run_pipeline(ws, set_params, run_id)
+            run_pipeline(ws, run.set_params, run.run_id)
         except ops.CommandFailed as err:
             summary.decision, summary.reason = "training failed", f"nothing promoted: {str(err).splitlines()[0]}"
             error = err
-            return vars(_finish(summary, repo_p))
-        # 4. compare with the production student (the checked-out production commit: a rollback is respected)
-        summary.production, summary.candidate = metric_values(ops.metrics_diff(ws, base), "metrics/evaluate.json",
-                                                              cfg.metric)
-        paired = paired_evidence(ws, base, cfg.metric.split(".")[0], cfg.alpha)
-        summary.paired = paired[1]
-        promote, why = promotion_verdict(summary.production, summary.candidate, tolerance, cfg.metric, paired)
+            return
+        promote, why = _verdict(run, ws, base)
         keep_branch = True
-        # 5. promote (a transaction: merge → dvc checkout → tag, rolled back on failure) or keep production
-        if not promote:
-            summary.decision, summary.reason = "kept", f"{why}; candidate on {branch}"
-        else:
-            try:
-                summary.tag = production.promote(branch, base, f"retrain {run_id}: {why}")
-                summary.decision, summary.reason = "promoted", why
-            except PromotionFailed as err:
-                summary.decision, summary.reason = "kept", f"promotion failed: {err}; candidate on {branch}"
-        # 6. data and models to the DVC remote, with retries
-        if push:
-            try:
-                summary.push = push_remote.with_options(retries=cfg.push_retries,
-                                                        retry_delay_seconds=cfg.push_retry_delay_s)(ws)
-            except ops.CommandFailed as err:
-                summary.push = f"FAILED after {cfg.push_retries + 1} attempts: {str(err).splitlines()[0]}"
-                error = err
-        else:
-            summary.push = "skipped (push=False)"
+        _promote_or_keep(run, production, promote, why, branch, base)
+        error = _push(run, ws)
         if summary.decision != "promoted":
-            summary.clips = reland_hint(repo_p, inbox, branch, added, summary.push == "pushed")
+            summary.clips = reland_hint(run.repo, run.inbox, branch, added, summary.push == "pushed")
         for c in clips:  # landed clips are now in the DVC cache and on a branch
             c.src.unlink(missing_ok=True)
-        return vars(_finish(summary, repo_p))
     finally:
         production.close_candidate(ws, branch, keep_branch=keep_branch)
         if error is not None:  # the summary is written; the run itself shows as failed in the UI
             raise error
+
+
+def _land(run: _Run, ws: Path, clips: list[NewClip]) -> tuple[list[str], list[NewClip]]:
+    """Add the clips to the candidate's dataset; one that changed since it was hashed is left out (for the next
+    run) and the others added: (paths added, clips added)."""
+    while clips:
+        try:
+            return add_to_dataset(ws, clips, run.run_id), clips
+        except ClipChanged as err:  # add_clips added nothing: try again without it
+            run.batch.leave(err.src, err.why)
+            clips = [c for c in clips if c.src != err.src]
+    return [], []
+
+
+def _verdict(run: _Run, ws: Path, base: str) -> tuple[bool, str]:
+    """Compare with the production student (the checked-out production commit: a rollback is respected)."""
+    summary, cfg = run.summary, run.cfg
+    summary.production, summary.candidate = metric_values(ops.metrics_diff(ws, base), "metrics/evaluate.json",
+                                                          cfg.metric)
+    paired = paired_evidence(ws, base, cfg.metric.split(".")[0], cfg.alpha)
+    summary.paired = paired[1]
+    return promotion_verdict(summary.production, summary.candidate, run.tolerance, cfg.metric, paired)
+
+
+def _promote_or_keep(run: _Run, production: ProductionCheckout, promote: bool, why: str, branch: str,
+                     base: str) -> None:
+    """Promote (a transaction: merge → dvc checkout → tag, rolled back on failure) or keep production."""
+    summary = run.summary
+    if not promote:
+        summary.decision, summary.reason = "kept", f"{why}; candidate on {branch}"
+        return
+    try:
+        summary.tag = production.promote(branch, base, f"retrain {run.run_id}: {why}")
+        summary.decision, summary.reason = "promoted", why
+    except PromotionFailed as err:
+        summary.decision, summary.reason = "kept", f"promotion failed: {err}; candidate on {branch}"
+
+
+def _push(run: _Run, ws: Path) -> Exception | None:
+    """Data and models to the DVC remote, with retries; returns the error of a push that failed every attempt."""
+    cfg, summary = run.cfg, run.summary
+    if not run.push:
+        summary.push = "skipped (push=False)"
+        return None
+    try:
+        pushing = push_remote.with_options(retries=cfg.push_retries, retry_delay_seconds=cfg.push_retry_delay_s)
+        summary.push = pushing(ws)
+    except ops.CommandFailed as err:
+        summary.push = f"FAILED after {cfg.push_retries + 1} attempts: {str(err).splitlines()[0]}"
+        return err
+    return None
 
 
 def reland_hint(repo: Path, inbox: Path, branch: str, added: list[str], pushed: bool) -> str:

@@ -178,6 +178,20 @@ def test_new_clip_retrains_once_corrupt_clip_quarantined(prod):
     assert "data/footage.csv" in frames_index  # the frames stage consumed the landed footage
 
 
+def test_summary_escapes_what_file_names_carry():
+    """A clip named like HTML or a markdown image must reach the Prefect artifact as text: no tag, no remote fetch."""
+    from flows.retrain import Summary
+
+    s = Summary("r1", landed=["Sit/<img src=x onerror=alert(1)>.mp4", "Jump/![x](http://e.vil/t.png).avi"],
+                quarantined={"a|b.mp4": "cannot decode: `x` *y*\nsecond line"}, decision="kept")
+    md = s.markdown()
+    assert "<img" not in md and "&lt;img src=x onerror=alert(1)&gt;.mp4" in md
+    assert "![x](" not in md and "!\\[x\\](http" in md  # an image no more: nothing is fetched
+    assert "a\\|b.mp4" in md and "\\`x\\` \\*y\\*" in md and "second line" in md
+    assert "| decision | **kept** |" in md
+    assert all(line.count(" | ") == 1 for line in md.splitlines() if line.startswith("| ") and "---" not in line)
+
+
 def test_promotion_rule():
     from dlkdd.regression import promotion_verdict as decide
 
@@ -276,6 +290,95 @@ def test_killed_retrain_is_cleaned_up_by_the_next_run(prod):
     assert out["decision"] == "nothing to do"
     assert not ws.exists()
     assert "killed-run" not in sh(["git", "worktree", "list"], prod)
+    assert snapshot(prod) == before
+
+
+def test_hostile_inbox_is_quarantined_and_the_next_run_is_not_blocked(prod):
+    """A FIFO named like a clip (its open() blocked the run forever, holding the retrain lock), a 254-byte name (the
+    quarantine's .reason.txt passed the 255-byte limit: a crash with no summary, every night), a copy of one of
+    production's own test clips (it was accepted as a new training clip) and a name that is HTML, beside a bad batch.
+    """
+    import os
+    import stat
+
+    from test_inbox_hostile import deadline
+
+    from flows.retrain import retrain
+    from flows.watch import watch
+
+    before = snapshot(prod)
+    os.makedirs(prod / "inbox/Jump", exist_ok=True)  # earlier tests may leave the empty class folders
+    os.mkfifo(prod / "inbox/Jump/clip.mp4")
+    long_name = "n" * 250 + ".avi"
+    floodlit_clip(prod / "inbox/Jump" / long_name, 2)  # the gate's offender: refuses the batch
+    manifest = (prod / "data/raw/manifest.csv").read_text().splitlines()
+    test_clip = next(line.split(",")[0] for line in manifest if ",test," in line)
+    (prod / "inbox/Sit").mkdir(exist_ok=True)
+    shutil.copy(prod / "data/raw" / test_clip, prod / "inbox/Sit/copy.avi")
+    html_name = "<img src=x onerror=alert(1)>.mp4"
+    (prod / "inbox/Sit" / html_name).write_bytes(b"not a video at all")
+    dark_clip(prod / "inbox/Drink/fine.avi", "Drink", 111)
+    with deadline(600):
+        out = watch(repo=str(prod))["result"]
+    q = out["quarantined"]
+    assert out["decision"] == "gate failed", out
+    assert q["Jump/clip.mp4"].startswith("not_regular: ") and "FIFO" in q["Jump/clip.mp4"]
+    assert "luma_mean" in q[f"Jump/{long_name}"]
+    assert q["Sit/copy.avi"] == f"duplicate: same bytes as data/raw/{test_clip} (test)"
+    assert "cannot decode" in q[f"Sit/{html_name}"] and "batch failed" in q["Drink/fine.avi"]
+    qdir = prod / "quarantine" / out["run_id"]
+    assert stat.S_ISFIFO(os.lstat(qdir / "Jump/clip.mp4").st_mode)
+    (reason,) = (qdir / "Jump").glob("n*.avi.reason.txt")  # under a shortened name, the original recorded
+    assert f"original name: {long_name}" in reason.read_text() and len(reason.name.encode()) < 255
+    assert (qdir / "Sit/copy.avi.reason.txt").read_text().startswith("duplicate: same bytes as data/raw/")
+    assert not [p for p in (prod / "inbox").rglob("*") if not p.is_dir()]
+    report = (prod / "reports/retrain" / f"{out['run_id']}.md").read_text()
+    assert "<img" not in report and "&lt;img src=x onerror=alert(1)&gt;.mp4" in report
+    assert snapshot(prod) == before
+    again = retrain(repo=str(prod))  # the lock was released, nothing is left to refuse
+    assert again["decision"] == "nothing to do" and again["reason"].startswith("no settled clips"), again
+
+
+def test_a_clip_changing_mid_run_or_an_unexpected_error_never_fails_the_next_run(prod, monkeypatch):
+    """A settled clip grows after it was taken (the uploader was not done): its FootageError escaped the flow with
+    no summary. An error nobody expected (here: the gate crashes): the clips of that batch must not fail the next
+    run too, and the run still writes its summary."""
+    import flows.intake
+    from flows.retrain import retrain
+
+    before = snapshot(prod)
+    clip = dark_clip(prod / "inbox/Jump/growing.avi", "Jump", 909)
+    real_inspect = flows.intake.inspect_clips
+
+    def inspect_then_grow(landed, classes, params):  # the upload goes on while the run decodes
+        out = real_inspect.fn(landed, classes, params)
+        with open(landed[0].path, "ab") as fh:
+            fh.write(b"\0" * 4096)
+        return out
+
+    monkeypatch.setattr(flows.intake, "inspect_clips", inspect_then_grow)
+    out = retrain(repo=str(prod))
+    assert out["decision"] == "nothing to do" and out["accepted"] == [] and out["quarantined"] == {}
+    assert "changed after it was hashed" in out["not_landed"]["Jump/growing.avi"]
+    assert clip.is_file() and "growing.avi" in (prod / "reports/retrain" / f"{out['run_id']}.md").read_text()
+    assert snapshot(prod) == before
+    monkeypatch.setattr(flows.intake, "inspect_clips", real_inspect)
+
+    def gate_crashes(*args, **kwargs):
+        raise RuntimeError("gate exploded")
+
+    monkeypatch.setattr(flows.intake, "run_gate", gate_crashes)
+    state = retrain(repo=str(prod), return_state=True)
+    assert state.is_failed()
+    reports = sorted((prod / "reports/retrain").glob("*.md"), key=lambda p: p.stat().st_mtime)
+    text = reports[-1].read_text()
+    assert "**failed**" in text and "RuntimeError: gate exploded" in text
+    run_id = reports[-1].stem
+    why = (prod / "quarantine" / run_id / "Jump/growing.avi.reason.txt").read_text()
+    assert "the run failed (RuntimeError: gate exploded)" in why and not clip.exists()
+    monkeypatch.undo()
+    nxt = retrain(repo=str(prod))
+    assert nxt["decision"] == "nothing to do" and nxt["reason"].startswith("no settled clips"), nxt
     assert snapshot(prod) == before
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dlkdd.data.footage import (FOOTAGE_COLUMNS, FootageError, NewClip, add_clips, file_md5, footage_manifest,
-                                read_footage_csv, survey_inbox)
+from dlkdd.data.footage import (FOOTAGE_COLUMNS, SIDECAR_COLUMNS, ClipChanged, FootageError, NewClip, add_clips,
+                                file_md5, footage_manifest, read_footage_csv, survey_inbox)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,8 @@ def test_add_clips_lists_them_and_skips_known_md5(clips, tmp_path):
     added = add_clips(csv, new)
     assert len(added) == 2 and added[0].startswith("Jump/") and added[1].startswith("_unlabelled/")
     table = read_footage_csv(csv)
-    assert list(table.columns) == FOOTAGE_COLUMNS and list(table["class_name"]) == ["Jump", ""]
+    assert list(table.columns) == SIDECAR_COLUMNS and list(table["class_name"]) == ["Jump", ""]
+    assert list(table["source"]) == [clips[0].name, clips[1].name]
     for rel, m in zip(table["path"], table["md5"]):
         assert file_md5(tmp_path / "data/footage" / rel) == m
     assert add_clips(csv, new[:1]) == []  # the same bytes again: nothing added
@@ -48,7 +49,7 @@ def test_add_clips_is_all_or_nothing(clips, tmp_path):
     before_files = sorted(p for p in (tmp_path / "data/footage").rglob("*"))
     gone = tmp_path / "src/vanished.avi"  # listed but removed before the copy: the whole batch must fail
     batch = [NewClip(clips[1], "Sit", file_md5(clips[1])), NewClip(gone, "Sit", "0" * 32)]
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ClipChanged, match="vanished"):
         add_clips(csv, batch)
     assert csv.read_text() == before_csv
     assert sorted(p for p in (tmp_path / "data/footage").rglob("*")) == before_files
