@@ -1,0 +1,133 @@
+"""What a person opens renders with no network: `dvc plots show`'s page and the data-quality gate's reports, opened in
+a real headless Chromium whose every request goes to a local proxy that refuses it and records it.
+
+Chromium comes from the OS packages (`.ci/run` installs it); without a browser binary these tests skip and say so.
+"""
+import http.server
+import json
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, copy_pipeline, run_ok
+
+pytestmark = pytest.mark.browser
+BROWSER = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+needs_browser = pytest.mark.skipif(BROWSER is None, reason="no chromium binary on PATH (apt-get install chromium)")
+
+
+class _Refuse(http.server.BaseHTTPRequestHandler):
+    """A proxy that answers every request 403 and records its request line: the page got nothing from outside."""
+
+    seen: list[str]
+
+    def _refuse(self) -> None:
+        self.seen.append(self.requestline)
+        self.send_error(403)
+
+    do_GET = do_POST = do_HEAD = do_CONNECT = _refuse
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def render(page: Path, tmp: Path) -> tuple[str, list[str]]:
+    """(the DOM after scripts ran, the requests the page tried) for ``page`` opened in headless Chromium."""
+    handler = type("Refuse", (_Refuse,), {"seen": []})
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        r = subprocess.run([BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                            f"--user-data-dir={tmp / 'chromium-profile'}",
+                            f"--proxy-server=http://127.0.0.1:{proxy.server_address[1]}",
+                            "--proxy-bypass-list=<-loopback>", "--virtual-time-budget=10000", "--dump-dom",
+                            page.resolve().as_uri()], capture_output=True, text=True, timeout=120)
+    finally:
+        proxy.shutdown()
+    assert r.returncode == 0 and "<body" in r.stdout, r.stderr[-2000:]
+    return r.stdout, list(handler.seen)
+
+
+@needs_browser
+def test_dvc_plots_show_draws_every_chart_offline(tmp_path):
+    # the project's own dvc.yaml, .dvc/config and committed curves; the page template as `make install` writes it
+    d = copy_pipeline(tmp_path / "repo")
+    for rel in ("plots/train/teacher.csv", "plots/train/baseline.csv", "plots/train/student.csv",
+                "plots/confusion_student.csv"):
+        (d / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / rel, d / rel)
+    run_ok(["git", "init", "-q"], d)
+    run_ok([sys.executable, "-m", "dvc", "init", "-q"], d)
+    shutil.copy(ROOT / ".dvc/config", d / ".dvc/config")  # plots.html_template, as committed
+    run_ok([sys.executable, "-m", "dlkdd.vega_page", str(d / ".dvc/plots.html")], d)
+    run_ok([sys.executable, "-m", "dvc", "plots", "show", "-o", "shown"], d)
+    page = d / "shown/index.html"
+    charts = page.read_text().count("vegaEmbed(")
+    assert charts == 6 and "cdn.jsdelivr" not in page.read_text()  # val top-1, train loss, 3 lr, confusion
+    dom, requests = render(page, tmp_path)
+    assert requests == []
+    drawn = re.findall(r'<div[^>]*class="[^"]*vega-embed[^"]*"[^>]*>.*?(<canvas|<svg)', dom, re.S)
+    assert len(drawn) == charts, dom[:3000]
+
+
+def gate_run(where: Path) -> Path:
+    """The data-quality gate's report folder (index.html, drift.html, details.json) for a failing batch, written in
+    ``where`` to the relative folder ``reports`` (as the validate stage passes ``reports/validate``)."""
+    import os
+
+    import numpy as np
+    import pandas as pd
+
+    from dlkdd.config import ValidateConfig
+    from dlkdd.quality import check_footage
+
+    rng = np.random.default_rng(0)
+    n = 60
+    lit = np.r_[rng.uniform(8, 20, 30), rng.uniform(60, 80, 30)]  # val/test far brighter than train: drift
+    stats = pd.DataFrame({
+        "clip_id": [f"c{i:02d}" for i in range(n)], "split": ["train"] * 30 + ["val"] * 15 + ["test"] * 15,
+        "label": [i % 3 for i in range(n)], "frames": 8, "fps": 25.0, "height": 48, "width": 64,
+        "luma_mean": lit, "luma_p05": rng.uniform(1, 3, n), "luma_p50": lit, "luma_p95": rng.uniform(20, 40, n),
+        "dark_fraction": rng.uniform(.3, .6, n), "noise": rng.uniform(1, 2, n)})
+    where.mkdir(parents=True, exist_ok=True)
+    cwd = os.getcwd()
+    os.chdir(where)
+    try:
+        res = check_footage(stats, ValidateConfig(), 4, reference=stats[stats.split == "train"], report_dir="reports",
+                            classes=["a", "b", "c"], current=stats[stats.split != "train"])
+    finally:
+        os.chdir(cwd)
+    assert not res.passed
+    return where / "reports"
+
+
+@pytest.fixture(scope="module")
+def gate_reports(tmp_path_factory) -> Path:
+    return gate_run(tmp_path_factory.mktemp("gate"))
+
+
+@needs_browser
+def test_gate_reports_render_offline(gate_reports, tmp_path):
+    index, requests = render(gate_reports / "index.html", tmp_path)
+    assert requests == [] and "Data-quality gate FAILED" in index and "luma_mean" in index
+    links = re.findall(r"href=\"([^\"]+\.html)\"", index)
+    assert links == ["drift.html"], links  # every page the overview links to opens offline: no CDN-built Data Docs
+    drift, requests = render(gate_reports / "drift.html", tmp_path)
+    assert requests == []
+    assert len(re.findall(r'<svg class="main-svg"', drift)) >= 2, drift[:2000]  # Evidently's plotly charts drew
+
+
+def test_gate_reports_are_byte_identical_for_the_same_footage(gate_reports, tmp_path):
+    # a tracked output (reports/validate) must not carry run ids or times: the same input gives the same bytes
+    again = gate_run(tmp_path)
+    names = sorted(p.name for p in again.iterdir())
+    assert names == ["details.json", "drift.html", "drift.json", "index.html"]  # no GX Data Docs by default
+    for name in names:
+        assert (again / name).read_bytes() == (gate_reports / name).read_bytes(), name
+    details = json.loads((again / "details.json").read_text())
+    assert details["failed_checks"] == ["luma_mean"] and details["checks"]["drift"]["unexpected"] >= 1
