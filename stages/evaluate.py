@@ -97,7 +97,9 @@ def main() -> None:
     preds = {name: lg.argmax(1) for name, lg in logits.items()} | {"two_stream": fused.argmax(1)}
     with atomic_path(args.predictions) as tmp:
         predictions_table(test, preds, classes).to_csv(tmp, index=False)
-    write_json({m: {k: d[k] for k in ("top1", "top5")} for m, d in details.items()}, args.metrics)
+    # the deployed model first (`dvc exp show` keeps a file's key order)
+    write_json({m: {k: details[m][k] for k in ("top1", "top5")} for m in ("student", "two_stream", "baseline",
+                                                                           "teacher")}, args.metrics)
     write_json(details, args.details)
     write_json(cost, args.cost)
     write_json(timings_metric(timed, Path(args.models)), args.timings)

@@ -47,6 +47,10 @@ def test_repro_writes_metrics_contract(repo):
     shown = json.loads(run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], repo))
     data = shown[""]["data"]["metrics/evaluate.json"]["data"]
     assert set(data) >= {"teacher", "baseline", "student"} and "top1" in data["student"]
+    # every metric is a number (or the gate's pass flag) a person compares: no names, paths or per-class tables
+    leaves = {f"{f}:{k}": v for f, m in shown[""]["data"].items() for k, v in _flat(m["data"]).items()}
+    assert all(isinstance(v, (int, float)) for v in leaves.values()), leaves
+    assert len(leaves) <= 40, sorted(leaves)  # was 144 columns
     for name in ("teacher", "baseline", "student"):
         assert (repo / f"models/{name}.pt").is_file()
         assert (repo / f"plots/train/{name}.csv").read_text().startswith("epoch,")
@@ -55,6 +59,13 @@ def test_repro_writes_metrics_contract(repo):
     cost = json.loads((repo / "metrics/cost.json").read_text())
     assert cost["two_stream"]["gflops"] > cost["student"]["gflops"] > 0
     assert set(details["student"]["per_class"]) <= {"Drink", "Jump", "Sit"}
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out |= _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return out
 
 
 def _lock_md5s(repo: Path) -> dict[str, str]:
