@@ -75,13 +75,18 @@ def check_footage(stats: pd.DataFrame, cfg: ValidateConfig, min_frames: int, ref
         if c.status == FAIL and c.name in cfg.warn_only:
             c.status = WARN
     result = GateResult(clips=len(df), checks=checks, reports=dict(paths))
+    if out is not None:
+        _write_reports(result, out, docs)
+    return result
+
+
+def _write_reports(result: GateResult, out: Path, docs: Path | None) -> None:
+    """Record the GX Data Docs pages (when built) in ``result.reports``, then write the overview and the details."""
     if docs is not None:
         pages = sorted((docs / "validations").rglob("*.html"))
         result.reports["data_docs"] = str(docs / "index.html")
         result.reports.update({f"data_docs_{p.stem.split('-')[-1]}": str(p) for p in pages})
-    if out is not None:
-        result.reports["index"] = str(out / "index.html")
-        result.reports["details"] = str(out / "details.json")
-        write_index(result, out / "index.html")
-        write_text_atomic(out / "details.json", json.dumps(result.details(), indent=1) + "\n")
-    return result
+    result.reports["index"] = str(out / "index.html")
+    result.reports["details"] = str(out / "details.json")
+    write_index(result, out / "index.html")
+    write_text_atomic(out / "details.json", json.dumps(result.details(), indent=1) + "\n")
