@@ -51,7 +51,7 @@ def test_evaluate_writes_predictions_matching_its_metrics(tiny_frames, tmp_path)
     assert all(timings[m]["latency_ms"] > 0 for m in ("teacher", "baseline", "student", "two_stream"))
     metrics = json.loads((tmp_path / "evaluate.json").read_text())
     details = json.loads((tmp_path / "details.json").read_text())
-    assert all(set(m) == {"top1", "top5"} for m in metrics.values()) and set(details) == set(metrics)
+    assert all(set(m) == {"top1", "top5", "clips"} for m in metrics.values()) and set(details) == set(metrics)
     index = pd.read_csv(tiny_frames / "index.csv")
     test = index[index["split"] == "test"]
     assert all(details[m]["clips"] == len(test) and set(details[m]["per_class"]) == set(CLASSES) for m in details)

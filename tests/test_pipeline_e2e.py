@@ -40,7 +40,7 @@ def test_repro_writes_metrics_contract(repo):
     metrics = json.loads((repo / "metrics/evaluate.json").read_text())
     details = json.loads((repo / "reports/evaluate/details.json").read_text())
     for model in ("teacher", "baseline", "student", "two_stream"):
-        assert set(metrics[model]) == {"top1", "top5"}  # the metric holds what people compare, nothing else
+        assert set(metrics[model]) == {"top1", "top5", "clips"}  # what people compare, nothing else
         for key in ("top1", "top5"):
             assert 0.0 <= metrics[model][key] <= 1.0 and details[model][key] == metrics[model][key]
         assert 0.0 <= details[model]["video_top1"] <= 1.0 and details[model]["clips"] == 6
@@ -51,6 +51,10 @@ def test_repro_writes_metrics_contract(repo):
     leaves = {f"{f}:{k}": v for f, m in shown[""]["data"].items() for k, v in _flat(m["data"]).items()}
     assert all(isinstance(v, (int, float)) for v in leaves.values()), leaves
     assert len(leaves) <= 40, sorted(leaves)  # was 144 columns
+    # `make run` ends with `dlkdd summary`, which reads the metric
+    shown = run([sys.executable, "-c", "import sys; from dlkdd.cli import main; sys.argv = ['dlkdd', 'summary']; "
+                 "sys.exit(main())"], repo)
+    assert "student" in shown and "(dark test split, 6 clips)" in shown, shown
     for name in ("teacher", "baseline", "student"):
         assert (repo / f"models/{name}.pt").is_file()
         assert (repo / f"plots/train/{name}.csv").read_text().startswith("epoch,")
