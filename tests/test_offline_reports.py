@@ -15,9 +15,13 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, copy_pipeline, run_ok
 
-pytestmark = pytest.mark.browser
 BROWSER = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
-needs_browser = pytest.mark.skipif(BROWSER is None, reason="no chromium binary on PATH (apt-get install chromium)")
+
+
+def needs_browser(test):
+    """Mark ``test`` as a browser test (deselect with ``-m 'not browser'``), skipped with a reason without one."""
+    skip = pytest.mark.skipif(BROWSER is None, reason="no chromium binary on PATH (apt-get install chromium)")
+    return pytest.mark.browser(skip(test))
 
 
 # Chromium's own traffic (clock check, component updates, sign-in), not the page's: reported, never counted
@@ -116,6 +120,22 @@ def gate_run(where: Path) -> Path:
         os.chdir(cwd)
     assert not res.passed
     return where / "reports"
+
+
+def test_plots_page_inlines_vega_and_is_dvcs_template():
+    # what `make install` writes for .dvc/config's plots.html_template: DVC fills {plot_divs} (and {refresh_tag}); no
+    # {scripts}, the placeholder DVC fills with its CDN <script> tags
+    import configparser
+
+    from dlkdd.vega_page import vega_template
+
+    page = vega_template()
+    assert page.count("{plot_divs}") == 1 and "{scripts}" not in page and "<script src" not in page
+    assert "window.vegaEmbed=" in page and "cdn.jsdelivr" not in page
+    config = configparser.ConfigParser()
+    config.read(ROOT / ".dvc/config")
+    assert config['plots']["html_template"] == "plots.html"  # relative to .dvc/, as DVC resolves it
+    assert "/.dvc/plots.html" in (ROOT / ".gitignore").read_text().splitlines()
 
 
 @pytest.fixture(scope="module")
