@@ -7,6 +7,9 @@ export DVC_NO_ANALYTICS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 
+# `dvc plots show` page with the Vega libraries inlined (.dvc/config plots.html_template): charts render offline
+PLOTS_PAGE := .dvc/plots.html
+
 .PHONY: run test install clean-data
 
 $(STAMP): pyproject.toml
@@ -14,13 +17,16 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --disable-pip-version-check -q -e '.[pipeline,test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+$(PLOTS_PAGE): $(STAMP) src/dlkdd/vega_page.py
+	$(VENV)/bin/python -m dlkdd.vega_page $@
 
-run: $(STAMP)
+install: $(STAMP) $(PLOTS_PAGE)
+
+run: $(STAMP) $(PLOTS_PAGE)
 	dvc repro
 	dlkdd summary
 
-test: $(STAMP)
+test: $(STAMP) $(PLOTS_PAGE)
 	ruff check .
 	pytest -q
 

@@ -56,6 +56,7 @@ def train_and_save(name: str, params: Params, frames_dir: str, clip_dirs: list[s
     from dlkdd.data.frame_index import read_index
     from dlkdd.distill.checkpoint import save_model
     from dlkdd.distill.runtime import init_runtime, shutdown
+    from dlkdd.distill.timings import write_train_timing
     from dlkdd.distill.training_run import train_classifier
 
     train_cfg = train_cfg or params.train
@@ -75,7 +76,10 @@ def train_and_save(name: str, params: Params, frames_dir: str, clip_dirs: list[s
         if kd is not None:
             extra["kd"] = kd_record(kd)  # the levers only when set: a default checkpoint keeps its bytes
         save_model(out, model, model_cfg.arch, classes, params.frames.num_frames, params.frames.size, **extra)
-        write_csv_atomic(pd.DataFrame(result.history), history)  # training curves for ``dvc plots``
+        # training curves for ``dvc plots``, the same bytes for the same weights: the throughput goes beside the model
+        # (dlkdd.distill.timings), read by the evaluate stage into the one timings metric
+        write_csv_atomic(pd.DataFrame(result.history).drop(columns=["clips_per_s"], errors="ignore"), history)
+        write_train_timing(out, result.history)
         print(f"{name}: best val top-1 {result.best_val_top1:.3f} at epoch {result.best_epoch} "
               f"({rt.world} process{'es' if rt.world > 1 else ''}); saved {out}")
     shutdown(rt)

@@ -1,7 +1,11 @@
-"""Stage evaluate: teacher, baseline, student and the two-stream alternative on the test split; metrics, cost."""
+"""Stage evaluate: teacher, baseline, student and the two-stream alternative on the test split.
+
+Writes the metric people compare (top-1/top-5 per model), the details behind it (video-level accuracy, clip counts,
+per-class accuracy), the reproducible cost (parameters, GFLOPs) and the one file of measured timings (latency,
+training throughput), which alone differs between two runs of the same pipeline.
+"""
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +18,7 @@ from dlkdd.distill.checkpoint import load_model
 from dlkdd.distill.evaluation import (evaluate_split, evaluate_two_stream, inference_cost, per_class_accuracy,
                                      predictions_table, two_stream_cost)
 from dlkdd.enhance import enhance_clip
+from dlkdd.distill.timings import ratio, read_train_timing
 from dlkdd.distill.trainer import seed_everything
 
 
@@ -21,66 +26,85 @@ def write_json(obj: dict, path: str) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
-def train_speed(history: Path) -> float:
-    """Median training throughput (clips/s) over a training run's epochs, from its history CSV (one row per epoch,
-    column clips_per_s); the median so that an epoch slowed by another job on the machine does not move it."""
-    try:
-        return round(float(pd.read_csv(history)["clips_per_s"].median()), 2)
-    except (OSError, KeyError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        sys.exit(f"error: {history}: no training history with a clips_per_s column ({type(err).__name__}); "
-                 "run the training stages first (dvc repro)")
+TIMED = ("latency_ms",)  # measured, so different on every run: these go to the timings metric, never to cost.json
 
 
-def main() -> None:
+def split_timings(cost: dict) -> tuple[dict, dict]:
+    """{model: {params, gflops, latency_ms}} → (the reproducible cost, the measured timings)."""
+    fixed = {m: {k: v for k, v in c.items() if k not in TIMED} for m, c in cost.items()}
+    timed = {m: {k: v for k, v in c.items() if k in TIMED} for m, c in cost.items()}
+    return fixed, timed
+
+
+def timings_metric(timed: dict, models_dir: Path) -> dict:
+    """Latencies and training throughput (median clips/s of the training run, when it ran here: see
+    :mod:`dlkdd.distill.timings`), and the two ratios people compare: inference latency of the student over the
+    two-stream model, and KD's training epoch time over the same network without KD (the baseline)."""
+    for name in ("teacher", "baseline", "student"):
+        speed = read_train_timing(models_dir / f"{name}.pt")
+        if speed is not None:
+            timed[name]["train_clips_per_s"] = speed
+    timed["student_vs_two_stream_latency"] = ratio(timed["student"]["latency_ms"], timed["two_stream"]["latency_ms"])
+    # the student's epoch time / the baseline's = the baseline's throughput / the student's (same clips per epoch)
+    epoch = ratio(timed["baseline"].get("train_clips_per_s"), timed["student"].get("train_clips_per_s"))
+    if epoch is not None:
+        timed["student_vs_baseline_epoch_time"] = epoch
+    return timed
+
+
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--frames", required=True)
     ap.add_argument("--clips", required=True, help="dark clips")
     ap.add_argument("--enhanced-clips", required=True, help="the same clips enhanced (the teacher's input)")
     ap.add_argument("--models", required=True, help="folder with teacher.pt, baseline.pt, student.pt")
     ap.add_argument("--zerodce", default="models/zerodce.pt", help="Zero-DCE weights (read only for method zerodce)")
-    ap.add_argument("--history", required=True,
-                    help="folder with teacher.csv, baseline.csv, student.csv (the training stages' per-epoch history)")
-    ap.add_argument("--metrics", required=True)
-    ap.add_argument("--cost", required=True)
+    ap.add_argument("--metrics", required=True, help="top-1/top-5 per model (a DVC metric)")
+    ap.add_argument("--details", required=True, help="video-level accuracy, clip counts and per-class accuracy")
+    ap.add_argument("--cost", required=True, help="parameters and GFLOPs per model (reproducible)")
+    ap.add_argument("--timings", required=True, help="latency, training throughput and their ratios (measured)")
     ap.add_argument("--confusion", required=True)
     ap.add_argument("--predictions", required=True,
                     help="per-clip predictions CSV (the CI gate's paired test compares it with the committed one)")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     params = params_or_exit()
-    speed = {name: train_speed(Path(args.history) / f"{name}.csv") for name in ("teacher", "baseline", "student")}
     seed_everything(params.seed, params.train.threads)
     index, classes = read_index(args.frames)
     # view 0 = dark clip, view 1 = its enhanced version; the teacher is scored as deployed: enhancement + teacher
     test = ClipDataset(index, [Path(args.clips), Path(args.enhanced_clips)], "test")
-    metrics, cost, models, logits = {}, {}, {}, {}
+    details, cost, models, logits = {}, {}, {}, {}
     for name, view in (("teacher", 1), ("baseline", 0), ("student", 0)):
         model, _ = load_model(Path(args.models) / f"{name}.pt")
         models[name] = model
-        metrics[name], logits[name] = evaluate_split(model, test, view)
+        details[name], logits[name] = evaluate_split(model, test, view)
         preds = logits[name].argmax(1)
-        metrics[name]["per_class"] = per_class_accuracy(preds, test.labels, classes)
+        details[name]["per_class"] = per_class_accuracy(preds, test.labels, classes)
         cost[name] = inference_cost(model, test.views[view][0], params.evaluate.latency_clips)
-        cost[name]["train_clips_per_s"] = speed[name]
         if name == "student":
             pd.DataFrame({"actual": [classes[i] for i in test.labels], "predicted": [classes[i] for i in preds]}
                          ).to_csv(args.confusion, index=False)
     # the alternative DL-KDD avoids: enhancement + a bright-stream and a dark-stream backbone at inference
-    metrics["two_stream"], fused = evaluate_two_stream(logits["teacher"], logits["baseline"], test)
-    metrics["two_stream"]["per_class"] = per_class_accuracy(fused.argmax(1), test.labels, classes)
+    details["two_stream"], fused = evaluate_two_stream(logits["teacher"], logits["baseline"], test)
+    details["two_stream"]["per_class"] = per_class_accuracy(fused.argmax(1), test.labels, classes)
     zerodce = load_zerodce_or_exit(args.zerodce) if params.enhance.method == "zerodce" else None
     cost["two_stream"] = two_stream_cost(lambda f: enhance_clip(f, params.enhance, zerodce), models["teacher"],
                                          models["baseline"], test.views[0][0], params.evaluate.latency_clips)
-    cost["student_vs_two_stream_latency"] = round(cost["student"]["latency_ms"] / cost["two_stream"]["latency_ms"], 3)
-    # what KD costs at training time over the same network trained without it (> 1 with the online teacher): the
-    # student's epoch time / the baseline's = the baseline's throughput / the student's (same train clips per epoch)
-    cost["student_vs_baseline_epoch_time"] = round(cost["baseline"]["train_clips_per_s"]
-                                                   / cost["student"]["train_clips_per_s"], 3)
+    cost, timed = split_timings(cost)
     preds = {name: lg.argmax(1) for name, lg in logits.items()} | {"two_stream": fused.argmax(1)}
     with atomic_path(args.predictions) as tmp:
         predictions_table(test, preds, classes).to_csv(tmp, index=False)
-    write_json(metrics, args.metrics)
+    # the deployed model first (`dvc exp show` keeps a file's key order)
+    metric = {m: {k: details[m][k] for k in ("top1", "top5")} for m in ("student", "two_stream", "baseline", "teacher")}
+    metric["student"]["clips"] = details["student"]["clips"]  # the test split's size, once (all models see it)
+    write_json(metric, args.metrics)
+    write_json(details, args.details)
     write_json(cost, args.cost)
-    for name, m in metrics.items():
+    write_json(timings_metric(timed, Path(args.models)), args.timings)
+    for name, m in details.items():
         print(f"{name:9s} top-1 {m['top1']:.3f}  top-5 {m['top5']:.3f}")
 
 

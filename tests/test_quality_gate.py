@@ -112,7 +112,7 @@ def test_missing_class_fails_balance_and_is_named_as_a_class(dark, tmp_path):
     # the offender is a class, recorded under "class" (the per-clip checks keep "clip_id"), in the metric too
     sit = {"class": "Sit", "column": "share_ratio", "value": 0.0}
     assert res.by_name("class_balance").worst[0] == sit
-    assert res.to_json()["checks"]["class_balance"]["worst"][0] == sit
+    assert res.details()["checks"]["class_balance"]["worst"][0] == sit
     assert "/3 classes with share_ratio" in res.by_name("class_balance").detail
     assert "; worst: class Sit=0" in res.summary(), res.summary()
     assert "class Sit = 0" in " ".join(parse(tmp_path / "index.html").text)
@@ -162,7 +162,7 @@ def test_warn_only_downgrades_visibly(dark, tmp_path):
     res = gate(lit_stats, warn_only=["luma_mean", "dark_fraction"])
     assert res.passed and res.warned_checks == ["luma_mean", "dark_fraction"]
     assert "WARNING (downgraded by validate.warn_only) luma_mean" in res.summary()
-    assert res.to_json()["warned_checks"] == ["luma_mean", "dark_fraction"]
+    assert res.details()["warned_checks"] == ["luma_mean", "dark_fraction"]
     with pytest.raises(GateInputError, match="unknown check"):
         gate(pd.DataFrame(), warn_only=["lumamean"])
     with pytest.raises(GateInputError, match="validate.drift_method: No stattest found of name foo"):
@@ -204,7 +204,7 @@ def test_html_reports_are_complete_and_offline(dark, tmp_path):
     lit_stats = stats_of(lit, tmp_path / "lit_frames")
     out = tmp_path / "reports"
     res = check_footage(lit_stats, ValidateConfig(), NUM_FRAMES, reference=stats[stats.split == "train"],
-                        report_dir=out, classes=CLASSES)
+                        report_dir=out, classes=CLASSES, data_docs=True)
     index = parse(out / "index.html")
     text = " ".join(index.text)
     assert {"verdict", "checks", "reports"} <= index.ids and "Data-quality gate FAILED" in text
@@ -212,7 +212,8 @@ def test_html_reports_are_complete_and_offline(dark, tmp_path):
     for name in ("luma_mean", "dark_fraction", "drift"):
         assert name in text
     assert all((out / href).is_file() for href in index.links) and "drift.html" in index.links
-    # the GX Data Docs page of the clips suite is rendered server-side: the failed expectation is in the HTML text
+    # GX Data Docs on request (data_docs=True; off by default); the page of the clips suite is rendered server-side:
+    # the failed expectation is in the HTML text
     clips_page = next(h for h in index.links if h.endswith("clips_source-clips.html"))
     docs = " ".join(" ".join(parse(out / clips_page).text).split())
     assert "luma_mean" in docs and "less than or equal to 45.0" in docs

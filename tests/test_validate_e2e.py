@@ -31,12 +31,13 @@ def test_repro_stops_at_validate_on_floodlit_footage(tmp_path):
     assert not list(d.rglob("*.pt"))
     assert not (d / "data/enhanced").exists() and not (d / "data/validated.ok").exists()
     metric = json.loads((d / "metrics/validate.json").read_text())
-    assert metric["passed"] is False and "luma_mean" in metric["failed_checks"]
-    assert metric["checks"]["luma_mean"]["unexpected"] == 21
+    details = json.loads((d / "reports/validate/details.json").read_text())
+    assert metric["passed"] is False and metric["failed"] == len(details["failed_checks"]) >= 1
+    assert "luma_mean" in details["failed_checks"] and details["checks"]["luma_mean"]["unexpected"] == 21
     assert (d / "reports/validate/index.html").is_file() and (d / "reports/validate/drift.html").is_file()
 
     # a user who decides the floodlit footage is fine downgrades the failed checks: visible warnings, and on it goes
-    failed = metric["failed_checks"]
+    failed = details["failed_checks"]
     params = yaml.safe_load((d / "params.yaml").read_text())
     params["validate"]["warn_only"] = failed
     (d / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -45,5 +46,6 @@ def test_repro_stops_at_validate_on_floodlit_footage(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "WARNING (downgraded by validate.warn_only) luma_mean" in r.stdout
     metric = json.loads((d / "metrics/validate.json").read_text())
-    assert metric["passed"] is True and metric["warned_checks"] == failed
+    assert metric["passed"] is True and metric["warnings"] == len(failed)
+    assert json.loads((d / "reports/validate/details.json").read_text())["warned_checks"] == failed
     assert (d / "data/validated.ok").is_file()

@@ -7,6 +7,7 @@ Evidently is imported lazily (seconds to import).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,23 @@ PVALUE_METHODS = frozenset({"ks", "chisquare", "z", "t_test", "mannw", "anderson
                             "g_test", "epps_singleton", "empirical_mmd"})
 
 
+_RANDOM_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|metric_[0-9a-f]{32}")
+
+
+def stable_ids(page: str) -> str:
+    """Evidently's HTML with its per-run random ids (a uuid4 per report, a time-based uuid7 per widget) replaced by
+    counters in order of first use, so the same data gives the same bytes. Only ids used in the report's data (the
+    ``<head>``) are replaced, everywhere they occur; the UUID constants inside the bundled JavaScript are left alone."""
+    head = page[:page.find("</head>")]
+    ids: dict[str, str] = {}
+    for m in _RANDOM_ID.finditer(head):
+        token = m.group(0)
+        if token not in ids:
+            n = len(ids)
+            ids[token] = f"metric_{n:032x}" if token.startswith("metric_") else f"00000000-0000-4000-8000-{n:012x}"
+    return _RANDOM_ID.sub(lambda m: ids.get(m.group(0), m.group(0)), page)
+
+
 MIN_DRIFT_ROWS = 2  # clips each side needs for a drift test; fewer and the check is skipped (and says so)
 
 
@@ -112,6 +130,7 @@ def check_drift(current: pd.DataFrame, reference: pd.DataFrame | None, cfg: Vali
     if out_dir is not None:
         with atomic_path(out_dir / "drift.html") as tmp:
             snap.save_html(str(tmp))
+            tmp.write_text(stable_ids(tmp.read_text(encoding="utf-8")), encoding="utf-8")
         write_text_atomic(out_dir / "drift.json", json.dumps(data, indent=1, default=str))
         paths = {"drift": str(out_dir / "drift.html"), "drift_json": str(out_dir / "drift.json")}
     return result, paths

@@ -59,13 +59,18 @@ class GateResult:
         return [c.name for c in self.checks if c.status == WARN]
 
     def to_json(self) -> dict[str, Any]:
-        """The DVC metric: flat pass flag and counts first, then every check; plain Python values only, so
-        ``json.dumps`` never meets a numpy scalar (a frame count read from the stats table is an ``int64``)."""
+        """The DVC metric: the numbers a person compares run to run (pass flag and counts), nothing else; the checks,
+        offenders and report paths are in :meth:`details`."""
+        return {"passed": self.passed, "clips": int(self.clips), "failed": len(self.failed_checks),
+                "warnings": len(self.warned_checks)}
+
+    def details(self) -> dict[str, Any]:
+        """Everything about the run (``details.json``, not a metric): the metric's numbers, the failed and warned
+        check names, every check and the reports written; plain Python values only, so ``json.dumps`` never meets a
+        numpy scalar (a frame count read from the stats table is an ``int64``)."""
         return _plain({
-            "passed": self.passed, "clips": self.clips, "failed": len(self.failed_checks),
-            "warnings": len(self.warned_checks), "failed_checks": self.failed_checks,
-            "warned_checks": self.warned_checks,
-            # GX names its validation pages by run time: leave them out so the metric only changes with the data
+            **self.to_json(), "failed_checks": self.failed_checks, "warned_checks": self.warned_checks,
+            # GX names its validation pages by run time: leave them out so the file only changes with the data
             "reports": {k: v for k, v in self.reports.items() if not k.startswith("data_docs_")},
             "checks": {c.name: {k: v for k, v in asdict(c).items() if k != "name"} for c in self.checks},
         })
