@@ -31,7 +31,7 @@ class ConfigError(ValueError):
 # them after OmegaConf's type check, so a bad value fails once here instead of at (or never at) its use site.
 # Every number has an upper bound (a typo of a few zeros must not write gigabytes or run for days; params.yaml says
 # why each bound is where it is), and no float may be NaN or infinite (every comparison with NaN is False, so a NaN
-# would pass any range and then decide nothing: see check_ranges).
+# would pass any range and then decide nothing: see _field_error).
 def between(default: float, low: float | None = None, high: float | None = None, low_open: bool = False) -> Any:
     """A number in [low, high] (either side open-ended when None; ``low_open``: low itself excluded)."""
     return field(default=default, metadata={"low": low, "high": high, "low_open": low_open})
