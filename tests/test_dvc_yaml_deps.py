@@ -263,6 +263,29 @@ def _leaves(key: str) -> list[str]:
     return [f"{key}.{f.name}" for f in dataclasses.fields(obj)]
 
 
+PARAMS_OK = "data/params.ok"  # stage check_params' stamp: params.yaml is valid
+
+
+def params_gate_problems(dvc_yaml: dict) -> list[str]:
+    """One line per way `dvc repro` could run a stage before check_params: DVC deletes a stage's outs before running
+    it, so every stage must wait for the params check (DVC orders stages by their deps), and the check must read
+    params.yaml as a file (any edit) and write the stamp the others depend on."""
+    stages = dvc_yaml["stages"]
+    gate = stages.get("check_params")
+    if gate is None:
+        return ["no check_params stage"]
+    problems = []
+    if PARAMS_OK not in gate.get("outs", []):
+        problems.append(f"check_params: does not write {PARAMS_OK}")
+    if "params.yaml" not in gate.get("deps", []):
+        problems.append("check_params: does not list params.yaml as a file dep")
+    for name, stage in stages.items():
+        if name != "check_params" and PARAMS_OK not in [str(d) for d in stage.get("deps", [])]:
+            problems.append(f"{name}: deps do not list {PARAMS_OK}: it could run (and lose its outs) before "
+                            "params.yaml is checked")
+    return problems
+
+
 def _dvc() -> dict:
     return yaml.safe_load((ROOT / "dvc.yaml").read_text())
 
@@ -415,3 +438,16 @@ def test_cycle_finder_sees_function_level_imports(tmp_path):
     assert find_cycle(graph) == ["pkg.a", "pkg.b", "pkg.a"]
     (tmp_path / "src/pkg/b.py").write_text("def f():\n    pass\n")
     assert find_cycle(import_graph(tmp_path)) is None
+
+
+def test_every_stage_waits_for_the_params_check():
+    assert params_gate_problems(_dvc()) == []
+
+
+def test_params_gate_checker_catches_a_stage_that_does_not_wait():
+    dvc = _dvc()
+    dvc["stages"]["train_student"]["deps"].remove(PARAMS_OK)
+    dvc["stages"]["check_params"]["deps"].remove("params.yaml")
+    assert params_gate_problems(dvc) == [
+        "check_params: does not list params.yaml as a file dep",
+        f"train_student: deps do not list {PARAMS_OK}: it could run (and lose its outs) before params.yaml is checked"]

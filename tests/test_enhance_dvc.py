@@ -11,12 +11,15 @@ from conftest import copy_pipeline
 
 from test_pipeline_e2e import ROOT, TINY, _merge, run
 
-STAGES = ("generate", "frames", "validate", "train_zerodce", "enhance")  # the enhancement half of the real dvc.yaml
+# the enhancement half of the real dvc.yaml (check_params: every stage depends on its stamp)
+STAGES = ("check_params", "generate", "frames", "validate", "train_zerodce", "enhance")
 ZERODCE_TINY = {"epochs": 1, "batch_size": 8, "crop": 16, "frames_per_clip": 1}
 
 
 def ran(out: str) -> set[str]:
-    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    """The stages that ran, but check_params: it re-checks every edited params.yaml in a moment (or comes from the
+    run-cache) and its stamp never changes, so it re-runs nothing downstream."""
+    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")} - {"check_params"}
 
 
 def digest(d: Path) -> str:

@@ -121,6 +121,39 @@ def test_mcnemar_is_the_exact_one_sided_binomial_test():
         paired_verdict([True], [True, False], 0.05)
 
 
+NAN, INF = float("nan"), float("inf")
+
+
+def test_a_nan_or_infinite_alpha_or_floor_never_passes():
+    """NaN compares False with everything: with alpha NaN, 30 clips lost and 2 gained (p ~ 1e-7) was 'not
+    significantly worse'. A caller that bypasses the params schema gets a fail with the reason, never a pass."""
+    old, new = [True] * 30 + [False] * 2 + [True] * 10, [False] * 30 + [True] * 2 + [True] * 10
+    assert paired_verdict(old, new, 0.05)[0] is False  # the regression itself
+    assert paired_verdict(new, old, 0.05)[0] is True  # and its reverse passes at a sane alpha
+    for alpha, floor in ((NAN, 0.0), (INF, 0.0), (-INF, 0.0), (1.5, 0.0), (0.05, NAN), (0.05, -INF)):
+        for a, b in ((old, new), (new, old)):
+            ok, why = paired_verdict(a, b, alpha, floor)
+            assert ok is False and "no verdict" in why and "is not a finite number in [0, 1]" in why, why
+    text = DEFAULT.read_text()
+    ok, why, _ = compare_predictions(text, text, NAN)
+    assert ok is False and "alpha=nan" in why, why
+
+
+def test_promotion_never_on_a_nan_or_infinite_value():
+    """alpha NaN + tolerance inf promoted a 0.10 student over a 0.84 one."""
+    from dlkdd.regression import promotion_verdict as decide
+
+    passed = paired_verdict([True] * 10, [True] * 10, NAN)  # the flow's paired evidence at alpha NaN
+    assert passed[0] is False
+    assert decide(0.84, 0.10, INF, "student.top1", passed) == (
+        False, "not promoted: tolerance=inf is not a finite number")
+    for production, candidate, tolerance in ((0.84, 0.10, INF), (0.84, 0.90, NAN), (NAN, 0.9, 0.05), (0.8, NAN, 0.05),
+                                             (None, INF, 0.05), (-INF, 0.9, 0.05)):
+        ok, why = decide(production, candidate, tolerance, "student.top1", (True, "not significantly worse"))
+        assert ok is False and why.startswith("not promoted: ") and "is not a finite number" in why, why
+    assert decide(0.84, 0.85, 0.05, "student.top1", (True, "not significantly worse"))[0]  # finite: as before
+
+
 def test_predictions_that_cannot_be_paired_are_one_clear_error():
     text = DEFAULT.read_text()
     with pytest.raises(PredictionsError, match="missing column"):

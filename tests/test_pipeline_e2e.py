@@ -1,11 +1,14 @@
 """The real pipeline: `dvc repro` and `dvc exp run -S kd.temperature=4` in a temp git + DVC repo, tiny config."""
+import hashlib
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_PIPELINE, copy_pipeline, merge_dicts, run_ok
+import yaml
+from conftest import TINY_PIPELINE, copy_pipeline, merge_dicts, run_ok, tool_env
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = merge_dicts(TINY_PIPELINE, {"kd": {"temperature": 2.0}})  # so that -S kd.temperature=4 is a change
@@ -106,11 +109,45 @@ def test_repro_is_reproducible(repo):
     run(["git", "checkout", "--", "."], repo)
 
 
+def _ran(out: str) -> set[str]:
+    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("bad, line", [({"kd": {"temprature": 4.0}}, "unknown key 'kd.temprature'"),
+                                       ({"kd": {"alpha": float("nan")}}, "kd.alpha=nan is not a finite number")],
+                         ids=["typo", "nan"])
+def test_bad_params_stop_repro_before_any_artifact_is_deleted(repo, bad, line):
+    """DVC deletes a stage's outs before running it: a kd typo or NaN that only train_student noticed cost
+    models/student.pt and its curve. The check_params stage runs first (every stage depends on its stamp) and stops
+    `dvc repro` there; with params.yaml fixed, nothing retrains."""
+    kept = ["models/student.pt", "plots/train/student.csv", "models/teacher.pt", "models/baseline.pt",
+            "data/teacher_logits.pt", "models/student.onnx", "metrics/evaluate.json"]
+    before = {p: _md5(repo / p) for p in kept}
+    good = (repo / "params.yaml").read_text()
+    (repo / "params.yaml").write_text(yaml.safe_dump(_merge(yaml.safe_load(good), bad), sort_keys=False))
+    try:
+        r = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=repo, env=tool_env(), capture_output=True,
+                           text=True)
+    finally:
+        (repo / "params.yaml").write_text(good)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and _ran(out) == {"check_params"}, out
+    errors = [ln for ln in out.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: params.yaml: {line}"), out
+    assert {p: _md5(repo / p) for p in kept if (repo / p).exists()} == before
+    assert _ran(run([sys.executable, "-m", "dvc", "repro"], repo)) <= {"check_params"}
+    assert {p: _md5(repo / p) for p in kept} == before and (repo / "data/params.ok").is_file()
+
+
 def test_exp_run_kd_temperature_retrains_only_student(repo):
     out = run([sys.executable, "-m", "dvc", "exp", "run", "-S", "kd.temperature=4"], repo)
-    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    # the teacher and its cached logits (teacher_logits stage) do not depend on kd.*: never re-run
-    assert ran == {"train_student", "export", "evaluate"}, out
+    # the teacher and its cached logits (teacher_logits stage) do not depend on kd.*: never re-run; check_params
+    # re-checks the edited params.yaml (its stamp's bytes do not change, so it re-runs nothing downstream)
+    assert _ran(out) - {"check_params"} == {"train_student", "export", "evaluate"}, out
     ckpt = torch.load(repo / "models/student.pt", weights_only=True)
     assert ckpt["kd"]["temperature"] == 4.0 and isinstance(ckpt["kd"]["temperature"], float)
     shown = json.loads(run([sys.executable, "-m", "dvc", "exp", "show", "--json"], repo))

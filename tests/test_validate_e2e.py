@@ -22,7 +22,7 @@ def test_repro_stops_at_validate_on_floodlit_footage(tmp_path):
     out = r.stdout + r.stderr
     assert r.returncode != 0, out
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert ran == {"generate", "frames", "validate"}, out
+    assert ran == {"check_params", "generate", "frames", "validate"}, out
     # one readable summary: which expectation, how many clips, worst offenders, where the report is
     assert "validate: FAILED" in out and "FAIL luma_mean [expect_column_values_to_be_between]: 21/21 clips" in out
     assert "worst: " in out and "reports/validate/index.html" in out

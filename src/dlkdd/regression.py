@@ -14,6 +14,7 @@ flow's promotion rule (paired test + tolerance) is :func:`promotion_verdict`.
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from math import comb
@@ -67,10 +68,23 @@ def paired_result(old_correct: Sequence[bool], new_correct: Sequence[bool]) -> P
                         mcnemar_worse_p(worse, better))
 
 
+def _not_a_share(**values: float) -> str | None:
+    """The first of ``values`` that is not a finite number in [0, 1], as ``name=value``, or None.
+
+    NaN compares False with everything: a NaN alpha would find no regression significant and a NaN floor no top-1
+    too low, so a caller that bypasses the params schema must still get no pass out of one."""
+    bad = [f"{k}={v!r}" for k, v in values.items() if not (isinstance(v, (int, float)) and 0 <= v <= 1)]
+    return bad[0] if bad else None
+
+
 def verdict(r: PairedResult, alpha: float, floor: float = 0.0) -> tuple[bool, str]:
-    """Fail when the new model is significantly worse (p < alpha) or its top-1 is below ``floor``."""
+    """Fail when the new model is significantly worse (p < alpha) or its top-1 is below ``floor``; fail, too, when
+    alpha or floor is not a finite number in [0, 1] (no verdict can be drawn from it)."""
     head = (f"top-1 {r.old_top1:.4f} → {r.new_top1:.4f} on {r.n} clips; {r.worse} clips lost, {r.better} gained; "
             f"McNemar exact one-sided p = {r.p_value:.4g}")
+    bad = _not_a_share(alpha=alpha, floor=floor)
+    if bad:
+        return False, f"{head}; no verdict: {bad} is not a finite number in [0, 1]"
     if r.n == 0:
         return False, "no test clips to compare"
     if r.new_top1 < floor:
@@ -185,9 +199,14 @@ def promotion_verdict(production: float | None, candidate: float | None, toleran
     the same test clips (``paired``: the verdict of :func:`compare_predictions`, the CI gate's test; ``None`` verdict
     = could not be paired, which does not block) and (b) not worse than production beyond ``tolerance`` (< 0: it must
     beat production by that much). (a) tells a real regression from the few clips a seed moves; (b) bounds the drop
-    a person accepts without a significant difference."""
+    a person accepts without a significant difference. A NaN or infinite metric or tolerance promotes nothing (a
+    caller that bypasses the params schema included)."""
     if candidate is None:
         return False, f"the new run has no {metric}"
+    given = {"candidate": candidate, "production": production, "tolerance": tolerance}
+    bad = [f"{k}={v!r}" for k, v in given.items() if v is not None and not _finite(v)]
+    if bad:  # NaN compares False with everything: never promote on one
+        return False, f"not promoted: {bad[0]} is not a finite number"
     if paired is not None and paired[0] is False:
         return False, f"significantly worse than production: {paired[1]}"
     if production is None:
@@ -195,6 +214,10 @@ def promotion_verdict(production: float | None, candidate: float | None, toleran
     if candidate >= production - tolerance:
         return True, f"{metric} {candidate:.4f} >= production {production:.4f} - tolerance {tolerance}"
     return False, f"{metric} {candidate:.4f} is worse than production {production:.4f} beyond tolerance {tolerance}"
+
+
+def _finite(v: Any) -> bool:
+    return _numeric(v) and math.isfinite(v)
 
 
 def to_markdown(rows: list[MetricRow]) -> str:
