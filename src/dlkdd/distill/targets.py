@@ -56,12 +56,13 @@ class Source:
     """No teacher: batches ``(x, y)``, no soft targets. The base of every target source."""
 
     views = 1  # clip folders the training set reads: the student's (and the teacher's)
+    teacher: nn.Module | None = None  # the network run online (the hint taps it)
 
     def dataset(self, train_set: ClipDataset) -> Dataset:
         return train_set
 
     def identity(self) -> torch.Tensor | nn.Module | None:
-        """What the resume fingerprint hashes as the teacher (None: no teacher)."""
+        """What the resume fingerprint hashes as the teacher (None: no teacher); asked after :meth:`dataset`."""
         return None
 
     def to(self, device: torch.device) -> None:
@@ -81,11 +82,11 @@ class CachedRows(Source):
     """The teacher_logits stage's rows (a file, or a (N, 2, K) tensor in train-split order); the teacher never runs."""
 
     def __init__(self, rows: torch.Tensor | str | Path, teacher: str, temperature: float) -> None:
-        self.rows, self.teacher, self.temperature = rows, teacher, temperature
+        self.rows, self.kind, self.temperature = rows, teacher, temperature  # kind: kd.teacher
 
     def dataset(self, train_set: ClipDataset) -> Dataset:
         if not isinstance(self.rows, torch.Tensor):
-            self.rows = load_kd_targets(self.rows, train_set.index["clip_id"].astype(str).tolist(), self.teacher,
+            self.rows = load_kd_targets(self.rows, train_set.index["clip_id"].astype(str).tolist(), self.kind,
                                         self.temperature)
         return CachedLogitsDataset(train_set, self.rows)
 
