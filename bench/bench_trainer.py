@@ -24,13 +24,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from dlkdd.atomic import write_array_atomic
-from dlkdd.config import EnhanceConfig, TrainConfig
+from dlkdd.config import EnhanceConfig, KDConfig, TrainConfig
 from dlkdd.data.dataset import ClipDataset
 from dlkdd.distill.evaluation import latency_ms, two_stream_latency_ms
-from dlkdd.distill.kd import KDLoss
 from dlkdd.distill.logit_cache import CachedLogitsDataset, compute_teacher_logits
 from dlkdd.distill.schedule import build_optimizer, build_scheduler
-from dlkdd.distill.trainer import KDSource, seed_everything, train_one_epoch
+from dlkdd.distill.targets import build_criterion, target_source
+from dlkdd.distill.trainer import seed_everything, train_one_epoch
 from dlkdd.enhance import enhance_clip
 from dlkdd.models.build import build_model
 
@@ -49,13 +49,12 @@ def write_cache(root: Path, n: int, t: int, s: int, k: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def epoch_seconds(model, batches, loss_fn, teacher=None, cached: bool = False) -> float:
+def epoch_seconds(model, batches, criterion) -> float:
     cfg = TrainConfig(epochs=1000)
     opt = build_optimizer(model, cfg)
     sched = build_scheduler(opt, cfg, 10_000)
     t0 = time.perf_counter()
-    train_one_epoch(model, batches, opt, sched, loss_fn, teacher, True, torch.Generator().manual_seed(0),
-                    source=KDSource.of(teacher, cached))
+    train_one_epoch(model, criterion, batches, opt, sched, torch.Generator().manual_seed(0))
     return time.perf_counter() - t0
 
 
@@ -81,7 +80,8 @@ def main() -> None:
         dark = ClipDataset(index, [root / "dark"], "train")
         pair = ClipDataset(index, [root / "dark", root / "lit"], "train")
         teacher, student = build_model(args.arch, k).eval(), build_model(args.arch, k)
-        cached = CachedLogitsDataset(dark, compute_teacher_logits(teacher, pair.views[1]))
+        rows = compute_teacher_logits(teacher, pair.views[1])
+        cached = CachedLogitsDataset(dark, rows)
         loaders = {
             "no_kd_loader": DataLoader(dark, batch_size=args.batch, shuffle=True, drop_last=True),
             "kd_cached_loader": DataLoader(cached, batch_size=args.batch, shuffle=True, drop_last=True),
@@ -91,13 +91,15 @@ def main() -> None:
         loaders["no_kd_memory"] = Batches((dark.views[0][i:i + args.batch], dark.labels[i:i + args.batch])
                                           for i in range(0, n, args.batch))
         times: dict[str, list[float]] = {name: [] for name in loaders}
-        ce, kd = KDLoss(4.0, 0.0), KDLoss(4.0, 0.5)
+        cached_kd, online_kd = KDConfig(), KDConfig(teacher_logits="online")
+        ce = build_criterion(None, target_source(None), student, 0.0)
+        criteria = {
+            "kd_cached_loader": build_criterion(cached_kd, target_source(cached_kd, logits=rows), student, 0.0),
+            "kd_online_loader": build_criterion(online_kd, target_source(online_kd, teacher=teacher), student, 0.0)}
         epoch_seconds(student, loaders["no_kd_memory"], ce)  # warm-up
         for _ in range(args.repeats):  # interleaved so machine load hits every variant alike
             for name, loader in loaders.items():
-                fn = kd if name.startswith("kd") else ce
-                times[name].append(epoch_seconds(student, loader, fn, teacher if name == "kd_online_loader" else None,
-                                                 cached=name == "kd_cached_loader"))
+                times[name].append(epoch_seconds(student, loader, criteria.get(name, ce)))
         med = {name: statistics.median(v) for name, v in times.items()}
         clip = dark.views[0][0]
         lat_student = [latency_ms(student, clip, 10) for _ in range(args.repeats)]

@@ -45,7 +45,7 @@ def frames_identity(params: Params) -> dict:
 
 
 def train_and_save(name: str, params: Params, frames_dir: str, clip_dirs: list[str], model_cfg, out: str, history: str,
-                   teacher=None, kd=None, teacher_logits: str | None = None, train_cfg=None) -> None:
+                   teacher=None, kd=None, teacher_logits: str | None = None, train_cfg=None, baseline=None) -> None:
     """Train one classifier on the cached frames and save it with its training curve (shared by the train stages).
 
     Runs alone or under ``torchrun --nproc_per_node=N``; only rank 0 writes artifacts. A killed run resumes from
@@ -66,7 +66,8 @@ def train_and_save(name: str, params: Params, frames_dir: str, clip_dirs: list[s
     try:
         model, result = train_classifier(index, len(classes), [Path(d) for d in clip_dirs], model_cfg, train_cfg,
                                          params.seed, teacher, kd, desc=name, teacher_logits=teacher_logits, rt=rt,
-                                         resume_path=resume, context={"frames": frames_identity(params)})
+                                         resume_path=resume, context={"frames": frames_identity(params)},
+                                         baseline=baseline)
     except ValueError as err:  # bad arch / input size / pretrained file / logit cache: one line
         shutdown(rt)
         sys.exit(f"error: {err}")

@@ -5,15 +5,14 @@ kd.teacher_logits=online runs the frozen teacher on every batch (needed by kd.mi
 kd.teacher=dual_light distils from the two-stream model: the teacher on the enhanced view and the no-KD baseline on
 the dark view, fused at kd.T.
 kd.epochs > 0 sets the student's schedule length alone; kd.hint > 0 adds a FitNets hint on the pooled last-block
-features (online only).
+features (online only). Which of the files below are read is decided by kd, in one place
+(dlkdd.distill.targets.target_source).
 """
 import argparse
 
 from _common import params_or_exit, train_and_save
 
 from dlkdd.config import student_train
-from dlkdd.distill.checkpoint import load_model
-from dlkdd.distill.kd import DualLightTeacher
 
 
 def main() -> None:
@@ -21,22 +20,17 @@ def main() -> None:
     ap.add_argument("--frames", required=True, help="frame cache with index.csv")
     ap.add_argument("--clips", required=True, help="dark clips (the student's view)")
     ap.add_argument("--teacher-clips", required=True, help="enhanced clips (the teacher's view)")
-    ap.add_argument("--teacher", required=True, help="teacher checkpoint")
+    ap.add_argument("--teacher", required=True, help="teacher checkpoint (online only)")
     ap.add_argument("--baseline", required=True, help="no-KD dark baseline (online kd.teacher=dual_light only)")
-    ap.add_argument("--teacher-logits", required=True, help="the teacher_logits stage's cache")
+    ap.add_argument("--teacher-logits", required=True, help="the teacher_logits stage's cache (cached only)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--history", required=True)
     args = ap.parse_args()
     params = params_or_exit()
     kd = params.kd
-    teacher, cache = None, args.teacher_logits
-    if kd.teacher_logits == "online":
-        teacher, cache = load_model(args.teacher)[0], None
-        if kd.teacher == "dual_light":
-            teacher = DualLightTeacher(teacher, load_model(args.baseline)[0], kd.temperature)
     train_and_save("student", params, args.frames, [args.clips, args.teacher_clips], params.student, args.out,
-                   args.history, teacher=teacher, kd=kd, teacher_logits=cache,
-                   train_cfg=student_train(params.train, kd))
+                   args.history, teacher=args.teacher, baseline=args.baseline, kd=kd,
+                   teacher_logits=args.teacher_logits, train_cfg=student_train(params.train, kd))
 
 
 if __name__ == "__main__":

@@ -8,12 +8,12 @@ from torch.utils.data import DataLoader
 from dlkdd.config import KDConfig, ModelConfig, TrainConfig
 from dlkdd.data.dataset import ClipDataset
 from dlkdd.data.frame_index import read_index
-from dlkdd.distill.kd import KDLoss
-from dlkdd.distill.logit_cache import (CachedLogitsDataset, compute_teacher_logits, load_teacher_logits,
+from dlkdd.distill.logit_cache import (compute_teacher_logits, load_teacher_logits,
                                        save_teacher_logits)
 from dlkdd.distill.schedule import build_optimizer, build_scheduler
-from dlkdd.distill.training_run import load_kd_targets, train_classifier
-from dlkdd.distill.trainer import _apply_flip, _teacher_logits, KDSource, StepConfig, flip_mask
+from dlkdd.distill.targets import build_criterion, flip_clips, load_kd_targets, target_source
+from dlkdd.distill.training_run import train_classifier
+from dlkdd.distill.trainer import Placement, flip_mask
 from dlkdd.models.build import build_model
 
 TINY = ModelConfig(arch="tiny3d", dropout=0.3)
@@ -146,6 +146,16 @@ def test_resume_state_with_other_teacher_logits_is_ignored(tiny_frames, tmp_path
     assert "resuming" not in out and "teacher content changed" in out, out
 
 
+def _batch_loss(kd, source, ds, student):
+    """The criterion built from ``kd`` and ``source`` on the first 6 clips of ``ds`` with fixed flips: its loss."""
+    crit = build_criterion(kd, source, student, 0.0)
+    *views, y = next(iter(DataLoader(source.dataset(ds), batch_size=6)))
+    x, target = crit.batch(views, y, flip_mask(len(y), torch.Generator().manual_seed(5)), torch.Generator(),
+                           Placement())  # the same flips both times
+    with torch.no_grad():
+        return crit(student(x), target)
+
+
 def test_cached_and_online_kd_give_the_same_loss_on_the_same_batch(tiny_frames, tmp_path):
     torch.manual_seed(0)
     index, _ = read_index(tiny_frames)
@@ -155,15 +165,10 @@ def test_cached_and_online_kd_give_the_same_loss_on_the_same_batch(tiny_frames, 
     ids = online.index["clip_id"].astype(str).tolist()
     path = tmp_path / "teacher_logits.pt"
     save_teacher_logits(path, compute_teacher_logits(teacher, online.views[1], batch_size=4), ids)
-    cached = CachedLogitsDataset(ClipDataset(index, [tiny_frames / "clips"], "train"), load_teacher_logits(path, ids))
-    loss_fn, step = KDLoss(4.0, 0.5), StepConfig()
-    losses = []
-    for ds, teacher_arg, source in ((online, teacher, KDSource.ONLINE), (cached, None, KDSource.CACHED)):
-        *views, y = next(iter(DataLoader(ds, batch_size=6)))
-        views = _apply_flip(views, flip_mask(len(y), torch.Generator().manual_seed(5)), source)  # same flips both times
-        t_logits = _teacher_logits(views, teacher_arg, step, source=source)
-        with torch.no_grad():
-            losses.append(loss_fn(student(views[0].float() / 255), t_logits, y))
+    dark = ClipDataset(index, [tiny_frames / "clips"], "train")
+    losses = [_batch_loss(KDConfig(teacher_logits="online"), target_source(KDConfig(teacher_logits="online"),
+                                                                          teacher=teacher), online, student),
+              _batch_loss(KDConfig(), target_source(KDConfig(), logits=path), dark, student)]
     assert flip_mask(6, torch.Generator().manual_seed(5)).any()  # the batch really mixes flipped clips
     assert losses[0].item() > 0
     torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-6)
@@ -247,8 +252,9 @@ def _one_online_epoch(tiny_frames, mixup, seed=11):
     opt = build_optimizer(student, _cfg())
     loader = DataLoader(ds, batch_size=3)  # no shuffle: the generator only draws flips (and mixup)
     gen = torch.Generator().manual_seed(seed)
-    train_one_epoch(student, loader, opt, build_scheduler(opt, _cfg(), len(loader)), KDLoss(4.0, 0.5), teacher,
-                    True, gen, mixup=mixup)
+    kd = KDConfig(teacher_logits="online", mixup=mixup)
+    criterion = build_criterion(kd, target_source(kd, teacher=teacher), student, 0.0)
+    train_one_epoch(student, criterion, loader, opt, build_scheduler(opt, _cfg(), len(loader)), gen, hflip=True)
     return ds, loader, student, teacher, gen
 
 
@@ -264,7 +270,7 @@ def test_mixup_gives_student_and_teacher_views_exactly_the_same_mixing(tiny_fram
         flip = flip_mask(len(y), gen)
         lam, perm = draw_mixup(len(y), 0.4, gen)
         lams.append(lam)
-        x, x_t = _apply_flip([x, x_t], flip)
+        x, x_t = flip_clips(x, flip), flip_clips(x_t, flip)
         torch.testing.assert_close(student.inputs[b], mix(to_float(x), lam, perm), rtol=0, atol=0)
         torch.testing.assert_close(teacher.inputs[b], mix(to_float(x_t), lam, perm), rtol=0, atol=0)
         assert not torch.equal(student.inputs[b], to_float(x))  # really mixed
@@ -277,7 +283,8 @@ def test_mixup_zero_leaves_the_loop_and_its_random_stream_unchanged(tiny_frames)
     ds, loader, student, teacher, gen = _one_online_epoch(tiny_frames, mixup=0.0)
     replay = torch.Generator().manual_seed(11)
     for b, (x, x_t, y) in enumerate(loader):
-        x, x_t = _apply_flip([x, x_t], flip_mask(len(y), replay))
+        flip = flip_mask(len(y), replay)
+        x, x_t = flip_clips(x, flip), flip_clips(x_t, flip)
         assert torch.equal(student.inputs[b], to_float(x)) and torch.equal(teacher.inputs[b], to_float(x_t))
     assert torch.equal(gen.get_state(), replay.get_state()), "mixup=0 drew from the training generator"
 
@@ -297,9 +304,7 @@ def test_online_mixup_student_trains(tiny_frames):
 
 def test_dual_light_cached_and_online_give_the_same_loss(tiny_frames, tmp_path):
     """The cached rows of teacher (enhanced) and baseline (dark), fused at T at train time, are the online
-    DualLightTeacher's target on the same flipped batch."""
-    from dlkdd.distill.kd import DualLightTeacher
-
+    two-stream teacher's target on the same flipped batch."""
     torch.manual_seed(0)
     index, _ = read_index(tiny_frames)
     teacher, baseline = build_model("tiny3d", 3).eval(), build_model("tiny3d", 3, width=8).eval()
@@ -312,17 +317,22 @@ def test_dual_light_cached_and_online_give_the_same_loss(tiny_frames, tmp_path):
     dark = ClipDataset(index, [tiny_frames / "clips"], "train")
     targets = load_kd_targets(path, ids, "dual_light", 3.0)  # what train_classifier distils from (kd.teacher)
     assert not torch.allclose(targets, load_teacher_logits(path, ids))  # not the enhanced teacher's alone
-    cached = CachedLogitsDataset(dark, targets)
-    loss_fn, step = KDLoss(3.0, 0.5), StepConfig()
-    losses = []
-    for ds, teacher_arg, source in ((online, DualLightTeacher(teacher, baseline, 3.0), KDSource.ONLINE),
-                                    (cached, None, KDSource.CACHED)):
-        *views, y = next(iter(DataLoader(ds, batch_size=6)))
-        views = _apply_flip(views, flip_mask(len(y), torch.Generator().manual_seed(5)), source)
-        t_logits = _teacher_logits(views, teacher_arg, step, source=source)
-        with torch.no_grad():
-            losses.append(loss_fn(student(views[0].float() / 255), t_logits, y))
+    on, cached = (KDConfig(teacher="dual_light", temperature=3.0, teacher_logits=t) for t in ("online", "cached"))
+    losses = [_batch_loss(on, target_source(on, teacher=teacher, baseline=baseline), online, student),
+              _batch_loss(cached, target_source(cached, logits=path), dark, student)]
     torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-6)
+
+
+def test_kd_at_alpha_zero_trains_exactly_the_no_kd_baseline(tiny_frames):
+    """No KD is the same loop with a plain cross-entropy criterion: a student at kd.alpha=0 (cached rows ignored by
+    the loss) draws the same flips and dropout and ends with the baseline's very weights."""
+    index, classes = read_index(tiny_frames)
+    logits = torch.randn(int((index.split == "train").sum()), 2, len(classes))
+    baseline, _ = _train(tiny_frames, _cfg(epochs=1, label_smoothing=0.1))
+    student, _ = _train(tiny_frames, _cfg(epochs=1, label_smoothing=0.1), kd=KDConfig(alpha=0.0),
+                        teacher_logits=logits)
+    for k, v in baseline.state_dict().items():
+        assert torch.equal(v, student.state_dict()[k]), k
 
 
 def test_dual_light_cache_without_baseline_rows_is_one_line_error(tiny_frames, tmp_path):

@@ -88,9 +88,10 @@ def _with_kd(ce: torch.Tensor, student_logits: torch.Tensor, teacher_logits: tor
 
 
 class KDLoss(nn.Module):
-    """Module form of :func:`kd_loss` with fixed ``temperature`` and ``alpha``."""
+    """Module form of :func:`kd_loss` with fixed ``temperature`` and ``alpha`` (kd.T and kd.α: their defaults live in
+    :class:`dlkdd.config.KDConfig` alone)."""
 
-    def __init__(self, temperature: float = 4.0, alpha: float = 0.5, label_smoothing: float = 0.0) -> None:
+    def __init__(self, temperature: float, alpha: float, label_smoothing: float = 0.0) -> None:
         super().__init__()
         self.temperature, self.alpha, self.label_smoothing = temperature, alpha, label_smoothing
 

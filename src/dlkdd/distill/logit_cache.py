@@ -6,7 +6,7 @@ and training picks per sample the row matching the flip the student got. Augment
 runs during student training.
 
 With ``kd.teacher=dual_light`` the file also holds ``baseline_logits``: the no-KD dark network's rows for the dark
-clips, same layout. They are fused at train time (:func:`dlkdd.distill.training_run.load_kd_targets`): the fusion
+clips, same layout. They are fused at train time (:func:`dlkdd.distill.targets.load_kd_targets`): the fusion
 depends on kd.T.
 """
 from __future__ import annotations

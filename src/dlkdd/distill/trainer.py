@@ -1,12 +1,9 @@
 """Training loops for the teacher, the no-KD baseline and the KD student: train_one_epoch, val_accuracy (model
 selection on the val split), fit.
 
-One loop serves all three. Batches are ``(x, y)`` (no KD), ``(x, x_teacher, y)`` (online KD: the frozen teacher sees
-the enhanced version of the same frames and the same flip; a :class:`DualLightTeacher` also sees ``x``) or
-``(x, cached_logits, y)`` with cached logits (B, 2, K) for the plain and flipped clip (see
-:mod:`dlkdd.distill.logit_cache`). With ``kd.mixup`` the student's and the teacher's views are mixed with the same λ and
-pairs after the flip (function matching); ``kd.hint`` adds a feature-hint term (:mod:`dlkdd.distill.hint`). Both need
-the online teacher.
+One loop serves all three; what differs is the criterion it is given (:mod:`dlkdd.distill.targets`): plain
+cross-entropy on batches ``(x, y)``, or the KD loss with its teacher targets, cached or online, mixup and hint. The loop
+draws the flip (train.hflip) and runs the optimisation step; the criterion makes each batch's input and target.
 """
 from __future__ import annotations
 
@@ -16,9 +13,8 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -27,28 +23,53 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from dlkdd.config import KDConfig, TrainConfig, to_dict
+from dlkdd.config import TrainConfig, to_dict
 from dlkdd.data.dataset import to_float
 from dlkdd.distill.checkpoint import load_training_state, save_atomic
-from dlkdd.distill.hint import Hint
-from dlkdd.distill.kd import DualLightTeacher, KDLoss, draw_mixup, mix
 from dlkdd.distill.metrics import accuracy
 from dlkdd.distill.runtime import (Runtime, all_reduce_sum, amp_dtype, rng_state, seed_everything,  # noqa: F401
                                    set_rng_state)
 from dlkdd.distill.schedule import build_optimizer, build_scheduler
 
 
-class KDSource(str, Enum):
-    """Where a batch's teacher logits come from: decided once (by :func:`fit`'s caller) and passed down, never guessed
-    from a dataset's type or a tensor's rank."""
+@dataclass(frozen=True)
+class Placement:
+    """Where a batch's tensors go and the autocast dtype the networks run in (set by ``fit`` from the train config)."""
 
-    NONE = "none"      # batches (x, y) or (x, x_teacher, y) with no teacher: cross-entropy only
-    ONLINE = "online"  # batches (x, x_teacher, y): the frozen teacher runs on x_teacher
-    CACHED = "cached"  # batches (x, cached_logits (B, 2, K), y): the teacher_logits stage's rows, plain and flipped
+    device: torch.device = torch.device("cpu")
+    amp: torch.dtype | None = None
+    channels_last: bool = False
 
-    @staticmethod
-    def of(teacher: nn.Module | None, cached: bool = False) -> KDSource:
-        return KDSource.CACHED if cached else KDSource.ONLINE if teacher is not None else KDSource.NONE
+    def clips(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 clips (B, 3, T, H, W) → float in [0, 1] on the device."""
+        x = to_float(x.to(self.device, non_blocking=True))
+        return x.contiguous(memory_format=torch.channels_last_3d) if self.channels_last else x
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None)
+
+
+class Criterion(Protocol):
+    """What the loop asks of a run's loss (:class:`dlkdd.distill.targets.Criterion` is the one built from kd): the
+    loop knows nothing of teachers."""
+
+    record: dict  # the kd section for the resume fingerprint ({} without KD)
+
+    def batch(self, views: list[torch.Tensor], y: torch.Tensor, flip: torch.Tensor, generator: torch.Generator,
+              place: Placement) -> tuple[torch.Tensor, Any]:
+        """A batch's items before the label → the student's input (B, 3, T, H, W) on the device and its target."""
+
+    def __call__(self, logits: torch.Tensor, target: Any) -> torch.Tensor: ...
+
+    def trainable(self) -> list[nn.Module]: ...
+
+    def to(self, device: torch.device) -> Any: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -88,68 +109,24 @@ class StepConfig:
     device: torch.device = torch.device("cpu")
     rt: Runtime = field(default_factory=Runtime)
 
+    @property
+    def place(self) -> Placement:
+        return Placement(self.device, self.amp, self.channels_last)
+
 
 def flip_mask(batch: int, generator: torch.Generator | None) -> torch.Tensor:
     """(B,) bool: which clips of the batch to flip, each with probability 1/2 (one draw per clip from ``generator``)."""
     return torch.rand(batch, generator=generator) < 0.5
 
 
-def _apply_flip(views: list[torch.Tensor], flip: torch.Tensor,
-                source: KDSource = KDSource.NONE) -> list[torch.Tensor]:
-    """Flip clips (B, 3, T, H, W) where ``flip``; with ``source`` CACHED, ``views[1]`` holds cached logits (B, 2, K)
-    and picks row 1 (flipped) or row 0 instead."""
-    out = []
-    for i, v in enumerate(views):
-        if i == 1 and source is KDSource.CACHED:
-            out.append(v[torch.arange(len(v)), flip.long()])  # (B, K)
-        elif not flip.any():
-            out.append(v)
-        else:
-            out.append(torch.where(flip.view(-1, 1, 1, 1, 1), v.flip(-1), v))
-    return out
-
-
-def _prepare(x: torch.Tensor, step: StepConfig) -> torch.Tensor:
-    x = to_float(x.to(step.device, non_blocking=True))
-    if step.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last_3d)
-    return x
-
-
-def _teacher_logits(views: list[torch.Tensor], teacher: nn.Module | None, step: StepConfig,
-                    x: torch.Tensor | None = None, source: KDSource = KDSource.NONE) -> torch.Tensor | None:
-    """(B, K) teacher logits per ``source``: none, the cached row of the flip the student got (already selected by
-    :func:`_apply_flip`), or the frozen ``teacher`` run online.
-
-    Online, ``views[1]`` is the teacher's clip, uint8 or already prepared (float, e.g. mixed); ``x`` is the student's
-    prepared view, which a :class:`DualLightTeacher` runs its dark-view network on.
-    """
-    if source is KDSource.NONE:
-        return None
-    if source is KDSource.CACHED:
-        return views[1].to(step.device).float()
-    x_t = views[1] if views[1].is_floating_point() else _prepare(views[1], step)
-    with torch.inference_mode(), torch.autocast(step.device.type, dtype=step.amp, enabled=step.amp is not None):
-        if isinstance(teacher, DualLightTeacher):
-            return teacher(x_t, x if x is not None else _prepare(views[0], step)).float().clone()
-        return teacher(x_t).float().clone()
-
-
-def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler, loss_fn: KDLoss, teacher: nn.Module | None,
-                    hflip: bool, generator: torch.Generator, desc: str = "train",
-                    step: StepConfig | None = None, mixup: float = 0.0, hint: Hint | None = None,
-                    source: KDSource | None = None) -> EpochStats:
+def train_one_epoch(model: nn.Module, criterion: Criterion, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, generator: torch.Generator, hflip: bool = True,
+                    desc: str = "train", step: StepConfig | None = None) -> EpochStats:
     """One pass over ``loader``; ``model`` may be DDP-wrapped. Loss/accuracy are reduced over ranks.
 
-    ``source``: where the teacher logits come from (:class:`KDSource`); by default online if ``teacher`` is given,
-    else none (a loader of cached logits must say CACHED).
-
-    ``mixup`` > 0: each batch's student and teacher views are mixed with one λ ~ Beta(mixup, mixup) and one pairing
-    (accuracy still counts the unmixed labels). The draw happens only then, so mixup=0 keeps the random streams.
-    ``hint``: its term is added to each batch's loss."""
+    ``criterion`` (:mod:`dlkdd.distill.targets`) turns each batch into the student's input and target and gives the
+    loss: the loop is the same with or without a teacher. Accuracy counts the unmixed labels."""
     step = step or StepConfig()
-    source = source or KDSource.of(teacher)
     model.train()
     total_loss, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
     n = len(loader)
@@ -158,40 +135,20 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
     for i, (*views, y) in enumerate(bar):
         # the flip draw happens only with hflip, so turning it off does not shift the random streams
         flip = flip_mask(len(y), generator) if hflip else torch.zeros(len(y), dtype=torch.bool)
-        views = _apply_flip(views, flip, source)
         y = y.to(step.device)
-        x = _prepare(views[0], step)  # (B, 3, T, H, W)
-        lam, perm = draw_mixup(len(y), mixup, generator) if mixup > 0 else (1.0, None)
-        if perm is not None:
-            x = mix(x, lam, perm)
-            views = [views[0], *(mix(_prepare(v, step), lam, perm) for v in views[1:])]
-        t_logits = _teacher_logits(views, teacher, step, x, source)
+        x, target = criterion.batch(views, y, flip, generator, step.place)
         boundary = (i + 1) % step.accumulate == 0 or i + 1 == n
         # DDP: only all-reduce gradients on the micro-batch that steps
         sync = contextlib.nullcontext() if boundary or not isinstance(model, DistributedDataParallel) \
             else model.no_sync()
         with sync:
-            with torch.autocast(step.device.type, dtype=step.amp, enabled=step.amp is not None):
+            with step.place.autocast():
                 logits = model(x)
-            # loss in float32 whatever the autocast dtype
-            loss = loss_fn(logits.float(), t_logits, y) if perm is None \
-                else loss_fn.mixed(logits.float(), t_logits, y, y[perm.to(y.device)], lam)
-            if hint is not None:
-                loss = loss + hint()
+            loss = criterion(logits.float(), target)  # in float32 whatever the autocast dtype
             scaled = loss / step.accumulate
             (step.scaler.scale(scaled) if step.scaler else scaled).backward()
         if boundary:
-            if step.grad_clip > 0:
-                if step.scaler:
-                    step.scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), step.grad_clip)
-            if step.scaler:
-                step.scaler.step(optimizer)
-                step.scaler.update()
-            else:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
+            _optimizer_step(model, optimizer, scheduler, step)
         total_loss += float(loss.detach()) * len(y)
         correct += int((logits.argmax(1) == y).sum())
         seen += len(y)
@@ -199,6 +156,21 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
         bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}", clips_s=f"{rate:.1f}")
     total_loss, correct, seen = all_reduce_sum([total_loss, correct, seen], step.rt)
     return EpochStats(total_loss / seen, correct / seen, seen / (time.perf_counter() - t0))
+
+
+def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, step: StepConfig) -> None:
+    if step.grad_clip > 0:
+        if step.scaler:
+            step.scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), step.grad_clip)
+    if step.scaler:
+        step.scaler.step(optimizer)
+        step.scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    scheduler.step()
 
 
 @torch.inference_mode()
@@ -235,15 +207,16 @@ def content_hash(*arrays: torch.Tensor | bytes) -> str:
     return h.hexdigest()
 
 
-def _fingerprint(cfg: TrainConfig, model: nn.Module, loader: DataLoader, kd: KDConfig | None, rt: Runtime,
+def _fingerprint(cfg: TrainConfig, model: nn.Module, loader: DataLoader, kd: dict, rt: Runtime,
                  inputs: dict | None) -> dict:
     """What must match for a saved state to be resumable: every input that changes the result.
 
-    The train/kd config, model shapes, batches per epoch and world size, plus ``inputs`` from the caller: the seed,
-    model and frames config and content hashes of the index, clips and teacher (see ``train_classifier``).
+    The train config, the kd section (``{}`` without KD), model shapes, batches per epoch and world size, plus
+    ``inputs`` from the caller: the seed, model and frames config and content hashes of the index, clips and teacher
+    (see ``train_classifier``).
     """
     shapes = [list(p.shape) for p in model.state_dict().values()]
-    return {**(inputs or {}), "train": to_dict(cfg), "kd": to_dict(kd) if kd else {}, "shapes": shapes,
+    return {**(inputs or {}), "train": to_dict(cfg), "kd": kd, "shapes": shapes,
             "batches": len(loader), "world": rt.world}
 
 
@@ -278,33 +251,76 @@ def stale_reason(saved: dict | None, current: dict, limit: int = 3) -> str | Non
     return ", ".join(diffs[:limit]) + more
 
 
-def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg: TrainConfig,
-        generator: torch.Generator, teacher: nn.Module | None = None, kd: KDConfig | None = None,
-        desc: str = "model", rt: Runtime | None = None, resume_path: str | Path | None = None,
-        on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
-        inputs: dict | None = None, cached_logits: bool = False) -> FitResult:
+@dataclass
+class _Run:
+    """What one :func:`fit` carries from epoch to epoch."""
+
+    step: StepConfig
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    runner: nn.Module  # the model as trained: compiled and/or DDP-wrapped
+    best: Best = Best(0, -math.inf)
+    best_state: dict = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    bad: int = 0
+    start: int = 1
+
+
+def fit(model: nn.Module, criterion: Criterion, train_loader: DataLoader, val_loader: DataLoader, cfg: TrainConfig,
+        generator: torch.Generator, desc: str = "model", rt: Runtime | None = None,
+        resume_path: str | Path | None = None, on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+        inputs: dict | None = None) -> FitResult:
     """Train for ``cfg.epochs`` (early-stopping on val top-1 if ``cfg.patience``); keep the best val epoch's weights.
 
-    ValueError (one line) for ``kd.mixup`` > 0 with cached teacher logits: they cannot follow a mixed input; nor
-    ``kd.hint`` > 0 without the online teacher. The hint's projection trains with the model (same optimizer).
-
-    The model is left holding the best weights, on CPU. ``teacher`` (frozen) or ``cached_logits`` (the train loader's
-    batches are ``(x, logits (B, 2, K), y)``) plus ``kd`` turn on distillation. With ``resume_path`` the full
-    training state is written there (atomically) after every epoch, a run finding one resumes from it only if its
-    fingerprint (config, shapes and ``inputs``: seed, model and frames config, data content hashes) equals this
-    run's, and it is deleted when the run completes. ``on_epoch_end`` is called after the checkpoint is written (tests
-    use it to kill a run).
+    ``criterion`` (:func:`dlkdd.distill.targets.build_criterion`) is the loss and its teacher targets; the loader's
+    batches are the ones it reads. Its trainable parts (the hint's projection) train with the model (same optimizer).
+    The model is left holding the best weights, on CPU. With ``resume_path`` the full training state is written there
+    (atomically) after every epoch, a run finding one resumes from it only if its fingerprint (config, shapes and
+    ``inputs``: seed, model and frames config, data content hashes) equals this run's, and it is deleted when the run
+    completes. ``on_epoch_end`` is called after the checkpoint is written (tests use it to kill a run).
     """
-    if cached_logits and teacher is not None:
-        raise ValueError("give the teacher or cached teacher logits, not both")
-    source = KDSource.of(teacher, cached_logits)
-    if kd is not None and kd.mixup > 0 and source is KDSource.CACHED:
-        raise ValueError(f"kd.mixup={kd.mixup:g} needs the online teacher (cached logits are per clip, not per mixed "
-                         "pair): set kd.teacher_logits=online")
-    if kd is not None and kd.hint > 0 and teacher is None:
-        raise ValueError(f"kd.hint={kd.hint:g} needs the online teacher (its features are not cached): "
-                         "set kd.teacher_logits=online")
     rt = rt or Runtime()
+    run = _setup(model, criterion, train_loader, cfg, rt)
+    fingerprint = _fingerprint(cfg, model, train_loader, criterion.record, rt, inputs)
+    if resume_path:
+        _resume(resume_path, fingerprint, model, criterion, run, generator, rt, desc)
+    stop = False
+    bar = tqdm(range(run.start, cfg.epochs + 1), desc=desc, unit="epoch", disable=not rt.is_main,
+               initial=run.start - 1, total=cfg.epochs)
+    for epoch in bar:
+        if isinstance(train_loader.sampler, DistributedSampler):
+            train_loader.sampler.set_epoch(epoch)  # a different shuffle every epoch, the same on every rank
+        stats = train_one_epoch(run.runner, criterion, train_loader, run.optimizer, run.scheduler, generator,
+                                cfg.hflip, step=run.step)
+        val = val_accuracy(model, val_loader)  # every rank sees the whole (small) val split → identical decisions
+        row = {"epoch": epoch, "train_loss": stats.loss, "train_acc": stats.acc, "val_top1": val["top1"],
+               "val_top5": val["top5"], "clips_per_s": stats.clips_per_s, "lr": run.optimizer.param_groups[0]["lr"]}
+        run.history.append(row)
+        if val["top1"] > run.best.val_top1:
+            run.best, run.best_state, run.bad = Best(epoch, val["top1"]), _cpu_state(model), 0
+        else:
+            run.bad += 1
+        stop = cfg.patience > 0 and run.bad >= cfg.patience
+        if resume_path:
+            _save_state(resume_path, epoch, model, criterion, run, fingerprint, generator, rt)
+        bar.set_postfix(loss=f"{stats.loss:.3f}", val=f"{val['top1']:.3f}", best=f"{run.best.val_top1:.3f}",
+                        clips_s=f"{stats.clips_per_s:.0f}")
+        if on_epoch_end:
+            on_epoch_end(epoch, row)
+        if stop:
+            if rt.is_main:
+                tqdm.write(f"{desc}: early stop at epoch {epoch} ({cfg.patience} epochs without a better val top-1)")
+            break
+    criterion.close()
+    model.load_state_dict(run.best_state)
+    model.to("cpu", memory_format=torch.contiguous_format)
+    if resume_path and rt.is_main:
+        Path(resume_path).unlink(missing_ok=True)  # finished: a later run must not "resume" a completed one
+    return FitResult(run.best.epoch, run.best.val_top1, run.history, stopped_early=stop)
+
+
+def _setup(model: nn.Module, criterion: Criterion, train_loader: DataLoader, cfg: TrainConfig, rt: Runtime) -> _Run:
+    """Model, criterion and optimizer on the device; the optimizer and schedule; compile and DDP wrap."""
     device = rt.device
     model.to(device)
     step = StepConfig(accumulate=max(1, cfg.accumulate), grad_clip=cfg.grad_clip, amp=amp_dtype(cfg.amp, device),
@@ -313,85 +329,49 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
         step.scaler = torch.amp.GradScaler("cuda")
     if step.channels_last:
         model.to(memory_format=torch.channels_last_3d)
-    if teacher is not None:
-        teacher.eval().requires_grad_(False).to(device)
-    kd_on = kd is not None and source is not KDSource.NONE
-    loss_fn = KDLoss(kd.temperature if kd else 1.0, kd.alpha if kd_on else 0.0, cfg.label_smoothing)
-    hint = Hint(model, teacher, kd.hint) if kd_on and kd.hint > 0 else None
-    if hint is not None:
-        hint.loss.to(device)
+    criterion.to(device)
+    extra = criterion.trainable()
     # the hint's projection is optimised with the model; without it the optimizer is exactly the model's
-    optimizer = build_optimizer(model if hint is None else nn.ModuleList([model, hint.loss]), cfg)
+    optimizer = build_optimizer(nn.ModuleList([model, *extra]) if extra else model, cfg)
     scheduler = build_scheduler(optimizer, cfg, math.ceil(len(train_loader) / step.accumulate))
     runner: nn.Module = model
     if cfg.compile:
         runner = torch.compile(runner)
     if rt.distributed:
         runner = DistributedDataParallel(runner, device_ids=[device.index] if device.type == "cuda" else None)
+    return _Run(step, optimizer, scheduler, runner, best_state=_cpu_state(model))
 
-    best, best_state, history, bad, start = Best(0, -math.inf), _cpu_state(model), [], 0, 1
-    fingerprint = _fingerprint(cfg, model, train_loader, kd if kd_on else None, rt, inputs)
-    state = load_training_state(resume_path) if resume_path else None
-    why = stale_reason(state.get("fingerprint"), fingerprint) if state is not None else None
-    if state is not None and why is None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if hint is not None:
-            hint.loss.load_state_dict(state["hint"])
-        if step.scaler and state.get("scaler"):
-            step.scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"][rt.rank], generator)
-        best = Best(state["best_epoch"], state["best_val_top1"])
-        best_state, history, bad, start = state["best_state"], state["history"], state["bad_epochs"], state["epoch"] + 1
+
+def _resume(path: str | Path, fingerprint: dict, model: nn.Module, criterion: Criterion, run: _Run,
+            generator: torch.Generator, rt: Runtime, desc: str) -> None:
+    """Continue from the state at ``path`` if it came from this run's inputs (else say why it is ignored)."""
+    state = load_training_state(path)
+    if state is None:
+        return
+    why = stale_reason(state.get("fingerprint"), fingerprint)
+    if why is not None:
         if rt.is_main:
-            tqdm.write(f"{desc}: resuming after epoch {state['epoch']} from {resume_path}")
-    elif state is not None and rt.is_main:
-        tqdm.write(f"{desc}: ignoring {resume_path}: {why}; starting fresh")
-
-    stop = False
-    bar = tqdm(range(start, cfg.epochs + 1), desc=desc, unit="epoch", disable=not rt.is_main,
-               initial=start - 1, total=cfg.epochs)
-    for epoch in bar:
-        if isinstance(train_loader.sampler, DistributedSampler):
-            train_loader.sampler.set_epoch(epoch)  # a different shuffle every epoch, the same on every rank
-        stats = train_one_epoch(runner, train_loader, optimizer, scheduler, loss_fn, teacher, cfg.hflip, generator,
-                                step=step, mixup=kd.mixup if kd else 0.0, hint=hint, source=source)
-        val = val_accuracy(model, val_loader)  # every rank sees the whole (small) val split → identical decisions
-        row = {"epoch": epoch, "train_loss": stats.loss, "train_acc": stats.acc, "val_top1": val["top1"],
-               "val_top5": val["top5"], "clips_per_s": stats.clips_per_s, "lr": optimizer.param_groups[0]["lr"]}
-        history.append(row)
-        if val["top1"] > best.val_top1:
-            best, best_state, bad = Best(epoch, val["top1"]), _cpu_state(model), 0
-        else:
-            bad += 1
-        stop = cfg.patience > 0 and bad >= cfg.patience
-        if resume_path:
-            _save_state(resume_path, epoch, model, optimizer, scheduler, step, best, best_state, history, bad,
-                        fingerprint, generator, rt, hint)
-        bar.set_postfix(loss=f"{stats.loss:.3f}", val=f"{val['top1']:.3f}", best=f"{best.val_top1:.3f}",
-                        clips_s=f"{stats.clips_per_s:.0f}")
-        if on_epoch_end:
-            on_epoch_end(epoch, row)
-        if stop:
-            if rt.is_main:
-                tqdm.write(f"{desc}: early stop at epoch {epoch} ({cfg.patience} epochs without a better val top-1)")
-            break
-    if hint is not None:
-        hint.remove()
-    model.load_state_dict(best_state)
-    model.to("cpu", memory_format=torch.contiguous_format)
-    if resume_path and rt.is_main:
-        Path(resume_path).unlink(missing_ok=True)  # finished: a later run must not "resume" a completed one
-    return FitResult(best.epoch, best.val_top1, history, stopped_early=stop)
+            tqdm.write(f"{desc}: ignoring {path}: {why}; starting fresh")
+        return
+    model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    criterion.load_state_dict(state)
+    if run.step.scaler and state.get("scaler"):
+        run.step.scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"][rt.rank], generator)
+    run.best, run.best_state = Best(state["best_epoch"], state["best_val_top1"]), state["best_state"]
+    run.history, run.bad, run.start = state["history"], state["bad_epochs"], state["epoch"] + 1
+    if rt.is_main:
+        tqdm.write(f"{desc}: resuming after epoch {state['epoch']} from {path}")
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
 
 
-def _save_state(path, epoch, model, optimizer, scheduler, step, best, best_state, history, bad, fingerprint,
-                generator, rt: Runtime, hint: Hint | None = None) -> None:
+def _save_state(path: str | Path, epoch: int, model: nn.Module, criterion: Criterion, run: _Run, fingerprint: dict,
+                generator: torch.Generator, rt: Runtime) -> None:
     """Everything needed to continue after ``epoch`` exactly as if never stopped; rank 0 writes it."""
     rngs = [rng_state(generator)]
     if rt.distributed:
@@ -401,8 +381,9 @@ def _save_state(path, epoch, model, optimizer, scheduler, step, best, best_state
         dist.all_gather_object(rngs, rng_state(generator))  # each rank's flip/dropout streams
     if not rt.is_main:
         return
-    save_atomic({"epoch": epoch, "model": _cpu_state(model), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "scaler": step.scaler.state_dict() if step.scaler else {},
-                 "best_epoch": best.epoch, "best_val_top1": best.val_top1, "best_state": best_state,
-                 "history": history, "bad_epochs": bad, "fingerprint": fingerprint, "rng": rngs,
-                 **({"hint": hint.loss.state_dict()} if hint is not None else {})}, path)
+    step = run.step
+    save_atomic({"epoch": epoch, "model": _cpu_state(model), "optimizer": run.optimizer.state_dict(),
+                 "scheduler": run.scheduler.state_dict(), "scaler": step.scaler.state_dict() if step.scaler else {},
+                 "best_epoch": run.best.epoch, "best_val_top1": run.best.val_top1, "best_state": run.best_state,
+                 "history": run.history, "bad_epochs": run.bad, "fingerprint": fingerprint, "rng": rngs,
+                 **criterion.state_dict()}, path)

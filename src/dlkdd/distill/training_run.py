@@ -1,5 +1,6 @@
-"""One training run on a frame cache (datasets, loaders, model, KD targets, resume identity → :func:`fit`): the shared
-body of the teacher, baseline and student stages. The loops themselves are in :mod:`dlkdd.distill.trainer`."""
+"""One training run on a frame cache (datasets, loaders, model, criterion, resume identity → :func:`fit`): the shared
+body of the teacher, baseline and student stages. The criterion and its teacher targets are built by
+:mod:`dlkdd.distill.targets`, the loops are in :mod:`dlkdd.distill.trainer`."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -13,9 +14,8 @@ from torch.utils.data.distributed import DistributedSampler
 
 from dlkdd.config import KDConfig, ModelConfig, TrainConfig, to_dict
 from dlkdd.data.dataset import ClipDataset
-from dlkdd.distill.kd import fuse_logits
-from dlkdd.distill.logit_cache import CachedLogitsDataset, load_teacher_logits
 from dlkdd.distill.runtime import Runtime, init_runtime
+from dlkdd.distill.targets import build_criterion, target_source
 from dlkdd.distill.trainer import FitResult, content_hash, fit, seed_everything
 from dlkdd.models.build import build_model, check_input
 
@@ -34,58 +34,42 @@ def make_train_loader(dataset: Dataset, cfg: TrainConfig, generator: torch.Gener
 
 
 def train_classifier(index: pd.DataFrame, num_classes: int, clip_dirs: list[Path], model_cfg: ModelConfig,
-                     train_cfg: TrainConfig, seed: int, teacher: nn.Module | None = None,
+                     train_cfg: TrainConfig, seed: int, teacher: nn.Module | str | Path | None = None,
                      kd: KDConfig | None = None, desc: str = "model",
                      teacher_logits: torch.Tensor | Path | str | None = None, rt: Runtime | None = None,
                      resume_path: str | Path | None = None,
                      on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
-                     context: dict | None = None) -> tuple[nn.Module, FitResult]:
+                     context: dict | None = None,
+                     baseline: nn.Module | str | Path | None = None) -> tuple[nn.Module, FitResult]:
     """Train ``model_cfg.arch`` on the ``train`` split of ``clip_dirs[0]``; select on ``val`` of the same view.
 
-    KD comes either online — a ``teacher`` run on ``clip_dirs[1]``, the enhanced frames aligned with the student's —
-    or from ``teacher_logits``: the teacher_logits stage's file (or a (N, 2, K) tensor in train-split order). From the
-    file with ``kd.teacher=dual_light``, the target is its teacher and baseline rows fused at ``kd.temperature``.
-    Under ``torchrun`` the process group is joined here (``rt``); the returned model is the same on every rank.
-    A resume state at ``resume_path`` is used only if it came from the same inputs (:func:`resume_inputs`, plus
-    ``context``: the caller's params that shaped the data, e.g. the frames section).
+    Without ``kd``: cross-entropy. With it, the targets come from where ``kd`` says
+    (:func:`dlkdd.distill.targets.target_source`): ``teacher_logits`` (the teacher_logits stage's file, or a (N, 2, K)
+    tensor in train-split order) or, online, the ``teacher`` (and for dual_light the ``baseline``) network or
+    checkpoint run on ``clip_dirs[1]``, the enhanced frames aligned with the student's. Inputs ``kd`` does not ask for
+    are never read. Under ``torchrun`` the process group is joined here (``rt``); the returned model is the same on
+    every rank. A resume state at ``resume_path`` is used only if it came from the same inputs (:func:`resume_inputs`,
+    plus ``context``: the caller's params that shaped the data, e.g. the frames section).
     """
+    source = target_source(kd, teacher, baseline, teacher_logits)  # before the seed: loading builds networks
     rt = rt or init_runtime()
     generator = seed_everything(seed, train_cfg.threads, train_cfg.deterministic)
     if rt.distributed:
         generator.manual_seed(seed + rt.rank)  # different flips per rank; shuffling is the sampler's
-    if teacher_logits is not None:
-        clip_dirs = clip_dirs[:1]  # the teacher's frames are never read
-    train_set = ClipDataset(index, clip_dirs, "train")
+    train_set = ClipDataset(index, clip_dirs[:source.views], "train")  # the teacher's frames only when it runs
     _, t, h, w = train_set.views[0].shape[1:]
     check_input(model_cfg.arch, t, h)
     model = build_model(model_cfg.arch, num_classes, model_cfg.dropout, model_cfg.pretrained, model_cfg.width)
-    dataset: Dataset = train_set
-    if teacher_logits is not None:
-        if not isinstance(teacher_logits, torch.Tensor):
-            teacher_logits = load_kd_targets(teacher_logits, train_set.index["clip_id"].astype(str).tolist(),
-                                             kd.teacher if kd else "enhanced", kd.temperature if kd else 4.0)
-        dataset = CachedLogitsDataset(train_set, teacher_logits)
+    criterion = build_criterion(kd, source, model, train_cfg.label_smoothing)
+    dataset = source.dataset(train_set)
     val_set = ClipDataset(index, clip_dirs[:1], "val")
     train_loader = make_train_loader(dataset, train_cfg, generator, rt, seed)
     val_loader = DataLoader(val_set, batch_size=64)
-    online = teacher if teacher_logits is None else None
-    inputs = resume_inputs(seed, model_cfg, index, [*train_set.views, *val_set.views],
-                           teacher_logits if teacher_logits is not None else online, context) if resume_path else None
-    result = fit(model, train_loader, val_loader, train_cfg, generator, online, kd, desc, rt=rt,
-                 resume_path=resume_path, on_epoch_end=on_epoch_end, inputs=inputs,
-                 cached_logits=teacher_logits is not None)
+    inputs = resume_inputs(seed, model_cfg, index, [*train_set.views, *val_set.views], source.identity(),
+                           context) if resume_path else None
+    result = fit(model, criterion, train_loader, val_loader, train_cfg, generator, desc, rt=rt,
+                 resume_path=resume_path, on_epoch_end=on_epoch_end, inputs=inputs)
     return model, result
-
-
-def load_kd_targets(path: str | Path, clip_ids: list[str], teacher: str = "enhanced",
-                    temperature: float = 4.0) -> torch.Tensor:
-    """The (len(clip_ids), 2, K) target logits the student distils from (kd.teacher): the teacher's cached rows, or
-    for ``dual_light`` the teacher's and the baseline's rows fused at ``temperature`` (done here, at train time, so a
-    kd.temperature change never recomputes the cache)."""
-    logits = load_teacher_logits(path, clip_ids)
-    if teacher == "dual_light":
-        logits = fuse_logits([logits, load_teacher_logits(path, clip_ids, "baseline_logits")], temperature)
-    return logits
 
 
 def resume_inputs(seed: int, model_cfg: ModelConfig, index: pd.DataFrame, clips: list[torch.Tensor],
