@@ -16,7 +16,8 @@ import csv
 import html
 import io
 import json
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,39 +86,78 @@ def topk_rows(windows: Sequence[WindowResult], classes: Sequence[str], k: int) -
 def smooth(windows: Sequence[WindowResult], n: int) -> list[WindowResult]:
     """Each window's probabilities averaged with its neighbours', ``n`` windows centred on it (fewer at the ends;
     ``n`` <= 1: unchanged). One window misread in a run (a turn of the head, a car's headlights) then no longer cuts
-    a segment in two; a boundary moves by less than ``n // 2`` strides."""
+    a segment in two; a boundary moves by less than ``n // 2`` strides. The list form of :func:`iter_smooth`."""
     if n <= 1 or len(windows) < 2:
         return list(windows)
+    return list(iter_smooth(windows, n))
+
+
+def iter_smooth(windows: Iterable[WindowResult], n: int) -> Iterator[WindowResult]:
+    """:func:`smooth` as windows arrive: window ``i`` comes out as soon as window ``i + n // 2`` is in (the same
+    numbers as the list form), so a live stream lags by ``n // 2`` strides, not by its whole length."""
+    if n <= 1:
+        yield from windows
+        return
     half = n // 2
-    probs = np.stack([w.probs for w in windows])
-    return [WindowResult(w.start_s, w.end_s, probs[max(0, i - half): i + half + 1].mean(axis=0))
-            for i, w in enumerate(windows)]
+    recent: deque[tuple[int, WindowResult]] = deque(maxlen=2 * half + 1)
+
+    def out(i: int, last: int) -> WindowResult:
+        rows = [w.probs for j, w in recent if max(0, i - half) <= j <= last]
+        w = next(w for j, w in recent if j == i)
+        return WindowResult(w.start_s, w.end_s, np.stack(rows).mean(axis=0))
+
+    last = -1
+    for last, w in enumerate(windows):
+        recent.append((last, w))
+        if last - half >= 0:
+            yield out(last - half, last)
+    for i in range(max(0, last - half + 1), last + 1):
+        yield out(i, last)
 
 
 def merge_segments(windows: Sequence[WindowResult], classes: Sequence[str], min_prob: float) -> list[Segment]:
     """Runs of consecutive windows whose top class is the same with probability >= ``min_prob``, as segments over the
     windows' owned spans. A window below ``min_prob``, another top class or a gap in time ends a run."""
-    spans = owned_spans(windows)
-    segments: list[Segment] = []
-    run: list[int] = []
+    return list(iter_segments(windows, classes, min_prob))
 
-    def close() -> None:
-        if run:
-            tops = [float(windows[i].probs.max()) for i in run]
-            label = classes[int(np.argmax(windows[run[0]].probs))]
-            segments.append(Segment(spans[run[0]][0], spans[run[-1]][1], label, float(np.mean(tops)), run[0], run[-1]))
-            run.clear()
 
+def iter_segments(windows: Iterable[WindowResult], classes: Sequence[str], min_prob: float) -> Iterator[Segment]:
+    """:func:`merge_segments` as windows arrive: a segment is yielded as soon as the window after it ends it (the
+    owned span of a window is known once its successor is: :func:`owned_spans`), the open one when the windows end."""
+    tops: list[float] = []  # top probabilities of the open run
+    first = label = 0
+    lo = prev_hi = 0.0
+    prev: WindowResult | None = None
+    i = -1
     for i, w in enumerate(windows):
+        my_lo = w.start_s
+        if prev is not None:
+            mid = ((prev.start_s + prev.end_s) / 2 + (w.start_s + w.end_s) / 2) / 2
+            prev_hi, my_lo = min(prev.end_s, mid), max(w.start_s, mid)
         top = int(np.argmax(w.probs))
-        if w.probs[top] < min_prob:
-            close()
-            continue
-        if run and (top != int(np.argmax(windows[run[-1]].probs)) or spans[i][0] > spans[run[-1]][1] + GAP_EPS_S):
-            close()
-        run.append(i)
-    close()
-    return segments
+        p = float(w.probs[top])
+        if tops and (p < min_prob or top != label or my_lo > prev_hi + GAP_EPS_S):
+            yield Segment(lo, prev_hi, classes[label], float(np.mean(tops)), first, i - 1)
+            tops = []
+        if p >= min_prob:
+            if not tops:
+                lo, first, label = my_lo, i, top
+            tops.append(p)
+        prev = w
+    if tops and prev is not None:
+        yield Segment(lo, prev.end_s, classes[label], float(np.mean(tops)), first, i)
+
+
+UNCERTAIN_BELOW = 0.5  # a top class under this probability is marked uncertain ...
+UNCERTAIN_RATIO = 2.0  # ... and so is one less than this many times as likely as the runner-up
+
+
+def uncertain(probs: np.ndarray) -> bool:
+    """Whether the top class of ``probs`` (K,) is in doubt: below :data:`UNCERTAIN_BELOW` (0.5), or less than
+    :data:`UNCERTAIN_RATIO` (2) times the second class. ``dlkdd predict`` prints "(uncertain)" then."""
+    ranked = np.sort(np.asarray(probs, np.float64))[::-1]
+    second = ranked[1] if len(ranked) > 1 else 0.0
+    return bool(ranked[0] < UNCERTAIN_BELOW or ranked[0] < UNCERTAIN_RATIO * second)
 
 
 def label_at(segments: Sequence[Segment], t: float) -> Segment | None:
@@ -133,7 +173,7 @@ def timeline_doc(video: str, classes: Sequence[str], windows: Sequence[WindowRes
     for w in windows:
         order = np.argsort(-w.probs, kind="stable")[:k]
         windows_json.append({"start_s": w.start_s, "end_s": w.end_s, "class": classes[order[0]],
-                             "prob": float(w.probs[order[0]]),
+                             "prob": float(w.probs[order[0]]), "uncertain": uncertain(w.probs),
                              "top": [{"class": classes[c], "prob": float(w.probs[c])} for c in order],
                              "probs": [round(float(p), 6) for p in w.probs]})
     return {"schema": SCHEMA, "video": video, **extra, "classes": list(classes), "topk": k, "min_prob": min_prob,
