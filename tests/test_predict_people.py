@@ -161,6 +161,16 @@ def test_a_stream_prints_each_segment_line_while_it_is_still_playing(scenes):
     assert lines == ["Drink", "Jump"] * 5 and "10 segments" in rest
 
 
+def test_a_file_found_truncated_after_its_lines_were_printed_says_the_lines_are_partial(scenes, tmp_path, capsys):
+    model, video = scenes
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(video.read_bytes()[: video.stat().st_size // 2])  # an upload that stopped half way
+    rc, out, err = run(capsys, "predict", cut, "--model", model, "--window", "2s")
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "truncated" in err, err
+    printed = [ln for ln in out.splitlines() if ln.startswith("  0:")]
+    assert printed and f"the {len(printed)} segment line(s) printed above cover only what was read" in err
+
+
 # ------------------------------------------------------------------------------------------- 2. the chart
 
 
