@@ -82,7 +82,8 @@ def test_timeline_finds_walk_then_wave_within_one_stride(walk_wave, tmp_path, ca
 def test_short_clip_without_window_is_one_label_as_before(walk_wave, capsys):
     ckpt, video = walk_wave
     code, doc, _ = _predict_json(capsys, video, "--model", ckpt)
-    assert code == 0 and set(doc) == {"clip", "top", "probs"} and abs(sum(doc["probs"].values()) - 1) < 1e-5
+    assert code == 0 and set(doc) == {"clip", "top", "uncertain", "probs"}
+    assert abs(sum(doc["probs"].values()) - 1) < 1e-5
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
