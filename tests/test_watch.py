@@ -83,7 +83,8 @@ def test_timeline_finds_walk_then_wave_within_one_stride(walk_wave, tmp_path, ca
 def test_short_clip_without_window_is_one_label_as_before(walk_wave, capsys):
     ckpt, video = walk_wave
     code, doc, _ = _predict_json(capsys, video, "--model", ckpt)
-    assert code == 0 and set(doc) == {"clip", "top", "probs"} and abs(sum(doc["probs"].values()) - 1) < 1e-5
+    assert code == 0 and set(doc) == {"clip", "top", "uncertain", "probs"}
+    assert abs(sum(doc["probs"].values()) - 1) < 1e-5
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -193,13 +194,15 @@ def test_annotate_writes_every_frame_with_the_action(walk_wave, tmp_path, capsys
     ckpt, video = walk_wave
     out = tmp_path / "annotated.mp4"
     code = main(["predict", str(video), "--model", str(ckpt), "--window", "2s", "--annotate", str(out)])
-    assert code == 0, capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert f"annotated video: {out}" in printed.out
     frames, fps = read_video(out)
     source, _ = read_video(video)
     assert frames.shape == source.shape and fps == FPS  # every frame, same size and rate
     diff = np.abs(frames.astype(np.int16) - source.astype(np.int16))
     assert diff[:, :10, :30].max() > 150  # the white label text drawn top left on every frame
-    assert diff[:, 30:, :].mean() < 8  # the picture itself unchanged (up to re-encoding)
+    assert frames[:, 30:].mean() > 3 * source[:, 30:].mean()  # the picture brightened for a person
 
 
 def _peak_window_bytes(path):

@@ -89,12 +89,27 @@ class Refused(Exception):
     """Bad input found before any video is read: one line, exit 2."""
 
 
+DEFAULT_MODEL = Path("models/student.pt")  # where `make run` / `dvc pull` put the student in the checkout
+
+
+def missing_model(path: Path) -> str:
+    """The one line for a model file that is not there: where it was looked for and how to get one."""
+    where = path if path.is_absolute() else Path.cwd() / path
+    hint = "pass --model PATH (a .pt checkpoint or an .onnx export)"
+    if path == DEFAULT_MODEL:
+        hint += (", or run predict in the dlkdd checkout after `dvc pull models/student.pt` (or `make run`, which "
+                 "trains it)")
+    return f"no model at {_shown(str(where))}: {hint}"
+
+
 def _plan(args: argparse.Namespace) -> tuple:
     """(runner, inputs, several, windowed, window_s, stride_s) for ``predict``; :class:`Refused` with one line."""
     from dlkdd.data.stream import is_stream
     from dlkdd.infer import watch as w
     from dlkdd.infer.runner import load_runner
 
+    if not Path(args.model).is_file():
+        raise Refused(missing_model(Path(args.model)))
     try:
         runner = load_runner(args.model)
         inputs = w.expand_inputs([str(c) for c in args.clips])
@@ -115,41 +130,72 @@ def _plan(args: argparse.Namespace) -> tuple:
     return runner, inputs, several, windowed, window, stride
 
 
+class LiveLines:
+    """Window mode's text output for one input, printed as it happens (flushed, above any progress bar): a segment
+    line as each segment closes, then a summary ("no action reached 0.5" when no segment), the timeline and the
+    annotated video's paths."""
+
+    def __init__(self, source: str, min_prob: float) -> None:
+        self.source, self.min_prob, self.printed = source, min_prob, 0
+
+    @staticmethod
+    def say(line: str) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(line, file=sys.stdout)
+        sys.stdout.flush()
+
+    def segment(self, seg) -> None:
+        if not self.printed:
+            self.say(f"{_shown(self.source)}:")
+        self.printed += 1
+        self.say(f"  {_fmt_t(seg.start_s)}-{_fmt_t(seg.end_s)}  {seg.label:12s} {seg.mean_prob:.2f}")
+
+    def end(self, tl) -> None:
+        stop = " (stopped by Ctrl-C: what was seen is written)" if tl.interrupted else ""
+        if not self.printed:
+            self.say(f"{_shown(self.source)}:")
+        found = f"{len(tl.segments)} segments" if tl.segments else f"no action reached {self.min_prob:g}"
+        self.say(f"  {len(tl.windows)} windows, {found}{stop}")
+        if tl.files:
+            self.say(f"  timeline: {_shown(str(tl.files['html']))} (+ .json, .windows.csv, .segments.csv, .png)")
+        if tl.annotated is not None:
+            self.say(f"  annotated video: {_shown(str(tl.annotated))} (brightened for display; the model saw the "
+                     "dark frames)")
+
+
 def _predict_one(runner, source: str, name: str, args: argparse.Namespace, windowed: bool, window: float,
-                 stride: float):
-    """One input's result: the timeline document (``--json``) or (timeline, segments) in window mode, else the
-    clip's top-k dict. Raises what the decoder or the runner raise (one line each)."""
+                 stride: float, live: LiveLines | None = None):
+    """One input's result: the timeline document (``--json``) or the :class:`Timeline` in window mode (its lines
+    printed by ``live`` as they happen), else the clip's top-k dict. Raises what the decoder or the runner raise
+    (one line each)."""
     from dlkdd.infer import watch as w
-    from dlkdd.infer.timeline import merge_segments, timeline_doc
+    from dlkdd.infer.timeline import timeline_doc, uncertain
 
     if windowed:
         tl = w.watch(runner, source, window, stride, args.timeline, args.topk, args.min_prob,
-                     args.max_seconds, annotate=args.annotate, name=name, smoothing=args.smooth)
-        segments = merge_segments(tl.windows, runner.classes, args.min_prob)
+                     args.max_seconds, annotate=args.annotate, name=name, smoothing=args.smooth,
+                     on_segment=live.segment if live else None)
         if args.json:
-            return timeline_doc(source, runner.classes, tl.windows, segments, args.topk, args.min_prob,
+            return timeline_doc(source, runner.classes, tl.windows, tl.segments, args.topk, args.min_prob,
                                 window_s=window, stride_s=stride, smoothing=args.smooth, interrupted=tl.interrupted)
-        return tl, segments
+        if live:
+            live.end(tl)
+        return tl
     probs = w.predict_clip(runner, source)
     order = probs.argsort()[::-1][: args.topk]
     return {"clip": source, "top": [{"class": runner.classes[i], "prob": float(probs[i])} for i in order],
-            "probs": {c: float(p) for c, p in zip(runner.classes, probs)}}
+            "uncertain": uncertain(probs), "probs": {c: float(p) for c, p in zip(runner.classes, probs)}}
 
 
 def _print_results(results: list, args: argparse.Namespace, windowed: bool, several: bool) -> None:
+    """``--json`` and single-clip lines, once every input is done (window mode's lines are printed live)."""
     if args.json:
         print(json.dumps(results if several else results[0]))
-    elif windowed:
-        for tl, segments in results:
-            stop = " (stopped by Ctrl-C: what was seen is written)" if tl.interrupted else ""
-            print(f"{_shown(tl.source)}: {len(tl.windows)} windows, {len(segments)} segments{stop}")
-            for seg in segments:
-                print(f"  {_fmt_t(seg.start_s)}-{_fmt_t(seg.end_s)}  {seg.label:12s} {seg.mean_prob:.2f}")
-            if tl.files:
-                print(f"  timeline: {_shown(str(tl.files['html']))} (+ .json, .windows.csv, .segments.csv, .png)")
-    else:
+    elif not windowed:
         for r in results:
-            print(_shown(r["clip"]) + ": " + ", ".join(f"{t['class']} {t['prob']:.3f}" for t in r["top"]))
+            doubt = "  (uncertain)" if r["uncertain"] else ""
+            print(_shown(r["clip"]) + ": " + ", ".join(f"{t['class']} {t['prob']:.3f}" for t in r["top"]) + doubt)
 
 
 def predict(args: argparse.Namespace) -> int:
@@ -168,10 +214,13 @@ def predict(args: argparse.Namespace) -> int:
         return 2
     results, failed = [], []
     for source, name in tqdm(inputs, desc="predict", unit="video", disable=not several, file=sys.stderr):
+        live = LiveLines(source, args.min_prob) if windowed and not args.json else None
         try:
-            results.append(_predict_one(runner, source, name, args, windowed, window, stride))
+            results.append(_predict_one(runner, source, name, args, windowed, window, stride, live))
         except (VideoDecodeError, ValueError, OSError, cv2.error) as err:
             line = _shown(str(err).splitlines()[0]) if str(err).strip() else type(err).__name__
+            if live and live.printed:
+                line += f" (the {live.printed} segment line(s) printed above cover only what was read before it)"
             if not several:
                 print(f"error: {line}", file=sys.stderr)
                 return 2
@@ -283,9 +332,23 @@ def nonneg_int(text: str) -> int:
 nonneg_int.__name__ = "non-negative integer"
 
 
+def package_version() -> str:
+    """The installed distribution's version (importlib.metadata), or the source tree's when run uninstalled."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dlkdd")
+    except PackageNotFoundError:
+        from dlkdd import __version__
+
+        return f"{__version__} (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``dlkdd`` argument parser (every option carries a help line)."""
     ap = argparse.ArgumentParser(prog="dlkdd", description="Dark-video action recognition by dual-light KD")
+    ap.add_argument("--version", action="version", version=f"dlkdd {package_version()}",
+                    help="print the installed dlkdd version and exit")
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("summary", help="print the metrics table of the last run")
     s.add_argument("--metrics", type=Path, default=Path("metrics/evaluate.json"),
@@ -295,13 +358,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("clips", nargs="+", metavar="INPUT",
                    help="video files (any container OpenCV reads), folders of them, or stream URLs (rtsp://, http://, "
                         "a device number)")
-    p.add_argument("--model", type=Path, default=Path("models/student.pt"),
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL,
                    help="a dlkdd checkpoint (.pt, runs on PyTorch) or an ONNX export (.onnx, runs on ONNX Runtime); "
-                        "default: %(default)s")
+                        "default: %(default)s (in the dlkdd checkout, after `make run` or `dvc pull`)")
     p.add_argument("--topk", type=positive_int, default=5, help="classes to print per clip (default: %(default)s)")
     p.add_argument("--json", action="store_true",
-                   help="print JSON: {clip, top: [{class, prob}], probs: {class: prob}} per clip, or the timeline "
-                        "document (README: Watch long footage) in window mode; a list for several inputs")
+                   help="print JSON: {clip, top: [{class, prob}], uncertain, probs: {class: prob}} per clip, or the "
+                        "timeline document (README: Watch long footage) in window mode; a list for several inputs. "
+                        "A top class is uncertain (printed '(uncertain)') when below 0.5 or less than twice as "
+                        "likely as the second")
     p.add_argument("--window", type=window_seconds,
                    help="window mode: classify windows this long, up to 1 h (e.g. 2s; default 2s when --timeline is "
                         "given or the input is a stream)")
@@ -310,14 +375,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write per-window CSV/JSON, merged segments and an HTML/PNG view per video into DIR")
     p.add_argument("--min-prob", type=number_in(0, 1), default=0.5,
                    help="a segment is consecutive windows with one top class at least this likely (default: "
-                        "%(default)s)")
+                        "%(default)s); 'no action reached' it is said when none is")
     p.add_argument("--smooth", type=positive_int, default=3, metavar="N",
                    help="average each window's probabilities with its neighbours', N windows (1 = raw; default "
                         "%(default)s): one misread window does not split a segment")
     p.add_argument("--max-seconds", type=seconds, help="stop reading after this much video (streams run until they "
                                                        "end, this, or Ctrl-C)")
     p.add_argument("--annotate", type=Path, metavar="OUT.mp4",
-                   help="also write the video with the current action drawn on it (one input file)")
+                   help="also write the video, brightened for display (the model sees the dark frames), with the "
+                        "current action drawn on it (one input file); its path is printed")
     _import_parsers(sub)
     e = sub.add_parser("export", help="export the student to ONNX (predict --model runs it on ONNX Runtime)")
     e.add_argument("--model", type=Path, default=Path("models/student.pt"),

@@ -25,6 +25,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+# FFmpeg (inside OpenCV) writes decoder complaints ("overread", "bad vlc", "error count") straight to fd 2, through
+# any progress bar, for every damaged frame. OpenCV reads this knob when it first opens a capture: -8 is FFmpeg's
+# AV_LOG_QUIET. A damaged file is still judged by what decodes (``check_complete``) and named in one error line;
+# set OPENCV_FFMPEG_LOGLEVEL=16 (AV_LOG_ERROR) in the environment to see the codec's own lines again.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
 # Leading bytes of the containers OpenCV/FFmpeg read; used only to tell "not a video" from "a broken video".
 _SIGNATURES: tuple[tuple[int, bytes], ...] = (
     (0, b"RIFF"), (4, b"ftyp"), (4, b"moov"), (4, b"mdat"), (4, b"free"), (4, b"wide"), (0, b"\x1a\x45\xdf\xa3"),

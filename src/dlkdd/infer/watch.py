@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -18,7 +18,8 @@ import numpy as np
 from dlkdd.data.stream import Window, is_stream, open_source, stream_windows
 from dlkdd.data.video import VIDEO_SUFFIXES, check_complete, decode_planned, read_stream, resize_frame, uniform_indices
 from dlkdd.infer.runner import Runner
-from dlkdd.infer.timeline import Thumbnails, WindowResult, label_at, merge_segments, smooth, write_timeline
+from dlkdd.infer.timeline import (Segment, Thumbnails, WindowResult, iter_segments, iter_smooth, label_at,
+                                  write_timeline)
 
 
 # A file that decodes fewer than this share of the frames its container reports is refused (kind ``incomplete``),
@@ -71,42 +72,70 @@ def predict_windows(runner: Runner, source: str | Path, window_s: float, stride_
 
 @dataclass
 class Timeline:
-    """What :func:`watch` found in one video."""
+    """What :func:`watch` found in one video: the smoothed windows and the merged segments."""
 
     source: str
     windows: list[WindowResult] = field(default_factory=list)
     interrupted: bool = False
     files: dict[str, Path] = field(default_factory=dict)
+    segments: list[Segment] = field(default_factory=list)
+    annotated: Path | None = None
+
+
+def watch_live(runner: Runner, source: str | Path, window_s: float, stride_s: float, into: Timeline,
+               min_prob: float = 0.5, smoothing: int = 3, max_seconds: float | None = None, batch: int | None = None,
+               thumbnails: Thumbnails | None = None) -> Iterator[Segment]:
+    """The merged segments of ``source`` as they happen: each is yielded as soon as a later window ends it, the open
+    one when the video ends (or Ctrl-C, which sets ``into.interrupted``). The smoothed windows are appended to
+    ``into.windows`` as they come. A stream is predicted one window at a time; a file 16 windows per forward pass,
+    so its first segment comes after at most 16 windows plus ``smoothing // 2``. Raises what the decoder raises,
+    e.g. a truncated file after its last window (the segments already yielded then cover only what was read)."""
+    batch = batch or (1 if is_stream(source) else 16)
+
+    def windows() -> Iterator[WindowResult]:
+        try:
+            yield from predict_windows(runner, source, window_s, stride_s, batch, max_seconds, thumbnails)
+        except KeyboardInterrupt:
+            into.interrupted = True
+
+    def recorded(ws: Iterator[WindowResult]) -> Iterator[WindowResult]:
+        for w in ws:
+            into.windows.append(w)
+            yield w
+
+    for seg in iter_segments(recorded(iter_smooth(windows(), smoothing)), runner.classes, min_prob):
+        into.segments.append(seg)
+        yield seg
 
 
 def watch(runner: Runner, source: str | Path, window_s: float, stride_s: float, out_dir: Path | None = None,
           topk: int = 3, min_prob: float = 0.5, max_seconds: float | None = None, batch: int | None = None,
-          annotate: Path | None = None, name: str | None = None, smoothing: int = 3) -> Timeline:
-    """Predict ``source`` window by window and, with ``out_dir``, write its timeline there (CSV, JSON, HTML, PNG) as
-    ``<name>.*``; with ``annotate``, a copy of the video with the current action drawn on it (files only: a second
-    decoding pass, once the segments are known). A stream is predicted one window at a time (no batching delay).
-    The timeline's probabilities are averaged over ``smoothing`` consecutive windows (:func:`timeline.smooth`)."""
-    stream = is_stream(source)
-    batch = batch or (1 if stream else 16)
+          annotate: Path | None = None, name: str | None = None, smoothing: int = 3,
+          on_segment: Callable[[Segment], None] | None = None) -> Timeline:
+    """Predict ``source`` window by window (:func:`watch_live`, ``on_segment`` called with each segment as it
+    closes) and, with ``out_dir``, write its timeline there (CSV, JSON, HTML, PNG) as ``<name>.*``; with
+    ``annotate``, a copy of the video brightened for display with the current action drawn on it (files only: a
+    second decoding pass, once the segments are known). The timeline's probabilities are averaged over
+    ``smoothing`` consecutive windows (:func:`timeline.smooth`)."""
     thumbs = Thumbnails()
     result = Timeline(str(source))
-    try:
-        for w in predict_windows(runner, source, window_s, stride_s, batch, max_seconds, thumbs):
-            result.windows.append(w)
-    except KeyboardInterrupt:
-        result.interrupted = True
-    result.windows = smooth(result.windows, smoothing)
+    for seg in watch_live(runner, source, window_s, stride_s, result, min_prob, smoothing, max_seconds, batch,
+                          thumbs):
+        if on_segment is not None:
+            on_segment(seg)
     if out_dir is not None and result.windows:
         result.files = write_timeline(out_dir, str(source), runner.classes, result.windows, topk, min_prob,
                                       thumbnails=thumbs.items(), name=name or _stem(source), window_s=window_s,
                                       stride_s=stride_s, smoothing=smoothing, interrupted=result.interrupted)
-    if annotate is not None and result.windows and not stream:
-        annotate_video(source, annotate, merge_segments(result.windows, runner.classes, min_prob))
+    if annotate is not None and result.windows and not is_stream(source):
+        if annotate_video(source, annotate, result.segments):
+            result.annotated = annotate
     return result
 
 
-def annotate_video(source: str | Path, out: Path, segments) -> None:
-    """Write ``source`` again with the current segment's label and confidence drawn on every frame (mp4v)."""
+def annotate_video(source: str | Path, out: Path, segments: Sequence[Segment]) -> bool:
+    """Write ``source`` again, brightened for a person (:class:`DisplayGain`; the model saw the dark frames), with
+    the current segment's label and confidence drawn on every frame (mp4v). False when no frame could be read."""
     from dlkdd.infer.timeline import annotated_writer
 
     cap, fps, _ = open_source(source)
@@ -114,12 +143,31 @@ def annotate_video(source: str | Path, out: Path, segments) -> None:
     frames = read_stream(cap, lambda n: True, source)
     first = next(frames, None)
     if first is None:
-        return
+        return False
     h, w = first[1].shape[:2]
+    gain = DisplayGain(every=max(1, round(fps)))
     with annotated_writer(out, fps, (w, h)) as write:
         for n, bgr in chain([first], frames):
             seg = label_at(segments, n / fps)
-            write(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), f"{seg.label} {seg.mean_prob:.2f}" if seg else "-")
+            rgb = gain(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            write(rgb, f"{seg.label} {seg.mean_prob:.2f}" if seg else "-")
+    return True
+
+
+class DisplayGain:
+    """:func:`timeline.brighten_for_display` for a whole video, fast: the curve (99.5th percentile to white, gamma
+    0.7) is measured on a subsampled frame once every ``every`` frames and applied as a lookup table, so the
+    picture brightens with the scene without flickering frame to frame."""
+
+    def __init__(self, every: int = 25) -> None:
+        self.every, self.seen, self.lut = every, 0, None
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        if self.lut is None or self.seen % self.every == 0:
+            hi = max(float(np.percentile(rgb[::4, ::4], 99.5)), 1.0)
+            self.lut = np.clip(255.0 * (np.arange(256) / hi) ** 0.7, 0, 255).astype(np.uint8)
+        self.seen += 1
+        return cv2.LUT(rgb, self.lut)
 
 
 def _stem(source: str | Path) -> str:
