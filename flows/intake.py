@@ -180,10 +180,10 @@ class Batch:
         gate = run_gate(stats.assign(clip_id=list(real)), params, repo, classes, run_id)
         self.refused.update({real[k]: v for k, v in gate.rejected.items()})
         if not gate.passed:  # the whole batch is refused: nothing of it is trained on
-            head = gate.report.splitlines()[0] if gate.report else "no report"
+            why = f"offenders: {', '.join(gate.rejected)}" if gate.rejected else _first_line(gate.report)
             self.collateral += [k for k in real.values() if k not in self.refused]
-            self.refused.update({k: f"batch failed the quality gate, not this clip ({head}); it can land again"
-                                 for k in self.collateral})
+            self.refused.update({k: f"batch failed the quality gate ({why}), not this clip: land it again with the "
+                                    "command in the run summary" for k in self.collateral})
         return gate
 
     def keep_unchanged(self) -> list[Landed]:
@@ -194,6 +194,10 @@ class Batch:
             if why:
                 self.leave(c.path, why)
         return self.live()
+
+
+def _first_line(text: str) -> str:
+    return (text.strip().splitlines() or ["no report"])[0]
 
 
 def quarantine_left(claimed: Path, roots: list[Path], quarantine: Path, run_id: str,

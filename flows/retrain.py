@@ -364,4 +364,4 @@ def reland_hint(repo: Path, inbox: Path, branch: str, added: list[str], pushed: 
 
 
 if __name__ == "__main__":
-    print(retrain())
+    print(outcome(retrain(return_state=True)))

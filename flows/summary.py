@@ -69,7 +69,7 @@ class Summary:
                 (f"{self.metric} candidate", fmt(self.candidate)), ("clips taken", str(len(self.landed))),
                 ("accepted", str(len(self.accepted))), ("quarantined", str(len(self.quarantined))),
                 ("left in the inbox", str(len(self.not_landed))),
-                ("quality gate", self.gate.splitlines()[0] if self.gate else "not run"), ("drift", self.drift),
+                ("quality gate", self.gate.split(":", 1)[0] if self.gate else "not run"), ("drift", self.drift),
                 ("paired test", self.paired), ("duplicate check", self.dedupe),
                 ("reconciled", "; ".join(self.reconciled) or "consistent"), ("branch", self.branch),
                 ("production tag", self.tag), ("dvc push", self.push)]
@@ -81,9 +81,12 @@ class Summary:
         details = []
         out += ["| item | value |", "|---|---|"]
         for k, v in self.rows():
+            if not v:
+                continue
             if len(v) > SHORT:
                 details.append(f"- **{cell(k)}**: {cell(v)}")
-                v = "see Details below"
+                head = v.split(": ", 1)[0]
+                v = f"{head} (Details below)" if len(head) <= SHORT else "see Details below"
             shown = f"**{cell(v)}**" if k == "decision" else cell(v)
             out.append(f"| {cell(k)} | {shown} |")
         out += self._clip_lists() + self._gate_lines()
