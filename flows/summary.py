@@ -96,13 +96,14 @@ class Summary:
         return "\n".join(out) + "\n"
 
     def _clip_lists(self) -> list[str]:
-        out = []
-        for title, items in (("Accepted", {c: "" for c in self.accepted}), ("Quarantined", self.quarantined),
-                             ("Left in the inbox for the next run", self.not_landed)):
-            if items:
-                out += ["", f"## {title} ({len(items)})", ""]
-                out += [f"- {cell(k)}" + (f": {cell(v)}" if v else "") for k, v in items.items()]
-        return out
+        """One line per clip the run saw, with what became of it (by its path in the inbox)."""
+        fates = {c: "taken (see Why)" for c in self.landed}
+        fates.update({c: "accepted" for c in self.accepted})
+        fates.update({c: f"left in the inbox for the next run: {w}" for c, w in self.not_landed.items()})
+        fates.update({c: f"quarantined: {w}" for c, w in self.quarantined.items()})
+        if not fates:
+            return []
+        return ["", f"## Clips ({len(fates)})", "", *(f"- {cell(c)} — {cell(f)}" for c, f in fates.items())]
 
     def _gate_lines(self) -> list[str]:
         if not self.gate:
