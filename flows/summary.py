@@ -59,14 +59,18 @@ class Summary:
     def headline(self) -> str:
         fmt = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731
         metric = f"{cell(self.metric or 'metric')} production {fmt(self.production)} → candidate {fmt(self.candidate)}"
-        clips = (f"{len(self.landed)} clip(s) taken: {len(self.accepted)} accepted, {len(self.quarantined)} "
-                 f"quarantined, {len(self.not_landed)} left in the inbox")
+        clips = (f"{len(self.seen())} clip(s): {len(self.accepted)} accepted, {len(self.quarantined)} quarantined, "
+                 f"{len(self.not_landed)} left in the inbox")
         return f"**{cell(self.decision)}** · {metric} · {clips}"
+
+    def seen(self) -> list[str]:
+        """Every clip the run saw (taken, or refused before it could be taken), by its path in the inbox."""
+        return list(dict.fromkeys([*self.landed, *self.accepted, *self.not_landed, *self.quarantined]))
 
     def rows(self) -> list[tuple[str, str]]:
         fmt = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731
         return [("decision", self.decision), (f"{self.metric} production", fmt(self.production)),
-                (f"{self.metric} candidate", fmt(self.candidate)), ("clips taken", str(len(self.landed))),
+                (f"{self.metric} candidate", fmt(self.candidate)), ("clips", str(len(self.seen()))),
                 ("accepted", str(len(self.accepted))), ("quarantined", str(len(self.quarantined))),
                 ("left in the inbox", str(len(self.not_landed))),
                 ("quality gate", self.gate.split(":", 1)[0] if self.gate else "not run"), ("drift", self.drift),

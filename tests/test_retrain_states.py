@@ -48,7 +48,7 @@ def test_summary_reads_at_a_glance_and_keeps_long_text_out_of_the_table():
     assert lines[0] == "# Retrain r1"
     head = lines[2]  # the headline comes first: decision, metric production → candidate, what became of the clips
     assert head.startswith("**gate failed**") and "student.top1 production 0.5000 → candidate 0.2500" in head
-    assert "2 clip(s) taken: 0 accepted, 2 quarantined" in head
+    assert "2 clip(s): 0 accepted, 2 quarantined, 0 left in the inbox" in head
     table = [ln for ln in lines if ln.startswith("| ")]
     assert table and all(len(ln) <= 120 for ln in table), max(table, key=len)
     assert "| duplicate check | see Details below |" in md and f"- **duplicate check**: {long}" in md
