@@ -5,10 +5,15 @@ the dataset the pipeline trains and tests on (any split: a copy of a test clip n
 decoded in an isolated worker and gated as a batch. A clip is then refused (quarantined with its reason), left for
 the next run (it vanished, or changed after it was taken: still being written), or accepted. Any error while
 handling one clip refuses that clip and the others go on.
+
+Every reason and report names a clip by its path in the inbox (``Jump/x.avi``), never by the hidden claim folder it
+sits in during the run (``inbox/.claimed/<run>/…``, gone after it). Good clips refused only with their batch (a failed
+gate, a run that failed) are listed in ``Batch.collateral``; :func:`reland_commands` moves them back.
 """
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +25,7 @@ from dlkdd.config import Params
 from dlkdd.data.content_index import ContentIndex, build_index, find_duplicates, listed_files
 from dlkdd.data.footage import Landed, quarantine_file
 from dlkdd.data.frame_index import read_classes
-from dlkdd.data.safe_files import Fingerprint, UnsafeFile, changed_since, fingerprint
+from dlkdd.data.safe_files import Fingerprint, UnsafeFile, changed_since, fingerprint, safe_name
 from dlkdd.data.untrusted import clip_stats_isolated
 from dlkdd.data.video import VideoDecodeError, printable
 from flows.gate import BatchVerdict, gate_batch
@@ -123,12 +128,17 @@ class Batch:
     refused: dict[str, str] = field(default_factory=dict)
     not_landed: dict[str, str] = field(default_factory=dict)
     fps: dict[Path, Fingerprint] = field(default_factory=dict)
+    collateral: list[str] = field(default_factory=list)  # refused with the batch, not for themselves
     _left: set[Path] = field(default_factory=set)
 
     def shown(self, path: str | Path) -> str:
         """A claimed (or inbox) path as its inbox path."""
         root = next(r for r in self.roots if Path(path).is_relative_to(r))
         return printable(Path(path).relative_to(root))
+
+    def unclaim(self, text: str) -> str:
+        """``text`` with each claimed path in it written as its inbox path (the claim folder is gone after the run)."""
+        return text.replace(str(self.roots[0]) + os.sep, "") if self.roots else text
 
     def live(self) -> list[Landed]:
         """The clips neither refused nor left for the next run (yet)."""
@@ -163,13 +173,17 @@ class Batch:
         refused); None when no clip was left to gate."""
         classes = classes_of(repo, params)
         stats, bad = inspect_clips(self.live(), classes, params)
-        self.refused.update(bad)
-        gate = run_gate(stats, params, repo, classes, run_id) if len(stats) else None
-        if gate is not None:
-            self.refused.update(gate.rejected)
-            if not gate.passed:  # the whole batch is refused: nothing of it is trained on
-                self.refused.update({k: f"batch failed the quality gate: {gate.report}" for k in stats["clip_id"]
-                                     if k not in self.refused})
+        self.refused.update({k: self.unclaim(v) for k, v in bad.items()})
+        if not len(stats):
+            return None
+        real = {self.shown(k): k for k in stats["clip_id"]}  # the gate and its reports name clips as in the inbox
+        gate = run_gate(stats.assign(clip_id=list(real)), params, repo, classes, run_id)
+        self.refused.update({real[k]: v for k, v in gate.rejected.items()})
+        if not gate.passed:  # the whole batch is refused: nothing of it is trained on
+            why = f"offenders: {', '.join(gate.rejected)}" if gate.rejected else _first_line(gate.report)
+            self.collateral += [k for k in real.values() if k not in self.refused]
+            self.refused.update({k: f"batch failed the quality gate ({why}), not this clip: land it again with the "
+                                    "command in the run summary" for k in self.collateral})
         return gate
 
     def keep_unchanged(self) -> list[Landed]:
@@ -182,10 +196,40 @@ class Batch:
         return self.live()
 
 
+def _first_line(text: str) -> str:
+    return (text.strip().splitlines() or ["no report"])[0]
+
+
 def quarantine_left(claimed: Path, roots: list[Path], quarantine: Path, run_id: str,
-                    err: BaseException) -> dict[str, str]:
-    """Quarantine every clip still in the run's claim folder, after an error no single clip can be blamed for."""
+                    err: BaseException) -> tuple[dict[str, str], list[str]]:
+    """Quarantine every clip still in the run's claim folder, after an error no single clip can be blamed for:
+    ({inbox path: reason}, the claimed paths moved)."""
     left = [os.path.join(top, n) for top, _dirs, files in os.walk(claimed) for n in files]
     why = (f"the run failed ({one_line(err)}) with this clip in its batch; quarantined so it cannot fail the next "
-           "run too: move it back to the inbox to try again")
-    return quarantine_clips.fn({p: why for p in left}, roots, quarantine, run_id)
+           "run too: move it back to the inbox to try again").replace(str(claimed) + os.sep, "")
+    return quarantine_clips.fn({p: why for p in left}, roots, quarantine, run_id), left
+
+
+def reland_commands(repo: Path, inbox: Path, quarantine: Path, run_id: str, rels: list[Path]) -> list[str]:
+    """Shell commands, run in ``repo``, that move quarantined clips (``rels``: their inbox paths) back to the inbox
+    (``mv -n``: never over a newer landing). A name a command line cannot carry (control characters, bytes that
+    are not UTF-8) gets a comment saying to move it by hand."""
+    q = shlex.quote
+    out = []
+    for rel in rels:
+        src = quarantine / run_id / rel
+        src = src.with_name(safe_name(src.name))  # where quarantine_file put a name too long to keep
+        if not os.path.lexists(src):
+            continue
+        text = printable(rel)
+        if text != os.fsdecode(rel) or any(ord(c) < 32 or ord(c) == 127 for c in text):
+            out.append(f"# move {ascii(text)} back from {_under(src.parent, repo)} by hand (a name not plain text)")
+            continue
+        dest = inbox / rel
+        out.append(f"mkdir -p {q(_under(dest.parent, repo))} && mv -n {q(_under(src, repo))} {q(_under(dest, repo))}")
+    return out
+
+
+def _under(path: Path, repo: Path) -> str:
+    """``path`` relative to ``repo`` when inside it (shorter commands), else absolute."""
+    return str(path.relative_to(repo)) if path.is_relative_to(repo) else str(path)

@@ -106,11 +106,18 @@ class ProductionCheckout:
                 return self._resume(json.loads(self.journal.read_text()))
         why = self.data_dirty()
         if why:
-            raise ProductionInconsistent(
-                f"production checkout {self.repo} is not consistent ({why}): restore it with `dvc checkout --force` "
-                f"(or `git reset --hard {self.tag() or 'HEAD'} && dvc checkout --force`), or commit the change, then "
-                "rerun")
+            raise ProductionInconsistent(f"production checkout {self.repo} is not consistent ({why}): "
+                                         f"{self._restore_advice(why)}, then rerun")
         return []
+
+    def _restore_advice(self, why: str) -> str:
+        """What brings the workspace's data back to the commit's: ``dvc checkout`` only when the cache holds it."""
+        if "(not in cache)" not in why:
+            return (f"restore it with `dvc checkout --force` (or `git reset --hard {self.tag() or 'HEAD'} && dvc "
+                    "checkout --force`), or commit the change")
+        if ops.has_remote(self.repo):  # `dvc checkout` cannot restore what the cache lacks
+            return "the DVC cache lacks their data: fetch it with `dvc pull`"
+        return "the DVC cache lacks their data and no DVC remote is configured: rebuild it with `dvc repro`"
 
     def repair_command(self) -> str:
         """The one command that brings an interrupted promotion to its end (what every retrain runs first)."""

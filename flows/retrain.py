@@ -10,10 +10,20 @@ unopened), each clip is hashed, checked against every clip of the dataset (any s
 any error while handling one clip quarantines that clip and the run goes on. An error the run cannot pin on one clip
 quarantines the clips it had taken (so they cannot fail the next run too), except a git/DVC command's failure
 (training, dataset commit: the clips wait in the inbox). The summary is written on every path.
+
+Each run ends in a named Prefect state (:data:`STATES`), so the runs list tells an eventful night from a quiet one:
+``Promoted``, ``Kept``, ``NothingToDo`` and ``Busy`` are ``Completed`` (the loop did its job, nobody has to act);
+``GateFailed``, ``Refused`` and ``TrainingFailed`` are ``Failed`` (a person has to look: clips were refused with a
+bad batch, production is not consistent, or the pipeline broke). Failed is what makes them red in the runs list and
+counted by ``prefect flow-run ls --state FAILED``; for automations, Prefect emits ``prefect.flow-run.<state name>``
+events (e.g. ``prefect.flow-run.GateFailed``) with the resource label ``prefect.state-type: FAILED``, so a trigger can
+expect one outcome by name or match every failed one by type. An error nobody expected stays Prefect's own
+``Failed`` with its exception. A Failed run's data is :class:`RetrainStopped`, which carries the summary dict:
+:func:`outcome` gives that dict back from any finished run (``retrain(..., return_state=True)``); a direct call of a
+Completed run returns the dict, of a Failed one raises RetrainStopped.
 """
 from __future__ import annotations
 
-import html
 import shlex
 import time
 import uuid
@@ -23,65 +33,52 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed, Failed, State
 
 from dlkdd.atomic import write_text_atomic
 from dlkdd.config import Params, load_params
 from dlkdd.data.footage import ClipChanged, Landed, NewClip, add_clips, claim, claim_dir, release_claims, survey_inbox
 from dlkdd.regression import PredictionsError, compare_predictions, metric_values, promotion_verdict
 from flows import ops
-from flows.intake import Batch, dataset_index, one_line, quarantine_clips, quarantine_left
+from flows.intake import Batch, dataset_index, one_line, quarantine_clips, quarantine_left, reland_commands
 from flows.production import ProductionCheckout, ProductionInconsistent, PromotionFailed
+from flows.summary import Summary, cell  # noqa: F401  (cell: the escaping the tests check, re-exported)
+
+# decision -> (state name, state type); see the module docstring for why each type
+STATES = {"promoted": ("Promoted", Completed), "kept": ("Kept", Completed), "nothing to do": ("NothingToDo", Completed),
+          "busy": ("Busy", Completed), "gate failed": ("GateFailed", Failed), "refused": ("Refused", Failed),
+          "training failed": ("TrainingFailed", Failed)}
 
 
-def cell(value: object) -> str:
-    """``value`` as the text of one markdown table cell: HTML-escaped (a clip named ``<img src=x onerror=...>.mp4``
-    stays text), with the characters markdown would read as links, images, code, emphasis or cell borders
-    backslash-escaped and newlines flattened."""
-    text = html.escape(str(value), quote=True).replace("\r", " ").replace("\n", " ")
-    for ch in "\\`*[]|":
-        text = text.replace(ch, "\\" + ch)
-    return text
+class RetrainStopped(Exception):
+    """The data of a retrain that ended in a named Failed state (GateFailed, Refused, TrainingFailed): the message
+    is the headline, ``summary`` the run's summary dict."""
+
+    def __init__(self, message: str, summary: dict | None = None):
+        super().__init__(message)
+        self.summary = summary or {}
 
 
-@dataclass
-class Summary:
-    """What one retrain did; rendered as the Prefect artifact and ``reports/retrain/<run_id>.md``."""
+def final_state(summary: dict, cause: BaseException | None = None) -> State:
+    """The named final state of a run whose summary is ``summary`` (its decision picks the name and the type)."""
+    name, kind = STATES[summary["decision"]]
+    message = f"{summary['decision']}: {summary.get('reason') or 'see the retrain-summary artifact'}"
+    if kind is Completed:
+        return Completed(name=name, message=message, data=summary)
+    stopped = RetrainStopped(message, summary)
+    stopped.__cause__ = cause
+    return Failed(name=name, message=message, data=stopped)
 
-    run_id: str
-    reconciled: list[str] = field(default_factory=list)  # what the run repaired before starting
-    landed: list[str] = field(default_factory=list)
-    quarantined: dict[str, str] = field(default_factory=dict)
-    not_landed: dict[str, str] = field(default_factory=dict)  # taken, then changed or vanished: left for the next run
-    dedupe: str = ""  # what the landings were checked against for duplicate bytes
-    accepted: list[str] = field(default_factory=list)
-    gate: str = ""
-    drift: str = ""
-    metric: str = ""
-    production: float | None = None
-    candidate: float | None = None
-    paired: str = ""  # the paired test of production's and the candidate's per-clip test predictions
-    decision: str = "nothing to do"  # promoted | kept | gate failed | training failed | refused | failed | nothing ..
-    reason: str = ""
-    branch: str = ""
-    tag: str = ""
-    push: str = ""
-    clips: str = ""  # where accepted clips of a run that was not promoted are, and how to land them again
 
-    def markdown(self) -> str:
-        fmt = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731
-        listed = lambda d: f"{len(d)}: " + "; ".join(f"{k} ({v})" for k, v in d.items())  # noqa: E731
-        rows = [("run", self.run_id), ("reconciled", "; ".join(self.reconciled) or "consistent"),
-                ("landed", f"{len(self.landed)}: " + ", ".join(self.landed)),
-                ("accepted", f"{len(self.accepted)}: " + ", ".join(self.accepted)),
-                ("quarantined", listed(self.quarantined)), ("not landed", listed(self.not_landed)),
-                ("duplicate check", self.dedupe), ("quality gate", self.gate), ("drift", self.drift),
-                (f"{self.metric} production", fmt(self.production)), (f"{self.metric} new", fmt(self.candidate)),
-                ("paired test", self.paired), ("decision", self.decision), ("reason", self.reason),
-                ("branch", self.branch), ("production tag", self.tag), ("dvc push", self.push),
-                ("accepted clips", self.clips)]
-        bold = {"decision"}
-        return "\n".join([f"# Retrain {cell(self.run_id)}", "", "| item | value |", "|---|---|"]
-                         + [f"| {cell(k)} | {f'**{cell(v)}**' if k in bold else cell(v)} |" for k, v in rows]) + "\n"
+def outcome(state: State) -> dict:
+    """The summary dict of a finished retrain run (``retrain(..., return_state=True)``), whatever its named state;
+    re-raises the error of a run that failed unexpectedly."""
+    value = state.result(raise_on_failure=False)
+    if isinstance(value, RetrainStopped):
+        return value.summary
+    if isinstance(value, BaseException):
+        raise value
+    return value
 
 
 def paired_evidence(ws: Path, base: str, model: str, alpha: float) -> tuple[bool | None, str]:
@@ -136,17 +133,18 @@ def _finish(summary: Summary, repo: Path) -> None:
 
 @flow(name="retrain", log_prints=True)
 def retrain(repo: str = ".", set_params: list[str] | None = None, push: bool = True,
-            tolerance: float | None = None) -> dict:
+            tolerance: float | None = None) -> State:
     """Retrain on whatever has landed in the inbox; promote the new student only if it is not worse.
 
     set_params: ``dvc exp run -S`` overrides for this run (e.g. ``["kd.alpha=0.7"]``); tolerance: overrides
-    ``retrain.tolerance`` for this run (negative: the new student must beat production by that much).
+    ``retrain.tolerance`` for this run (negative: the new student must beat production by that much). Ends in a
+    named state (:data:`STATES`); :func:`outcome` reads the summary dict from it.
     """
     repo_p = Path(repo).resolve()
     with ops.exclusive(repo_p) as mine:
         if not mine:
             get_run_logger().warning("another retrain is running on %s; the next poll starts a follow-up", repo_p)
-            return {"decision": "busy", "reason": "another retrain holds the lock"}
+            return final_state({"decision": "busy", "reason": "another retrain holds the lock"})
         return _retrain(repo_p, list(set_params or []), push, tolerance)
 
 
@@ -177,19 +175,25 @@ class _Run:
     def quarantine(self, refused: dict[str, str]) -> dict[str, str]:
         return quarantine_clips(refused, self.batch.roots, self.repo / self.cfg.quarantine, self.run_id)
 
+    def reland(self, claimed: list[str]) -> list[str]:
+        """The commands that move these quarantined (claimed) clips back to the inbox."""
+        rels = [Path(p).relative_to(self.batch.roots[0]) for p in claimed]
+        return reland_commands(self.repo, self.inbox, self.repo / self.cfg.quarantine, self.run_id, rels)
 
-def _retrain(repo_p: Path, set_params: list[str], push: bool, tolerance: float | None) -> dict:
+
+def _retrain(repo_p: Path, set_params: list[str], push: bool, tolerance: float | None) -> State:
     summary = Summary(time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6])
     try:
         _run(repo_p, summary, set_params, push, tolerance)
     except BaseException as err:
-        explained = summary.decision == "training failed" or summary.push.startswith("FAILED")
-        if not explained:
+        if summary.decision == "training failed" and not summary.push.startswith("FAILED"):
+            return final_state(dict(vars(summary)), err)  # named TrainingFailed; the summary is written (finally)
+        if not summary.push.startswith("FAILED"):
             summary.decision, summary.reason = "failed", f"unexpected error: {one_line(err)}"
-        raise
+        raise  # Prefect's own Failed, with the exception
     finally:
         _finish(summary, repo_p)  # on every path: a failed run still says what it did with each clip
-    return vars(summary)
+    return final_state(dict(vars(summary)))
 
 
 def _run(repo_p: Path, summary: Summary, set_params: list[str], push: bool, tolerance: float | None) -> None:
@@ -221,8 +225,9 @@ def _run(repo_p: Path, summary: Summary, set_params: list[str], push: bool, tole
     except ops.CommandFailed:
         raise  # git/DVC or the pipeline failed, not a clip: the clips wait in the inbox for the next run
     except Exception as err:  # nothing pins it on one clip: none of the batch may fail the next run too
-        summary.quarantined.update(quarantine_left(claimed, run.batch.roots, repo_p / cfg.quarantine, run.run_id,
-                                                   err))
+        moved, left = quarantine_left(claimed, run.batch.roots, repo_p / cfg.quarantine, run.run_id, err)
+        summary.quarantined.update(moved)
+        summary.reland += run.reland(left)
         raise
     finally:
         release_claims(run.inbox, run.run_id)  # clips this run did not land (e.g. training failed) wait for the next
@@ -248,6 +253,7 @@ def _retrain_claimed(run: _Run, production: ProductionCheckout) -> None:
         summary.gate = ("passed" if gate.passed else "FAILED") + (f": {gate.report}" if gate.report else "")
         summary.drift = gate.drift
     summary.quarantined = run.quarantine(batch.refused)
+    summary.reland = run.reland(batch.collateral)
     if gate is not None and not gate.passed:
         summary.decision, summary.reason = "gate failed", "the batch failed the quality gate: nothing trained"
         return
@@ -358,4 +364,4 @@ def reland_hint(repo: Path, inbox: Path, branch: str, added: list[str], pushed: 
 
 
 if __name__ == "__main__":
-    print(retrain())
+    print(outcome(retrain(return_state=True)))

@@ -6,7 +6,8 @@ ENQUEUE strategy, and only when no run of it is already waiting: landings during
 follow-up run (which takes everything in the inbox when it starts), never a pile-up. Clips a running retrain has
 claimed (renamed into the hidden ``<inbox>/.claimed/<run_id>/``) are not landings, so a poll during a run does not
 queue a second retrain for them. Without a deployment name (tests,
-one-off use) it runs ``retrain`` in-process as a subflow.
+one-off use) it runs ``retrain`` in-process as a subflow: its result is the retrain's summary dict whatever named state
+the retrain ended in (a GateFailed retrain is shown red on its own; the watch that started it did its job).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from prefect.deployments import run_deployment
 
 from dlkdd.config import load_params
 from dlkdd.data.footage import survey_inbox
-from flows.retrain import retrain
+from flows.retrain import outcome, retrain
 
 WAITING = [StateType.SCHEDULED, StateType.PENDING]  # includes AwaitingConcurrencySlot (a SCHEDULED state)
 
@@ -49,7 +50,8 @@ def watch(repo: str = ".", deployment: str | None = None) -> dict:
         log.info("inbox %s: nothing settled", repo_p / cfg.inbox)
         return {"landed": 0, "triggered": None}
     if deployment is None:
-        return {"landed": len(landed), "triggered": "subflow", "result": retrain(repo=str(repo_p))}
+        state = retrain(repo=str(repo_p), return_state=True)
+        return {"landed": len(landed), "triggered": "subflow", "result": outcome(state)}
     if waiting_runs(deployment):
         log.info("%d clip(s) landed; a %s run is already waiting and will take them", len(landed), deployment)
         return {"landed": len(landed), "triggered": None}

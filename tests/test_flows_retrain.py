@@ -122,12 +122,12 @@ def test_second_retrain_on_the_same_checkout_waits_its_turn(prod):
 
 
 def test_batch_failing_quality_gate_trains_and_promotes_nothing(prod):
-    from flows.retrain import retrain
+    from flows.retrain import outcome, retrain
 
     before = snapshot(prod)
     floodlit_clip(prod / "inbox/Jump/lights_on.avi", 1)
     dark_clip(prod / "inbox/Sit/fine.avi", "Sit", 101)  # fine alone, but refused with its batch
-    out = retrain(repo=str(prod))
+    out = outcome(retrain(repo=str(prod), return_state=True))  # a GateFailed run is a Failed state
     assert out["decision"] == "gate failed"
     assert "luma_mean" in out["quarantined"]["Jump/lights_on.avi"]  # the offender is named with its check
     assert "batch failed the quality gate" in out["quarantined"]["Sit/fine.avi"]

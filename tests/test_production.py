@@ -100,7 +100,7 @@ def test_promotion_killed_is_repaired_by_the_next_run(prod, fault, finished):
 
 def test_dirty_dvc_output_refuses_promotion_with_nothing_moved(prod):
     from flows.production import ProductionCheckout, PromotionFailed
-    from flows.retrain import retrain
+    from flows.retrain import outcome, retrain
 
     branch, base = candidate(prod, "dirty")
     with open(prod / "models/student.pt", "ab") as fh:  # someone edited a DVC-tracked output in production
@@ -109,7 +109,7 @@ def test_dirty_dvc_output_refuses_promotion_with_nothing_moved(prod):
     with pytest.raises(PromotionFailed, match="models/student.pt"):
         ProductionCheckout(prod).promote(branch, base, "test")
     assert snapshot(prod) == before and not ProductionCheckout(prod).journal.exists()
-    out = retrain(repo=str(prod))  # a run refuses to start on it, with one line saying what to do
+    out = outcome(retrain(repo=str(prod), return_state=True))  # refuses to start on it, one line says what to do
     assert out["decision"] == "refused" and "dvc checkout" in out["reason"] and "\n" not in out["reason"]
     assert snapshot(prod) == before
     sh([*DVC, "checkout", "--force"], prod)
@@ -170,7 +170,7 @@ def test_poll_during_a_run_does_not_retake_claimed_clips(prod):
     next run returns its claims to the inbox and takes them (here: a floodlit clip the gate refuses, to stay cheap)."""
     from dlkdd.data.footage import claim, survey_inbox
     from flows import ops
-    from flows.retrain import retrain
+    from flows.retrain import outcome, retrain
     from flows.watch import watch
 
     clip = floodlit_clip(prod / "inbox/Jump/lights.avi", 7)
@@ -179,7 +179,7 @@ def test_poll_during_a_run_does_not_retake_claimed_clips(prod):
         claim(prod / "inbox", "running-run", [c.path for c in survey_inbox(prod / "inbox").landed])
         assert watch(repo=str(prod)) == {"landed": 0, "triggered": None}
     assert not clip.exists()  # ... and then the running run is killed, its claim left behind
-    out = retrain(repo=str(prod))
+    out = outcome(retrain(repo=str(prod), return_state=True))  # GateFailed: a Failed state
     assert any("returned 1 clip" in r for r in out["reconciled"]), out
     assert out["landed"] == ["Jump/lights.avi"] and out["decision"] == "gate failed"
     assert not (prod / "inbox/.claimed").exists()
