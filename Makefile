@@ -7,7 +7,7 @@ export DVC_NO_ANALYTICS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: run test install clean-data
+.PHONY: run test test-fast install clean-data
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ run: $(STAMP)
 test: $(STAMP)
 	ruff check .
 	pytest -q
+
+# the inner loop: everything but the tests marked e2e (dvc repro, Prefect, clusters, training); `make test` runs all
+test-fast: $(STAMP)
+	ruff check .
+	pytest -q -m "not e2e"
 
 clean-data:
 	rm -rf data/raw data/frames data/enhanced models/*.pt

@@ -28,6 +28,8 @@ from dlkdd.distill.checkpoint import save_model
 from dlkdd.distill.training_run import train_classifier
 from footage import write_clip
 
+pytestmark = pytest.mark.e2e
+
 FPS = 15.0
 CFG = GenerateConfig(classes=["Walk", "Wave"], train_per_class=60, val_per_class=8, test_per_class=1, num_frames=30,
                      width=96, height=72, fps=FPS)
