@@ -10,7 +10,7 @@ export GX_ANALYTICS_ENABLED := false
 # `dvc plots show` page with the Vega libraries inlined (.dvc/config plots.html_template): charts render offline
 PLOTS_PAGE := .dvc/plots.html
 
-.PHONY: run test install clean-data
+.PHONY: run test test-fast install clean-data
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ run: $(STAMP) $(PLOTS_PAGE)
 test: $(STAMP) $(PLOTS_PAGE)
 	ruff check .
 	pytest -q
+
+# the inner loop: everything but the tests marked e2e (dvc repro, Prefect, clusters, training); `make test` runs all
+test-fast: $(STAMP)
+	ruff check .
+	pytest -q -m "not e2e"
 
 clean-data:
 	rm -rf data/raw data/frames data/enhanced models/*.pt

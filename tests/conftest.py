@@ -1,4 +1,7 @@
-"""Shared fixtures: tiny synthetic dark footage written as real video files."""
+"""Shared fixtures: tiny synthetic dark footage written as real video files, ONE Prefect test server per session,
+ONE tiny production repo (`dvc repro` run once per session, copied per module), a tiny student checkpoint."""
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -6,6 +9,8 @@ import pytest
 from dlkdd.config import GenerateConfig
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # the flows/ package lives at the repository root
 
 
 def tiny_generate_config(**kw) -> GenerateConfig:
@@ -98,3 +103,75 @@ def run_ok(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
     r = subprocess.run(cmd, cwd=cwd, env=env or tool_env(), capture_output=True, text=True)
     assert r.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     return r.stdout
+
+
+# `dvc repro` of the tiny pipeline, as the pipeline tests run it (kd.temperature 2.0, so `-S kd.temperature=4` changes)
+TINY_REPRO = merge_dicts(TINY_PIPELINE, {"kd": {"temperature": 2.0}})
+# production for the retrain flows: the tiny pipeline, no settle time, any drop in accuracy refused
+TINY_PROD = merge_dicts(TINY_PIPELINE, {"retrain": {"settle_s": 0.0, "tolerance": 0.0, "push_retries": 1,
+                                                   "push_retry_delay_s": 0.5}})
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """The one Prefect test server of the session (Prefect's testing guide: a session-scoped harness)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    # the ephemeral server (uvicorn + SQLite migrations) took > 60 s to answer on this 2-core machine under load
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture(scope="session")
+def prod_template(tmp_path_factory) -> Path:
+    """The production checkout, built once: pipeline run (`dvc repro`) and committed, a local-directory DVC remote.
+    Never handed to a test: ``prod`` copies it."""
+    d = copy_pipeline(tmp_path_factory.mktemp("prod-template"), TINY_PROD)
+    dvc = [sys.executable, "-m", "dvc"]
+    run_ok(["git", "init", "-q", "-b", "main"], d)
+    run_ok([*dvc, "init", "-q"], d)
+    run_ok([*dvc, "config", "core.analytics", "false"], d)
+    run_ok([*dvc, "remote", "add", "-d", "local", str(tmp_path_factory.mktemp("remote-template"))], d)
+    run_ok([*dvc, "repro"], d)
+    run_ok(["git", "add", "-A"], d)
+    run_ok(["git", "commit", "-qm", "tiny production"], d)
+    return d
+
+
+def copy_repo(template: Path, dest: Path, remote: Path) -> Path:
+    """A git + DVC repo copied whole (.git, .dvc/cache, the workspace; not DVC's scratch .dvc/tmp) with its own DVC
+    remote ``remote`` (in .dvc/config.local, which git ignores and retrain worktrees copy): git state as committed."""
+    shutil.copytree(template, dest, symlinks=True, ignore=lambda d, names: ["tmp"] if Path(d).name == ".dvc" else [])
+    run_ok([sys.executable, "-m", "dvc", "remote", "modify", "--local", "local", "url", str(remote)], dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def prod(tmp_path_factory, prod_template, prefect_server) -> Path:
+    """The production checkout for one module (its tests run in file order, each from the state the previous one
+    left, as nights do): a copy of the session's template, with its own remote."""
+    return copy_repo(prod_template, tmp_path_factory.mktemp("prod") / "repo", tmp_path_factory.mktemp("remote"))
+
+
+@pytest.fixture(scope="session")
+def student(tmp_path_factory):
+    """A tiny untrained tiny3d student checkpoint (4 x 32 x 32, classes Drink/Jump/Sit); tests only read it."""
+    import torch
+
+    from dlkdd.distill.checkpoint import save_model
+    from dlkdd.models.build import build_model
+
+    d = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    save_model(d / "student.pt", build_model("tiny3d", 3), "tiny3d", ["Drink", "Jump", "Sit"], num_frames=4, size=32)
+    return d / "student.pt"
+
+
+@pytest.fixture(scope="session")
+def exported(student, tmp_path_factory):
+    """``student`` exported to ONNX; tests only read it."""
+    from dlkdd.distill.export import export_onnx
+
+    out = tmp_path_factory.mktemp("onnx") / "student.onnx"
+    export_onnx(student, out)
+    return out

@@ -4,10 +4,13 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 import yaml
 
 from conftest import ROOT
 from dlkdd.distill.checkpoint import load_model
+
+pytestmark = pytest.mark.e2e
 
 PARAMS = {"train": {"epochs": 2, "batch_size": 2, "threads": 1, "resume_dir": ""}}
 

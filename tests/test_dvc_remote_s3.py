@@ -3,16 +3,14 @@ says: the remote URL in .dvc/config, the endpoint in .dvc/config.local (never co
 import os
 import shutil
 import sys
-from pathlib import Path
 
 import boto3
 import pytest
-from conftest import run_ok
+from conftest import tool_env
+from helpers import sh
 from moto import server as moto_server
 
-
-def sh(cmd: list[str], cwd: Path, env: dict) -> str:
-    return run_ok(cmd, cwd, env)
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
@@ -28,10 +26,7 @@ def s3():
 
 
 def test_push_pull_round_trip_through_s3(tmp_path, s3):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    env = tool_env(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
     dvc = [sys.executable, "-m", "dvc"]
     repo = tmp_path / "repo"
     (repo / "data/footage/Jump").mkdir(parents=True)

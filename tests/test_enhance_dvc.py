@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import copy_pipeline
+from conftest import ROOT, TINY_REPRO as TINY, copy_pipeline, merge_dicts as _merge, run_ok as run
 
-from test_pipeline_e2e import ROOT, TINY, _merge, run
+pytestmark = pytest.mark.e2e
 
 # the enhancement half of the real dvc.yaml (check_params: every stage depends on its stamp)
 STAGES = ("check_params", "generate", "frames", "validate", "train_zerodce", "enhance")

@@ -1,101 +1,17 @@
 """The retrain-on-landing flows under a real Prefect server (prefect_test_harness), on a real temp git + DVC repo
 holding this project's pipeline with a tiny params.yaml. The tests share one production repo and run in file order:
 each starts from the state the previous one left (as nights do in production)."""
-import hashlib
 import json
 import shlex
 import shutil
 import sys
-from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 import yaml
+from helpers import dark_clip, floodlit_clip, md5, retrain_runs, sh, snapshot
+from prefect.client.orchestration import get_client
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the flows/ package lives at the repository root
-
-from prefect.client.orchestration import get_client  # noqa: E402
-from prefect.client.schemas.filters import FlowFilter, FlowFilterName  # noqa: E402
-from prefect.testing.utilities import prefect_test_harness  # noqa: E402
-
-from conftest import TINY_PIPELINE, copy_pipeline, merge_dicts, run_ok  # noqa: E402
-
-from dlkdd.config import GenerateConfig  # noqa: E402
-from dlkdd.data.synthetic import generate_dataset  # noqa: E402
-
-TINY = merge_dicts(TINY_PIPELINE, {"retrain": {"settle_s": 0.0, "tolerance": 0.0, "push_retries": 1,
-                                              "push_retry_delay_s": 0.5}})
-
-
-def sh(cmd: list[str], cwd: Path) -> str:
-    return run_ok(cmd, cwd).strip()
-
-
-def md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
-
-
-def snapshot(repo: Path) -> dict:
-    """Everything production is: git state, the footage sidecar and folder, the served student's bytes."""
-    footage = repo / "data/footage"
-    return {"head": sh(["git", "rev-parse", "HEAD"], repo), "tags": sh(["git", "tag", "-l"], repo),
-            "footage_csv": (repo / "data/footage.csv").read_text(),
-            "footage": sorted((str(p.relative_to(footage)), md5(p)) for p in footage.rglob("*") if p.is_file())
-            if footage.is_dir() else [],
-            "student": md5(repo / "models/student.pt"), "lock": (repo / "dvc.lock").read_text(),
-            "status": sh(["git", "status", "--porcelain"], repo)}
-
-
-def dark_clip(dest: Path, cls: str, seed: int) -> Path:
-    """A real dark clip of ``cls`` rendered by the project's synthetic footage generator."""
-    cfg = GenerateConfig(classes=[cls], train_per_class=1, val_per_class=0, test_per_class=0, num_frames=12,
-                         width=64, height=48, luma_min=5.0, luma_max=12.0)  # a single clip must pass the batch mean
-    tmp = dest.parent / f".render-{seed}"
-    generate_dataset(tmp, cfg, seed)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(tmp / cls / f"{cls}_train_000.avi", dest)
-    shutil.rmtree(tmp)
-    return dest
-
-
-def floodlit_clip(dest: Path, seed: int) -> Path:
-    """A decodable but far-too-bright clip (lights on): the quality gate must refuse it."""
-    rng = np.random.default_rng(seed)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    wr = cv2.VideoWriter(str(dest), cv2.VideoWriter_fourcc(*"MJPG"), 15.0, (64, 48))
-    for _ in range(12):
-        wr.write(rng.integers(170, 255, (48, 64, 3), dtype=np.uint8))
-    wr.release()
-    return dest
-
-
-def retrain_runs() -> list:
-    with get_client(sync_client=True) as client:
-        return client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["retrain"])))
-
-
-@pytest.fixture(scope="session")
-def prefect_server():
-    # the ephemeral server (uvicorn + SQLite migrations) took > 60 s to answer on this 2-core machine under load
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
-
-
-@pytest.fixture(scope="module")
-def prod(tmp_path_factory, prefect_server) -> Path:
-    """The production checkout: pipeline run once and committed, with a local-directory DVC remote."""
-    d = copy_pipeline(tmp_path_factory.mktemp("prod"), TINY)
-    sh(["git", "init", "-q", "-b", "main"], d)
-    sh([sys.executable, "-m", "dvc", "init", "-q"], d)
-    sh([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], d)
-    sh([sys.executable, "-m", "dvc", "remote", "add", "-d", "local", str(tmp_path_factory.mktemp("remote"))], d)
-    sh([sys.executable, "-m", "dvc", "repro"], d)
-    sh(["git", "add", "-A"], d)
-    sh(["git", "commit", "-qm", "tiny production"], d)
-    return d
-
+pytestmark = pytest.mark.e2e
 
 def test_empty_inbox_does_nothing(prod):
     from flows.watch import watch
@@ -103,7 +19,7 @@ def test_empty_inbox_does_nothing(prod):
     before = snapshot(prod)
     out = watch(repo=str(prod))
     assert out == {"landed": 0, "triggered": None}
-    assert retrain_runs() == []
+    assert retrain_runs(prod) == []  # the session's server serves other modules' production copies too
     assert snapshot(prod) == before
     assert not sh(["git", "branch", "--list", "retrain/*"], prod)
 
@@ -149,11 +65,11 @@ def test_new_clip_retrains_once_corrupt_clip_quarantined(prod):
     good_md5 = md5(good)
     (prod / "inbox/Sit").mkdir(parents=True, exist_ok=True)
     (prod / "inbox/Sit/broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 truncated upload" * 20)
-    runs_before = len(retrain_runs())
+    runs_before = len(retrain_runs(prod))
     out = watch(repo=str(prod))
     assert out["landed"] == 2 and out["triggered"] == "subflow"
     res = out["result"]
-    assert len(retrain_runs()) == runs_before + 1  # exactly one retrain for the landing
+    assert len(retrain_runs(prod)) == runs_before + 1  # exactly one retrain for the landing (of this repo)
     assert "cannot decode" in res["quarantined"]["Sit/broken.mp4"]
     assert (prod / "quarantine" / res["run_id"] / "Sit/broken.mp4.reason.txt").is_file()
     assert res["accepted"] == ["Jump/night_cam.avi"] and not good.exists()
@@ -301,7 +217,7 @@ def test_hostile_inbox_is_quarantined_and_the_next_run_is_not_blocked(prod):
     import os
     import stat
 
-    from test_inbox_hostile import deadline
+    from helpers import deadline
 
     from flows.retrain import retrain
     from flows.watch import watch
@@ -440,5 +356,6 @@ def test_landings_during_a_run_cause_one_follow_up_not_a_pile_up(prod):
     dark_clip(prod / "inbox/Jump/three.avi", "Jump", 707)  # lands too: the waiting follow-up will take it
     assert watch(repo=str(prod), deployment=RETRAIN_DEPLOYMENT)["triggered"] is None
     with get_client(sync_client=True) as client:
-        runs = [r for r in client.read_flow_runs() if r.deployment_id == deployment_id]
+        runs = [r for r in client.read_flow_runs() if r.deployment_id == deployment_id
+                and r.parameters.get("repo") == str(prod)]  # this module's: the session has one server
     assert sorted(r.state_type.value for r in runs) == ["RUNNING", "SCHEDULED"]

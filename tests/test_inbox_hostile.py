@@ -3,31 +3,16 @@ that keeps changing after it was taken, copies of the dataset's own test clips):
 import json
 import os
 import shutil
-import signal
 import stat
-from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from helpers import deadline
+
 from dlkdd.data.footage import NewClip, add_clips, claim, file_md5, quarantine_file, read_footage_csv, release_claims, \
     survey_inbox
-
-
-@contextmanager
-def deadline(seconds: int):
-    """Fail (instead of hanging the suite) when the block blocks: a FIFO's open() waits for a writer forever."""
-    def expired(signum, frame):
-        raise TimeoutError(f"blocked for {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from scipy.stats import binomtest
 from conftest import tool_env
+from helpers import sh
 
 from dlkdd.regression import (PredictionsError, compare_prediction_files, compare_predictions, mcnemar_worse_p,
                               metric_values, paired_verdict, parse_metrics_diff, to_markdown)
@@ -33,10 +34,6 @@ def top1(path: Path) -> float:
     return sum(r[s] == r[lab] for r in rows) / len(rows)
 
 
-def sh(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    r = subprocess.run(cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True)
-    assert not check or r.returncode == 0, r.stderr
-    return r
 
 
 def write_run(repo: Path, predictions: Path) -> None:
@@ -61,7 +58,8 @@ def repo(tmp_path: Path) -> Path:
 
 
 def run_gate(repo: Path) -> subprocess.CompletedProcess:
-    return sh([sys.executable, str(ROOT / ".ci/metrics_gate.py")], repo, check=False)
+    return subprocess.run([sys.executable, str(ROOT / ".ci/metrics_gate.py")], cwd=repo, env=tool_env(),
+                          capture_output=True, text=True)
 
 
 def test_gate_passes_on_unchanged_run(repo):
@@ -181,17 +179,16 @@ def test_retrain_flow_reads_the_metrics_diff_with_the_ci_parser(tmp_path):
     sys.path.insert(0, str(ROOT))  # the flows/ package lives at the repository root
     from flows import ops
 
-    sh = lambda *a: subprocess.run(a, cwd=tmp_path, env=tool_env(), check=True, capture_output=True)  # noqa: E731
-    sh("git", "init", "-q")
-    sh(sys.executable, "-m", "dvc", "init", "-q")
+    sh(["git", "init", "-q"], tmp_path)
+    sh([sys.executable, "-m", "dvc", "init", "-q"], tmp_path)
     (tmp_path / "dvc.yaml").write_text("metrics:\n  - metrics/evaluate.json\n")
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics/evaluate.json").write_text(json.dumps({"student": {"top1": 0.75}, "gate": "passed"}))
-    sh("git", "add", "-A")
-    sh("git", "commit", "-qm", "production")
-    base = sh("git", "rev-parse", "HEAD").stdout.decode().strip()
+    sh(["git", "add", "-A"], tmp_path)
+    sh(["git", "commit", "-qm", "production"], tmp_path)
+    base = sh(["git", "rev-parse", "HEAD"], tmp_path)
     (tmp_path / "metrics/evaluate.json").write_text(json.dumps({"student": {"top1": 0.5, "top5": 1.0}}))
-    sh("git", "commit", "-qam", "candidate")
+    sh(["git", "commit", "-qam", "candidate"], tmp_path)
     diff = ops.metrics_diff(tmp_path, base)
     assert metric_values(diff, "metrics/evaluate.json", "student.top1") == (0.75, 0.5)
     assert metric_values(diff, "metrics/evaluate.json", "student.top5") == (None, 1.0)

@@ -1,4 +1,4 @@
-"""The real pipeline: `dvc repro` and `dvc exp run -S kd.temperature=4` in a temp git + DVC repo, tiny config."""
+"""The real pipeline: `dvc repro` and `dvc exp run -S kd.temperature=2` in a temp git + DVC repo, tiny config."""
 import hashlib
 import json
 import subprocess
@@ -8,23 +8,17 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import TINY_PIPELINE, copy_pipeline, merge_dicts, run_ok, tool_env
+from conftest import TINY_PROD, copy_pipeline, copy_repo, merge_dicts, tool_env
+from conftest import run_ok as run
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = merge_dicts(TINY_PIPELINE, {"kd": {"temperature": 2.0}})  # so that -S kd.temperature=4 is a change
-
-
-_merge = merge_dicts  # other test modules import it from here
-
-
-run = run_ok  # other test modules import it from here
+pytestmark = pytest.mark.e2e
 
 
 def fresh_repro(d: Path) -> Path:
-    """``d`` made a fresh git + DVC repo holding this project's pipeline with the tiny params, after `dvc repro`,
-    committed."""
-    copy_pipeline(d, TINY)
-    run(["git", "init", "-q"], d)
+    """``d`` made a fresh git + DVC repo holding this project's pipeline with the tiny production params, after
+    `dvc repro`, committed: built as the session's ``prod_template`` is, so their locks compare."""
+    copy_pipeline(d, TINY_PROD)
+    run(["git", "init", "-q", "-b", "main"], d)
     run([sys.executable, "-m", "dvc", "init", "-q"], d)
     run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], d)
     run([sys.executable, "-m", "dvc", "repro"], d)
@@ -34,9 +28,10 @@ def fresh_repro(d: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    """A fresh git + DVC repo holding this project's pipeline with a tiny params.yaml, after `dvc repro`."""
-    return fresh_repro(tmp_path_factory.mktemp("repo"))
+def repo(tmp_path_factory, prod_template) -> Path:
+    """A git + DVC repo holding this project's pipeline with a tiny params.yaml after `dvc repro`: a copy of the
+    session's tiny production repo (one `dvc repro` for every module that needs one)."""
+    return copy_repo(prod_template, tmp_path_factory.mktemp("repo") / "repo", tmp_path_factory.mktemp("remote"))
 
 
 def test_repro_writes_metrics_contract(repo):
@@ -128,7 +123,7 @@ def test_bad_params_stop_repro_before_any_artifact_is_deleted(repo, bad, line):
             "data/teacher_logits.pt", "models/student.onnx", "metrics/evaluate.json"]
     before = {p: _md5(repo / p) for p in kept}
     good = (repo / "params.yaml").read_text()
-    (repo / "params.yaml").write_text(yaml.safe_dump(_merge(yaml.safe_load(good), bad), sort_keys=False))
+    (repo / "params.yaml").write_text(yaml.safe_dump(merge_dicts(yaml.safe_load(good), bad), sort_keys=False))
     try:
         r = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=repo, env=tool_env(), capture_output=True,
                            text=True)
@@ -144,19 +139,20 @@ def test_bad_params_stop_repro_before_any_artifact_is_deleted(repo, bad, line):
 
 
 def test_exp_run_kd_temperature_retrains_only_student(repo):
-    out = run([sys.executable, "-m", "dvc", "exp", "run", "-S", "kd.temperature=4"], repo)
+    assert yaml.safe_load((repo / "params.yaml").read_text())["kd"]["temperature"] != 2.0  # -S ... is a change
+    out = run([sys.executable, "-m", "dvc", "exp", "run", "-S", "kd.temperature=2"], repo)
     # the teacher and its cached logits (teacher_logits stage) do not depend on kd.*: never re-run; check_params
     # re-checks the edited params.yaml (its stamp's bytes do not change, so it re-runs nothing downstream)
     assert _ran(out) - {"check_params"} == {"train_student", "export", "evaluate"}, out
     ckpt = torch.load(repo / "models/student.pt", weights_only=True)
-    assert ckpt["kd"]["temperature"] == 4.0 and isinstance(ckpt["kd"]["temperature"], float)
+    assert ckpt["kd"]["temperature"] == 2.0 and isinstance(ckpt["kd"]["temperature"], float)
     shown = json.loads(run([sys.executable, "-m", "dvc", "exp", "show", "--json"], repo))
     temps = []
     for rev in shown:
         for exp in (rev.get("experiments") or []):
             for r in exp.get("revs", []):
                 temps.append(r["data"]["params"]["params.yaml"]["data"]["kd"]["temperature"])
-    assert 4 in temps, json.dumps(shown)[:2000]
+    assert 2 in temps, json.dumps(shown)[:2000]
 
 
 def test_stages_import_their_own_workspace_library(repo):

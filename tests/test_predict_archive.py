@@ -2,42 +2,24 @@
 (prefect-dask's DaskTaskRunner): real encoded clips, a corrupt one, a tiny untrained student checkpoint."""
 import json
 import os
-import sys
-from pathlib import Path
 
 import pytest
-import torch
+from conftest import ROOT
 from distributed import Client, LocalCluster
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterId
+from footage import write_clip
+from helpers import CLASSES
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the flows/ package lives at the repository root
+from flows.predict_archive import predict_archive
 
-from prefect.client.orchestration import get_client  # noqa: E402
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId  # noqa: E402
-from prefect.testing.utilities import prefect_test_harness  # noqa: E402
-
-from footage import write_clip  # noqa: E402
-
-from dlkdd.distill.checkpoint import save_model  # noqa: E402
-from dlkdd.models.build import build_model  # noqa: E402
-from flows.predict_archive import predict_archive  # noqa: E402
-
-CLASSES = ["Drink", "Jump", "Sit"]
+pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def prefect_server():
-    # the ephemeral server (uvicorn + SQLite migrations) took > 60 s to answer on this 2-core machine under load
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
-
-
-def test_archive_on_a_dask_cluster_then_rerun_skips_done(prefect_server, tmp_path, monkeypatch):
+def test_archive_on_a_dask_cluster_then_rerun_skips_done(prefect_server, student, tmp_path, monkeypatch):
     # Dask's worker processes unpickle the task by module name: they need flows/ (and this checkout's src/)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
-    torch.manual_seed(0)
-    model = tmp_path / "student.pt"
-    save_model(model, build_model("tiny3d", 3), "tiny3d", CLASSES, num_frames=4, size=32)
+    model = student  # conftest's tiny untrained tiny3d checkpoint (Drink/Jump/Sit)
     archive = tmp_path / "archive"
     write_clip(archive / "cam1.avi", frames=30, seed=1)  # 2 s at 15 fps: two windows of 1 s, stride 0.5 s
     write_clip(archive / "cam2.mp4", frames=20, seed=2)
@@ -73,7 +55,7 @@ def test_archive_on_a_dask_cluster_then_rerun_skips_done(prefect_server, tmp_pat
     assert [f["name"] for f in again["failed"]] == ["broken"]
     assert {n: (out / f"{n}.json").stat().st_mtime_ns for n in good} == mtimes
     with get_client(sync_client=True) as client:  # the skip is the flow's: only the bad file got a task run
-        runs = client.read_flow_runs(limit=10)
+        runs = client.read_flow_runs(limit=10, flow_filter=FlowFilter(name=FlowFilterName(any_=["predict-archive"])))
         counts = sorted(len(client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[r.id]))))
                         for r in runs)
     assert counts == [1, 4]

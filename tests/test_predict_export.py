@@ -10,35 +10,9 @@ import pytest
 import torch
 
 from conftest import ROOT
+from helpers import CLASSES, dlkdd, dlkdd_inproc
 from dlkdd.distill.checkpoint import save_model
 from dlkdd.models.build import build_model
-
-CLASSES = ["Drink", "Jump", "Sit"]
-
-
-def dlkdd(*args, cwd):
-    """The real command in a fresh interpreter (what a user types)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.run([sys.executable, "-m", "dlkdd.cli", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
-
-
-def dlkdd_inproc(capsys, *args):
-    """The same entry point in this process (saves a torch import per call); returns (rc, stdout, stderr)."""
-    from dlkdd.cli import main
-
-    rc = main([str(a) for a in args])
-    out = capsys.readouterr()
-    return rc, out.out, out.err
-
-
-@pytest.fixture(scope="module")
-def student(tmp_path_factory):
-    d = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    save_model(d / "student.pt", build_model("tiny3d", 3), "tiny3d", CLASSES, num_frames=4, size=32)
-    return d / "student.pt"
-
 
 @pytest.fixture(scope="module")
 def dark_clip(tiny_dataset):
@@ -49,15 +23,6 @@ def dark_clip(tiny_dataset):
 def export_onnx_file(student, out, capsys):
     rc, stdout, err = dlkdd_inproc(capsys, "export", "--format", "onnx", "--model", student, "--out", out)
     assert rc == 0 and out.is_file(), err
-    return out
-
-
-@pytest.fixture(scope="module")
-def exported(student, tmp_path_factory):
-    from dlkdd.distill.export import export_onnx
-
-    out = tmp_path_factory.mktemp("onnx") / "student.onnx"
-    export_onnx(student, out)
     return out
 
 

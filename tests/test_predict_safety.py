@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (the fixtures `student`/`exported` are imported from test_predict_export and requested by name)
 """`dlkdd predict` never prints a wrong answer with exit 0 and never shows a traceback for bad input: truncated files
 in every mode, model metadata that does not fit its graph or weights, numeric options out of range, inputs that would
 share timeline files. Real videos (OpenCV), the real student checkpoint and its real ONNX export."""
@@ -9,7 +8,7 @@ import pytest
 import torch
 
 from footage import truncate, write_clip
-from test_predict_export import CLASSES, dlkdd_inproc, exported, student  # noqa: F401
+from helpers import CLASSES, dlkdd_inproc
 
 
 def one_error_line(rc, stdout, stderr, name):

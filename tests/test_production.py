@@ -1,7 +1,7 @@
 """Production is always in one consistent state: promotion as a transaction, killed at each step for real (SIGKILL
 through the ``DLKDD_FAULT`` hook in a subprocess), repaired by the next run; dirty data refuses it; a rollback by
 ``git reset --hard`` is what the next comparison uses; landing refusals and claims in a real retrain. One real
-git + DVC production repo (the fixtures of test_flows_retrain), tests in file order as nights are."""
+git + DVC production repo (conftest's ``prod``: a copy of the session's), tests in file order as nights are."""
 import json
 import os
 import shutil
@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test_flows_retrain import ROOT, dark_clip, floodlit_clip, md5, prefect_server, prod, sh, snapshot  # noqa: F401
+from helpers import dark_clip, floodlit_clip, md5, promote_in_subprocess, sh, snapshot
+
+pytestmark = pytest.mark.e2e
 
 DVC = [sys.executable, "-m", "dvc"]
 
@@ -58,17 +60,6 @@ def candidate(repo: Path, run_id: str, top1: float | None = None) -> tuple[str, 
     ops.commit_all(ws, f"candidate {run_id}")
     pc.close_candidate(ws, branch, keep_branch=True)
     return branch, base
-
-
-def promote_in_subprocess(repo: Path, branch: str, base: str, fault: str | None) -> subprocess.CompletedProcess:
-    code = ("import sys; from pathlib import Path; from flows.production import ProductionCheckout; "
-            "print(ProductionCheckout(Path(sys.argv[1])).promote(sys.argv[2], sys.argv[3], 'test'))")
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}"}
-    env.pop("DLKDD_FAULT", None)
-    if fault:
-        env["DLKDD_FAULT"] = f"promote@{fault}"
-    return subprocess.run([sys.executable, "-c", code, str(repo), branch, base], env=env, capture_output=True,
-                          text=True, timeout=300)
 
 
 def test_promotion_is_merge_checkout_tag(prod):

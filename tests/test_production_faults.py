@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from test_production import promote_in_subprocess
-from test_flows_retrain import ROOT, md5, sh
+from helpers import md5, promote_in_subprocess, sh, src_env
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.e2e
 
 DVC = [sys.executable, "-m", "dvc"]
 BASE_KB, CANDIDATE_KB = 100, 700
@@ -120,7 +123,7 @@ def test_two_promotions_at_once_are_serialised(repo):
     code = ("import sys, time; from pathlib import Path; from flows.production import ProductionCheckout\n"
             "while not Path(sys.argv[4]).exists(): time.sleep(0.01)\n"
             "print(ProductionCheckout(Path(sys.argv[1])).promote(sys.argv[2], sys.argv[3], 'test'))")
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}"}
+    env = src_env(ROOT, ROOT / "src")
     env.pop("DLKDD_FAULT", None)
     runs = [candidate(repo, name) for name in ("left", "right")]
     procs = [subprocess.Popen([sys.executable, "-c", code, str(repo), b, base, str(gate)], env=env, text=True,
@@ -174,7 +177,7 @@ def test_rollback_never_resets_an_edit_made_during_a_failing_promotion(repo, mon
     assert ProductionCheckout(repo).journal.exists()  # the rollback is not done: the next run's reconcile does it
     assert "edited during the promotion" in sh(["git", "stash", "show", "-p", "stash@{0}"], repo)
     r = subprocess.run([sys.executable, "-m", "flows.production", str(repo)], cwd=ROOT, capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}"})
+                       env=src_env(ROOT, ROOT / "src"))
     assert r.returncode == 0 and "rolled back" in r.stdout, r
     assert_at(repo, base)
     assert "edited during the promotion" in sh(["git", "stash", "show", "-p", "stash@{0}"], repo)
@@ -231,6 +234,6 @@ def test_the_retrain_flow_needs_to_catch_only_promotion_failed():
     from flows.production import ProductionInconsistent, PromotionFailed
 
     assert issubclass(ProductionInconsistent, PromotionFailed)
-    tries = [n for n in ast.walk(ast.parse(inspect.getsource(retrain._retrain_claimed))) if isinstance(n, ast.Try)
+    tries = [n for n in ast.walk(ast.parse(inspect.getsource(retrain))) if isinstance(n, ast.Try)
              and any("production.promote(" in ast.unparse(s) for s in n.body)]
     assert [ast.unparse(h.type) for t in tries for h in t.handlers] == ["PromotionFailed"]

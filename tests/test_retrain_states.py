@@ -1,7 +1,7 @@
 """What a person sees of a retrain: its named final state in Prefect (read back from a real test server), and a
 summary readable at a glance that names only paths that exist and says how to land refused good clips again. One
-real git + DVC production repo (the fixtures of test_flows_retrain), tests in file order as nights are."""
-# ruff: noqa: F811  (the fixtures `prod`/`prefect_server` are imported, then requested as test arguments)
+real git + DVC production repo (conftest's `prod`: a copy of the session's tiny production repo), tests in file
+order as nights are."""
 import os
 import re
 import shutil
@@ -11,7 +11,7 @@ import sys
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 
-from test_flows_retrain import dark_clip, floodlit_clip, md5, prefect_server, prod, sh, snapshot  # noqa: F401
+from helpers import dark_clip, floodlit_clip, md5, sh, snapshot
 
 DVC = [sys.executable, "-m", "dvc"]
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import tool_env
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("study_report", ROOT / "study/report.py")
@@ -134,17 +135,14 @@ def test_plan_gives_each_variant_its_overrides():
     assert list(LEVERS)[:2] == ["base", "dual"] and list(LEVERS)[-1] == "ep300"  # cheapest first, longest last
 
 
-# the venv's dvc and python first, as `make test` has them, also when pytest is run by its full path
-VENV_PATH = {"PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
-
-
 def _sh(cmd, cwd, env=None):
-    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env={**os.environ, **VENV_PATH, **(env or {})},
-                       shell=True)
+    # the venv's dvc and python first (tool_env), as `make test` has them, also when pytest is run by its full path
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=tool_env(**(env or {})), shell=True)
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout
 
 
+@pytest.mark.e2e  # real `dvc exp run`s (about 80 s)
 def test_queue_skips_finished_and_queued_runs_in_a_real_dvc_repo(tmp_path):
     """A one-stage DVC repo whose stage writes the study's metrics from its params: one finished and one queued
     experiment. DRY_RUN prints what the resumed study would run; a real run runs only the missing seed (in a temp
@@ -178,6 +176,5 @@ def test_queue_skips_finished_and_queued_runs_in_a_real_dvc_repo(tmp_path):
     again = _sh(f"bash {ROOT}/study/queue.sh", tmp_path, real).splitlines()
     assert "skip s2-base (finished or queued)" in again and not any(ln.startswith("Ran") for ln in again)
     r = subprocess.run(f"bash {ROOT}/study/queue.sh", cwd=tmp_path, shell=True, capture_output=True, text=True,
-                       env={**os.environ, **VENV_PATH, **env, "DRY_RUN": "1", "SWEEPS": "levers",
-                            "VARIANTS": "base nope"})
+                       env=tool_env(**env, DRY_RUN="1", SWEEPS="levers", VARIANTS="base nope"))
     assert r.returncode != 0 and "unknown variant(s) nope" in r.stderr

@@ -1,20 +1,19 @@
 """`dvc repro` in a temp git + DVC repo on floodlit footage stops at `validate` and trains nothing."""
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
+import pytest
 import yaml
 
-from conftest import copy_pipeline
-from test_pipeline_e2e import TINY, _merge
+from conftest import TINY_REPRO, copy_pipeline, merge_dicts, tool_env
+
+pytestmark = pytest.mark.e2e
 
 
 def test_repro_stops_at_validate_on_floodlit_footage(tmp_path):
-    d = copy_pipeline(tmp_path / "repo", _merge(TINY, {"generate": {"luma_min": 120.0, "luma_max": 160.0}}))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "GX_ANALYTICS_ENABLED": "false"}
+    d = copy_pipeline(tmp_path / "repo", merge_dicts(TINY_REPRO, {"generate": {"luma_min": 120.0, "luma_max": 160.0}}))
+    env = tool_env()
     for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
         subprocess.run(cmd, cwd=d, env=env, check=True)
 

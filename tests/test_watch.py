@@ -42,7 +42,7 @@ def walk_wave(tmp_path_factory):
     build_frame_cache(pd.read_csv(manifest), manifest.parent, d / "frames", 8, SIZE, CFG.classes)
     index, classes = read_index(d / "frames")
     model, _ = train_classifier(index, 2, [d / "frames/clips"], ModelConfig(width=12, dropout=0.0),
-                                TrainConfig(epochs=25, batch_size=8, threads=2), seed=0, desc="walk/wave")
+                                TrainConfig(epochs=12, batch_size=8, threads=2), seed=0, desc="walk/wave")
     ckpt = d / "student.pt"
     save_model(ckpt, model, "tiny3d", classes, num_frames=8, size=SIZE, width=12)
     parts = []  # 5 two-second takes of each action, none of them seen in training
@@ -61,6 +61,7 @@ def _predict_json(capsys, *args):
     return code, (json.loads(out.out) if out.out.strip() else None), out.err
 
 
+@pytest.mark.e2e  # walk_wave trains a student
 def test_timeline_finds_walk_then_wave_within_one_stride(walk_wave, tmp_path, capsys):
     ckpt, video = walk_wave
     code, doc, err = _predict_json(capsys, video, "--model", ckpt, "--window", "2s", "--stride", "1s",
@@ -80,6 +81,7 @@ def test_timeline_finds_walk_then_wave_within_one_stride(walk_wave, tmp_path, ca
     assert "http://" not in html and "https://" not in html  # opens offline
 
 
+@pytest.mark.e2e  # walk_wave trains a student
 def test_short_clip_without_window_is_one_label_as_before(walk_wave, capsys):
     ckpt, video = walk_wave
     code, doc, _ = _predict_json(capsys, video, "--model", ckpt)
@@ -92,6 +94,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+@pytest.mark.e2e  # walk_wave trains a student
 def test_loopback_http_stream_is_read_for_max_seconds(walk_wave, capsys):
     ckpt, video = walk_wave
     served = video.with_name("live.avi")  # MJPG in AVI plays as it arrives (an mp4v .mp4 keeps its index at the end)
@@ -111,12 +114,14 @@ def test_loopback_http_stream_is_read_for_max_seconds(walk_wave, capsys):
     assert doc["segments"][0]["class"] == "Walk"
 
 
+@pytest.mark.e2e  # walk_wave trains a student
 def test_unopenable_stream_is_one_line_exit_2(walk_wave, capsys):
     ckpt, _ = walk_wave
     code, _, err = _predict_json(capsys, "http://127.0.0.1:9/cam.mp4", "--model", ckpt)
     assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.e2e  # walk_wave trains a student
 def test_truncated_long_video_is_one_line_not_a_partial_timeline(walk_wave, tmp_path, capsys):
     ckpt, video = walk_wave
     frames, _ = read_video(video)
@@ -154,6 +159,7 @@ class _SlowHandler(http.server.SimpleHTTPRequestHandler):
             time.sleep(0.01)
 
 
+@pytest.mark.e2e  # walk_wave trains a student
 def test_ctrl_c_on_a_stream_still_writes_what_was_seen(walk_wave, tmp_path):
     ckpt, video = walk_wave
     frames, _ = read_video(video)
@@ -176,6 +182,7 @@ def test_ctrl_c_on_a_stream_still_writes_what_was_seen(walk_wave, tmp_path):
     assert doc["interrupted"] is True and 1 <= len(doc["windows"]) and doc["windows"][-1]["end_s"] < 19
 
 
+@pytest.mark.e2e  # walk_wave trains a student
 def test_folder_lists_bad_files_at_the_end_and_does_the_rest(walk_wave, tmp_path, capsys):
     ckpt, video = walk_wave
     folder = tmp_path / "recordings"
@@ -190,6 +197,7 @@ def test_folder_lists_bad_files_at_the_end_and_does_the_rest(walk_wave, tmp_path
     assert (tmp_path / "out/cam1.html").is_file() and not (tmp_path / "out/cam2__cam1.html").exists()
 
 
+@pytest.mark.e2e  # walk_wave trains a student
 def test_annotate_writes_every_frame_with_the_action(walk_wave, tmp_path, capsys):
     ckpt, video = walk_wave
     out = tmp_path / "annotated.mp4"
