@@ -28,7 +28,7 @@ from dlkdd.data.frame_index import read_classes
 from dlkdd.data.safe_files import Fingerprint, UnsafeFile, changed_since, fingerprint, safe_name
 from dlkdd.data.untrusted import clip_stats_isolated
 from dlkdd.data.video import VideoDecodeError, printable
-from flows.gate import BatchVerdict, gate_batch
+from dlkdd.quality import BatchVerdict, gate_batch
 
 DATASET_MD5_CACHE = Path(".dvc/tmp/dataset-md5.json")  # md5s of the dataset's clips (dlkdd.data.content_index)
 

@@ -1,8 +1,8 @@
 """Prefect flow ``retrain``: landed clips → quality gate → dataset (DVC) → pipeline → compare → promote → push.
 
-Thin on purpose: decoding and statistics come from ``dlkdd``, the gate from :mod:`flows.gate`, every git/DVC step
-from :mod:`flows.ops` (subprocesses; tasks use ``cache_policy=NO_CACHE`` because their effect is on disk, not in
-their return value). The dataset change and the pipeline run happen in a throw-away worktree on branch
+Thin on purpose: decoding, statistics and the batch verdict (:mod:`dlkdd.quality.batch`) come from ``dlkdd``, every
+git/DVC step from :mod:`flows.ops` (subprocesses; tasks use ``cache_policy=NO_CACHE`` because their effect is on
+disk, not in their return value). The dataset change and the pipeline run happen in a throw-away worktree on branch
 ``retrain/<run_id>``, so a failed or killed run leaves production exactly as it was.
 
 No inbox content stops the loop: the inbox is surveyed by ``lstat`` (FIFOs, sockets, devices and symlinks are refused

@@ -1,4 +1,5 @@
-"""The one place the retrain flow asks the data-quality gate (``dlkdd.quality.check_footage``) about landed clips."""
+"""The batch verdict: the data-quality gate (:func:`dlkdd.quality.check_footage`) on a batch of landed clips, turned
+into per-clip rejections. The one place the retrain flow asks the gate about new clips."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,8 +9,9 @@ from pathlib import Path
 import pandas as pd
 
 from dlkdd.config import Params
-from dlkdd.quality import GateInputError, check_footage
 from dlkdd.quality.drift import MIN_DRIFT_ROWS
+from dlkdd.quality.gate import check_footage
+from dlkdd.quality.result import GateInputError
 
 
 @dataclass
