@@ -11,9 +11,8 @@ import subprocess
 import sys
 
 from dlkdd.config import ConfigError, load_params
-from dlkdd.regression import PredictionsError, compare_predictions, parse_metrics_diff, to_markdown
-
-PREDICTIONS = "metrics/predictions.csv"
+from dlkdd.paths import PREDICTIONS
+from dlkdd.regression import MissingPredictions, PredictionsError, compare_with_rev, parse_metrics_diff, to_markdown
 
 
 def main() -> int:
@@ -29,16 +28,12 @@ def main() -> int:
         return 2
     print(f"### Metrics vs {ci.baseline_rev}\n\n{to_markdown(parse_metrics_diff(json.loads(out.stdout or '{}')))}\n")
     old = subprocess.run(["git", "show", f"{ci.baseline_rev}:{PREDICTIONS}"], capture_output=True, text=True)
-    if old.returncode != 0:
-        print(f"error: no {PREDICTIONS} committed at {ci.baseline_rev}: run `dvc repro` and commit it with dvc.lock",
-              file=sys.stderr)
-        return 2
     try:
-        with open(PREDICTIONS) as f:
-            new = f.read()
-        ok, reason, _ = compare_predictions(old.stdout, new, ci.alpha, ci.floor, ci.model)
-    except FileNotFoundError:
-        print(f"error: {PREDICTIONS} not found: run `dvc repro` first", file=sys.stderr)
+        ok, reason, _ = compare_with_rev(old.stdout if old.returncode == 0 else None, PREDICTIONS, ci.baseline_rev,
+                                         ci.alpha, ci.floor, ci.model)
+    except MissingPredictions as err:
+        hint = "run `dvc repro` and commit it with dvc.lock" if err.side == "old" else "run `dvc repro` first"
+        print(f"error: {err}: {hint}", file=sys.stderr)
         return 2
     except PredictionsError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -28,6 +28,7 @@ from dlkdd.data.frame_index import read_classes
 from dlkdd.data.safe_files import Fingerprint, UnsafeFile, changed_since, fingerprint, safe_name
 from dlkdd.data.untrusted import clip_stats_isolated
 from dlkdd.data.video import VideoDecodeError, printable
+from dlkdd.paths import FOOTAGE_CSV, FOOTAGE_DIR, FRAME_CLASSES, FRAME_STATS, RETRAIN_REPORTS
 from dlkdd.quality import BatchVerdict, gate_batch
 
 DATASET_MD5_CACHE = Path(".dvc/tmp/dataset-md5.json")  # md5s of the dataset's clips (dlkdd.data.content_index)
@@ -40,7 +41,7 @@ def one_line(err: BaseException) -> str:
 
 
 def classes_of(repo: Path, params: Params) -> list[str]:
-    known = repo / "data/frames/classes.txt"  # the trained class list; params only before the first run
+    known = repo / FRAME_CLASSES  # the trained class list; params only before the first run
     return read_classes(known.parent) if known.is_file() else list(params.generate.classes)
 
 
@@ -74,12 +75,12 @@ def inspect_clips(landed: list[Landed], classes: list[str], params: Params) -> t
 @task(cache_policy=NO_CACHE)
 def run_gate(stats: pd.DataFrame, params: Params, repo: Path, classes: list[str], run_id: str) -> BatchVerdict:
     """The data-quality gate on the batch; drift is measured against production's training-clip statistics."""
-    ref_path = repo / "data/frames/stats.csv"
+    ref_path = repo / FRAME_STATS
     reference = None
     if ref_path.is_file():
         ref = pd.read_csv(ref_path)
         reference = ref[ref["split"] == "train"]
-    return gate_batch(stats, params, reference, classes, repo / "reports/retrain" / run_id / "gate")
+    return gate_batch(stats, params, reference, classes, repo / RETRAIN_REPORTS / run_id / "gate")
 
 
 @task(cache_policy=NO_CACHE)
@@ -108,13 +109,13 @@ def dataset_index(repo: Path, params: Params) -> tuple[ContentIndex | None, str]
     data = params.data
     try:
         files = (listed_files(repo / data.manifest, repo / data.root, repo)
-                 + listed_files(repo / "data/footage.csv", repo / "data/footage", repo))
+                 + listed_files(repo / FOOTAGE_CSV, repo / FOOTAGE_DIR, repo))
         index = build_index(files, repo / DATASET_MD5_CACHE, shown_from=repo)
     except (OSError, ValueError) as err:
         return None, f"FAILED: {one_line(err)}"
     unchecked = f"; {len(index.unchecked)} missing, not checked: {', '.join(index.unchecked[:3])}" \
         if index.unchecked else ""
-    return index, (f"{len(files)} clips of {data.manifest} and data/footage.csv ({index.hashed} hashed now, the "
+    return index, (f"{len(files)} clips of {data.manifest} and {FOOTAGE_CSV} ({index.hashed} hashed now, the "
                    f"rest from {DATASET_MD5_CACHE}){unchecked}")
 
 

@@ -38,7 +38,9 @@ from prefect.states import Completed, Failed, State
 from dlkdd.atomic import write_text_atomic
 from dlkdd.config import Params, load_params
 from dlkdd.data.footage import ClipChanged, Landed, NewClip, add_clips, claim, claim_dir, release_claims, survey_inbox
-from dlkdd.regression import PredictionsError, compare_predictions, metric_values, promotion_verdict
+from dlkdd.paths import EVALUATE_METRICS, FOOTAGE_CSV, FOOTAGE_DIR, PREDICTIONS, RETRAIN_REPORTS
+from dlkdd.regression import (MissingPredictions, PredictionsError, compare_with_rev, metric_values,
+                              promotion_verdict)
 from flows import ops
 from flows.intake import Batch, dataset_index, one_line, quarantine_clips, quarantine_left, reland_commands
 from flows.production import ProductionCheckout, ProductionInconsistent, PromotionFailed
@@ -84,12 +86,11 @@ def outcome(state: State) -> dict:
 def paired_evidence(ws: Path, base: str, model: str, alpha: float) -> tuple[bool | None, str]:
     """The paired test of production's (``base``) and the candidate's (``ws``) per-clip test predictions:
     (ok, one line with lost/gained clips and McNemar's p); ok is None when they cannot be paired."""
-    old = ops.git(ws, "show", f"{base}:metrics/predictions.csv", check=False)
-    new = ws / "metrics/predictions.csv"
-    if not old or not new.is_file():
-        return None, "not tested: production or the candidate has no metrics/predictions.csv"
+    old = ops.git(ws, "show", f"{base}:{PREDICTIONS}", check=False)
     try:
-        ok, why, _ = compare_predictions(old, new.read_text(), alpha, 0.0, model)
+        ok, why, _ = compare_with_rev(old or None, ws / PREDICTIONS, base, alpha, 0.0, model)
+    except MissingPredictions:
+        return None, f"not tested: production or the candidate has no {PREDICTIONS}"
     except PredictionsError as err:
         return None, f"not tested: {err}"
     return ok, why
@@ -98,10 +99,10 @@ def paired_evidence(ws: Path, base: str, model: str, alpha: float) -> tuple[bool
 @task(cache_policy=NO_CACHE)
 def add_to_dataset(ws: Path, clips: list[NewClip], run_id: str) -> list[str]:
     """Copy the accepted clips into the worktree's DVC-tracked footage folder and commit the change on its branch."""
-    added = add_clips(ws / "data/footage.csv", clips)
+    added = add_clips(ws / FOOTAGE_CSV, clips)
     if added:
-        ops.dvc(ws, "add", "-q", "data/footage")
-        ops.commit_all(ws, f"retrain {run_id}: land {len(added)} clip(s) in data/footage")
+        ops.dvc(ws, "add", "-q", FOOTAGE_DIR)
+        ops.commit_all(ws, f"retrain {run_id}: land {len(added)} clip(s) in {FOOTAGE_DIR}")
     return added
 
 
@@ -125,7 +126,7 @@ def push_remote(ws: Path) -> str:
 
 def _finish(summary: Summary, repo: Path) -> None:
     md = summary.markdown()
-    out = repo / "reports/retrain" / f"{summary.run_id}.md"
+    out = repo / RETRAIN_REPORTS / f"{summary.run_id}.md"
     write_text_atomic(out, md)  # a run killed here leaves no half summary
     create_markdown_artifact(markdown=md, key="retrain-summary", description=f"retrain {summary.run_id}")
     get_run_logger().info("retrain %s: %s (%s); summary %s", summary.run_id, summary.decision, summary.reason, out)
@@ -314,7 +315,7 @@ def _land(run: _Run, ws: Path, clips: list[NewClip]) -> tuple[list[str], list[Ne
 def _verdict(run: _Run, ws: Path, base: str) -> tuple[bool, str]:
     """Compare with the production student (the checked-out production commit: a rollback is respected)."""
     summary, cfg = run.summary, run.cfg
-    summary.production, summary.candidate = metric_values(ops.metrics_diff(ws, base), "metrics/evaluate.json",
+    summary.production, summary.candidate = metric_values(ops.metrics_diff(ws, base), EVALUATE_METRICS,
                                                           cfg.metric)
     paired = paired_evidence(ws, base, cfg.metric.split(".")[0], cfg.alpha)
     summary.paired = paired[1]
@@ -355,10 +356,10 @@ def reland_hint(repo: Path, inbox: Path, branch: str, added: list[str], pushed: 
 
     ``added``: their paths under ``data/footage`` on ``branch`` (``<Class>/<stem>_<md5[:8]><ext>``).
     """
-    where = f"{len(added)} clip(s) on branch {branch} under data/footage, in the DVC cache" + \
+    where = f"{len(added)} clip(s) on branch {branch} under {FOOTAGE_DIR}, in the DVC cache" + \
         (" and remote" if pushed else "")
     q = shlex.quote
-    gets = [f"dvc get {q(str(repo))} {q('data/footage/' + a)} --rev {q(branch)} -o "
+    gets = [f"dvc get {q(str(repo))} {q(f'{FOOTAGE_DIR}/{a}')} --rev {q(branch)} -o "
             f"{q(str(inbox / (a.split('/', 1)[1] if a.startswith('_unlabelled/') else a)))}" for a in added]
     return f"{where}; land them again: " + " && ".join(gets)
 

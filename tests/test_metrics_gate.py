@@ -18,8 +18,9 @@ from scipy.stats import binomtest
 from conftest import tool_env
 from helpers import sh
 
-from dlkdd.regression import (PredictionsError, compare_prediction_files, compare_predictions, mcnemar_worse_p,
-                              metric_values, paired_verdict, parse_metrics_diff, to_markdown)
+from dlkdd.regression import (MissingPredictions, PredictionsError, compare_prediction_files, compare_predictions,
+                              compare_with_rev, mcnemar_worse_p, metric_values, paired_verdict, parse_metrics_diff,
+                              to_markdown)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
@@ -164,6 +165,23 @@ def test_predictions_that_cannot_be_paired_are_one_clear_error():
         compare_predictions(text, relabelled, 0.05)
     with pytest.raises(PredictionsError, match="no column 'nope'"):
         compare_predictions(text, text, 0.05, model="nope")
+
+
+def test_compare_with_rev_names_the_missing_side(tmp_path):
+    """The helper the CI gate and the retrain flow share: the committed text at a rev against the workspace file;
+    a side that is absent is said (old side first), not taken for a pass."""
+    new = tmp_path / "predictions.csv"
+    with pytest.raises(MissingPredictions, match=f"no {new} committed at abc1") as err:
+        compare_with_rev(None, new, "abc1", 0.05)
+    assert err.value.side == "old"
+    with pytest.raises(MissingPredictions, match="not found") as err:
+        compare_with_rev(DEFAULT.read_text(), new, "abc1", 0.05)
+    assert err.value.side == "new"
+    shutil.copy(KD_ALPHA0, new)
+    ok, reason, _ = compare_with_rev(DEFAULT.read_text(), new, "abc1", 0.05)
+    assert not ok and "significantly worse" in reason
+    assert compare_with_rev(DEFAULT.read_text(), new, "abc1", 0.05, floor=0.0)[:2] == \
+        compare_predictions(DEFAULT.read_text(), KD_ALPHA0.read_text(), 0.05)[:2]
 
 
 def test_metrics_diff_table_keeps_numbers_only():

@@ -8,6 +8,8 @@ import math
 import sys
 from pathlib import Path
 
+from dlkdd.paths import EVALUATE_METRICS, STUDENT, STUDENT_ONNX
+
 MODELS = ("teacher", "baseline", "student", "two_stream")
 INPUTS = ("enhanced", "dark", "dark", "both")
 
@@ -89,7 +91,7 @@ class Refused(Exception):
     """Bad input found before any video is read: one line, exit 2."""
 
 
-DEFAULT_MODEL = Path("models/student.pt")  # where `make run` / `dvc pull` put the student in the checkout
+DEFAULT_MODEL = Path(STUDENT)  # where `make run` / `dvc pull` put the student in the checkout
 
 
 def missing_model(path: Path) -> str:
@@ -97,7 +99,7 @@ def missing_model(path: Path) -> str:
     where = path if path.is_absolute() else Path.cwd() / path
     hint = "pass --model PATH (a .pt checkpoint or an .onnx export)"
     if path == DEFAULT_MODEL:
-        hint += (", or run predict in the dlkdd checkout after `dvc pull models/student.pt` (or `make run`, which "
+        hint += (f", or run predict in the dlkdd checkout after `dvc pull {STUDENT}` (or `make run`, which "
                  "trains it)")
     return f"no model at {_shown(str(where))}: {hint}"
 
@@ -351,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="print the installed dlkdd version and exit")
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("summary", help="print the metrics table of the last run")
-    s.add_argument("--metrics", type=Path, default=Path("metrics/evaluate.json"),
+    s.add_argument("--metrics", type=Path, default=Path(EVALUATE_METRICS),
                    help="the evaluate stage's metrics file (default: %(default)s)")
     p = sub.add_parser("predict", help="classify raw dark footage with the student alone: clips, long videos, "
                                        "folders, streams")
@@ -386,11 +388,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "current action drawn on it (one input file); its path is printed")
     _import_parsers(sub)
     e = sub.add_parser("export", help="export the student to ONNX (predict --model runs it on ONNX Runtime)")
-    e.add_argument("--model", type=Path, default=Path("models/student.pt"),
+    e.add_argument("--model", type=Path, default=DEFAULT_MODEL,
                    help="the dlkdd checkpoint to export (default: %(default)s)")
     e.add_argument("--format", choices=("onnx",), default="onnx",
                    help="deployment format: onnx (classes, input size and mean/std in its metadata)")
-    e.add_argument("--out", type=Path, default=Path("models/student.onnx"), help="file to write (default: %(default)s)")
+    e.add_argument("--out", type=Path, default=Path(STUDENT_ONNX), help="file to write (default: %(default)s)")
     return ap
 
 

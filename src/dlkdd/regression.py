@@ -8,7 +8,7 @@ asks whether the new model loses more clips than chance would explain. A floor o
 broken beyond doubt. ``dvc metrics diff --json`` is still parsed into a markdown table for people to read.
 
 Pure functions only (no DVC, no git): CI (``.ci/metrics_gate.py``) and the retrain flow's promotion call the same
-:func:`compare_predictions` and read ``dvc metrics diff --json`` with the same :func:`parse_metrics_diff`; the
+:func:`compare_with_rev` and read ``dvc metrics diff --json`` with the same :func:`parse_metrics_diff`; the
 flow's promotion rule (paired test + tolerance) is :func:`promotion_verdict`.
 """
 from __future__ import annotations
@@ -28,6 +28,14 @@ PREDICTION_MODELS = ["teacher", "baseline", "student", "two_stream"]
 
 class PredictionsError(ValueError):
     """Predictions that cannot be compared (missing file/column, different test clips); the message is one line."""
+
+
+class MissingPredictions(PredictionsError):
+    """One side has no predictions at all: ``side`` is ``"old"`` (none committed at the rev) or ``"new"`` (no file)."""
+
+    def __init__(self, message: str, side: str):
+        super().__init__(message)
+        self.side = side
 
 
 @dataclass(frozen=True)
@@ -154,6 +162,19 @@ def compare_prediction_files(old: str | Path, new: str | Path, alpha: float, flo
             raise PredictionsError(f"{p} not found: run the evaluate stage (dvc repro evaluate)")
         texts.append(p.read_text())
     return compare_predictions(texts[0], texts[1], alpha, floor, model)
+
+
+def compare_with_rev(old_text: str | None, new: str | Path, rev: str, alpha: float, floor: float = 0.0,
+                     model: str = "student") -> tuple[bool, str, PairedResult]:
+    """The comparison the CI gate and the retrain flow's promotion both make: the predictions committed at ``rev``
+    against the workspace's ``new`` file (the same path). ``old_text`` is the caller's ``git show <rev>:<new>``, None
+    when nothing is committed there (this library runs no git). Raises :class:`MissingPredictions` when a side is
+    absent (old side first), :class:`PredictionsError` when the two cannot be paired."""
+    if old_text is None:
+        raise MissingPredictions(f"no {new} committed at {rev}", "old")
+    if not Path(new).is_file():
+        raise MissingPredictions(f"{new} not found", "new")
+    return compare_predictions(old_text, Path(new).read_text(), alpha, floor, model)
 
 
 @dataclass
