@@ -19,7 +19,7 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 
 from dlkdd.config import load_params
 from flows.retrain import retrain
-from flows.watch import watch
+from flows.poll_inbox import watch
 
 RETRAIN_DEPLOYMENT = "retrain/retrain"
 PREFECT_YAML = Path(__file__).resolve().parents[1] / "prefect.yaml"

@@ -1,6 +1,7 @@
 """The retrain-on-landing flows under a real Prefect server (prefect_test_harness), on a real temp git + DVC repo
 holding this project's pipeline with a tiny params.yaml. The tests share one production repo and run in file order:
 each starts from the state the previous one left (as nights do in production)."""
+import importlib
 import json
 import shlex
 import shutil
@@ -14,7 +15,7 @@ from prefect.client.orchestration import get_client
 pytestmark = pytest.mark.e2e
 
 def test_empty_inbox_does_nothing(prod):
-    from flows.watch import watch
+    from flows.poll_inbox import watch
 
     before = snapshot(prod)
     out = watch(repo=str(prod))
@@ -58,7 +59,7 @@ def test_batch_failing_quality_gate_trains_and_promotes_nothing(prod):
 
 
 def test_new_clip_retrains_once_corrupt_clip_quarantined(prod):
-    from flows.watch import watch
+    from flows.poll_inbox import watch
 
     before = snapshot(prod)
     good = dark_clip(prod / "inbox/Jump/night_cam.avi", "Jump", 202)
@@ -220,7 +221,7 @@ def test_hostile_inbox_is_quarantined_and_the_next_run_is_not_blocked(prod):
     from helpers import deadline
 
     from flows.retrain import retrain
-    from flows.watch import watch
+    from flows.poll_inbox import watch
 
     before = snapshot(prod)
     os.makedirs(prod / "inbox/Jump", exist_ok=True)  # earlier tests may leave the empty class folders
@@ -317,7 +318,7 @@ def test_served_deployments_schedule_and_concurrency(prod, monkeypatch):
 
 def test_served_and_work_pool_deployments_are_one_definition(monkeypatch):
     """flows/serve.py builds its deployments from prefect.yaml; the poll interval there is params.yaml's."""
-    from flows.serve import PREFECT_YAML, deployment_specs, deployments
+    from flows.serve import FLOWS, PREFECT_YAML, deployment_specs, deployments
 
     monkeypatch.delenv("DLKDD_WATCH_CRON", raising=False)
     monkeypatch.delenv("DLKDD_WATCH_INTERVAL_S", raising=False)
@@ -332,6 +333,11 @@ def test_served_and_work_pool_deployments_are_one_definition(monkeypatch):
         assert d.concurrency_options.collision_strategy.value == spec["concurrency_limit"]["collision_strategy"]
         assert {k: v for k, v in d.parameters.items() if k != "repo"} == {
             k: v for k, v in spec.get("parameters", {}).items() if k != "repo"}
+    for name, spec in specs.items():  # `prefect deploy` imports the entrypoint: it must be the flow serve.py serves
+        module, attr = spec["entrypoint"].split(":")
+        assert (root / module).is_file(), spec["entrypoint"]
+        loaded = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), attr)
+        assert loaded is FLOWS[name] and loaded.name == name
     poll = yaml.safe_load((root / "params.yaml").read_text())["retrain"]["poll_interval_s"]
     assert specs["watch"]["schedules"][0]["interval"] == poll
     assert served["watch"].schedules[0].schedule.interval.total_seconds() == poll
@@ -342,7 +348,7 @@ def test_landings_during_a_run_cause_one_follow_up_not_a_pile_up(prod):
     from prefect.states import Running
 
     from flows.serve import RETRAIN_DEPLOYMENT, deployments
-    from flows.watch import watch
+    from flows.poll_inbox import watch
 
     deployment_id = deployments(str(prod))[1].apply()
     dark_clip(prod / "inbox/Jump/one.avi", "Jump", 505)

@@ -162,7 +162,7 @@ def test_poll_during_a_run_does_not_retake_claimed_clips(prod):
     from dlkdd.data.footage import claim, survey_inbox
     from flows import ops
     from flows.retrain import outcome, retrain
-    from flows.watch import watch
+    from flows.poll_inbox import watch
 
     clip = floodlit_clip(prod / "inbox/Jump/lights.avi", 7)
     with ops.exclusive(prod) as held:

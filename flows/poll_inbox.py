@@ -1,4 +1,5 @@
-"""Prefect flow ``watch``: look at the inbox (Prefect 3 has no file sensor, so this runs on a schedule) and, when
+"""Prefect flow ``watch`` (deployment ``watch/watch``; the names stay those of the old ``flows/watch.py``, so
+deployments keep working): look at the inbox (Prefect 3 has no file sensor, so this runs on a schedule) and, when
 settled clips are there, start ``retrain``.
 
 Served (``flows/serve.py``), it starts the ``retrain/retrain`` deployment, whose concurrency limit is 1 with the
