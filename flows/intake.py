@@ -23,7 +23,7 @@ from prefect.cache_policies import NO_CACHE
 
 from dlkdd.config import Params
 from dlkdd.data.content_index import ContentIndex, build_index, find_duplicates, listed_files
-from dlkdd.data.footage import Landed, quarantine_file
+from dlkdd.data.inbox import Landed, quarantine_file
 from dlkdd.data.frame_index import read_classes
 from dlkdd.data.safe_files import Fingerprint, UnsafeFile, changed_since, fingerprint, safe_name
 from dlkdd.data.untrusted import clip_stats_isolated

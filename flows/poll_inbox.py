@@ -22,7 +22,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
 
 from dlkdd.config import load_params
-from dlkdd.data.footage import survey_inbox
+from dlkdd.data.inbox import survey_inbox
 from flows.retrain import outcome, retrain
 
 WAITING = [StateType.SCHEDULED, StateType.PENDING]  # includes AwaitingConcurrencySlot (a SCHEDULED state)

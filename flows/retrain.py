@@ -37,7 +37,8 @@ from prefect.states import Completed, Failed, State
 
 from dlkdd.atomic import write_text_atomic
 from dlkdd.config import Params, load_params
-from dlkdd.data.footage import ClipChanged, Landed, NewClip, add_clips, claim, claim_dir, release_claims, survey_inbox
+from dlkdd.data.footage import ClipChanged, NewClip, add_clips
+from dlkdd.data.inbox import Landed, claim, claim_dir, release_claims, survey_inbox
 from dlkdd.paths import EVALUATE_METRICS, FOOTAGE_CSV, FOOTAGE_DIR, PREDICTIONS, RETRAIN_REPORTS
 from dlkdd.regression import (MissingPredictions, PredictionsError, compare_with_rev, metric_values,
                               promotion_verdict)

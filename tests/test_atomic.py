@@ -76,7 +76,7 @@ def test_generated_manifest_and_quarantine_reasons_are_written_through_dlkdd_ato
     import os
 
     from conftest import tiny_generate_config
-    from dlkdd.data.footage import quarantine_file
+    from dlkdd.data.inbox import quarantine_file
     from dlkdd.data.synthetic import generate_dataset
 
     renamed: list[bytes] = []

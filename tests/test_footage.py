@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from dlkdd.data.footage import (FOOTAGE_COLUMNS, SIDECAR_COLUMNS, ClipChanged, FootageError, NewClip, add_clips,
-                                file_md5, footage_manifest, read_footage_csv, survey_inbox)
+                                file_md5, footage_manifest, read_footage_csv)
+from dlkdd.data.inbox import survey_inbox
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,7 +117,7 @@ def test_frames_stage_merges_footage_and_is_unchanged_without_it(tiny_dataset, c
 
 def test_symlink_out_of_the_inbox_is_refused_not_followed(clips, tmp_path):
     """A link to a private video (or folder) outside the inbox must never have its bytes landed."""
-    from dlkdd.data.footage import survey_inbox
+    from dlkdd.data.inbox import survey_inbox
 
     inbox = tmp_path / "inbox"
     (inbox / "Jump").mkdir(parents=True)
@@ -134,7 +135,7 @@ def test_symlink_out_of_the_inbox_is_refused_not_followed(clips, tmp_path):
 
 
 def test_non_utf8_name_is_quarantined_by_bytes_before_any_codec(clips, tmp_path):
-    from dlkdd.data.footage import quarantine_file, survey_inbox
+    from dlkdd.data.inbox import quarantine_file, survey_inbox
 
     inbox = tmp_path / "inbox"
     (inbox / "Jump").mkdir(parents=True)
@@ -152,7 +153,7 @@ def test_non_utf8_name_is_quarantined_by_bytes_before_any_codec(clips, tmp_path)
 
 
 def test_malformed_labels_csv_is_refused_and_the_folder_clips_still_land(clips, tmp_path):
-    from dlkdd.data.footage import survey_inbox
+    from dlkdd.data.inbox import survey_inbox
 
     inbox = tmp_path / "inbox"
     (inbox / "Jump").mkdir(parents=True)
@@ -169,7 +170,7 @@ def test_malformed_labels_csv_is_refused_and_the_folder_clips_still_land(clips, 
 
 
 def test_claimed_clips_are_not_landings_and_dead_claims_return(clips, tmp_path):
-    from dlkdd.data.footage import claim, release_claims
+    from dlkdd.data.inbox import claim, release_claims
 
     inbox = tmp_path / "inbox"
     (inbox / "Jump").mkdir(parents=True)

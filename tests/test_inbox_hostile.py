@@ -11,8 +11,8 @@ import pytest
 
 from helpers import deadline
 
-from dlkdd.data.footage import NewClip, add_clips, claim, file_md5, quarantine_file, read_footage_csv, release_claims, \
-    survey_inbox
+from dlkdd.data.footage import NewClip, add_clips, file_md5, read_footage_csv
+from dlkdd.data.inbox import claim, quarantine_file, release_claims, survey_inbox
 
 
 @pytest.fixture

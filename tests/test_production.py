@@ -159,7 +159,7 @@ def test_symlink_out_of_inbox_is_quarantined_not_landed(prod, tmp_path):
 def test_poll_during_a_run_does_not_retake_claimed_clips(prod):
     """A retrain holds the lock and has claimed its clips: the watch poll sees no landing; once that run is dead, the
     next run returns its claims to the inbox and takes them (here: a floodlit clip the gate refuses, to stay cheap)."""
-    from dlkdd.data.footage import claim, survey_inbox
+    from dlkdd.data.inbox import claim, survey_inbox
     from flows import ops
     from flows.retrain import outcome, retrain
     from flows.poll_inbox import watch
