@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlkdd.config import ValidateConfig
+from dlkdd.config import FramesConfig, Params, ValidateConfig
 from dlkdd.data.frames import build_frame_cache
 from dlkdd.data.synthetic import generate_dataset, write_video
 from dlkdd.data.video import read_video
-from dlkdd.quality import GateInputError, check_footage
+from dlkdd.quality import GateInputError, check_footage, gate_batch
 from dlkdd.quality.expectations import class_balance
 
 from conftest import tiny_generate_config
@@ -64,6 +64,27 @@ def test_embedded_dark_footage_passes(dark, tmp_path):
         "row_count": "pass", "not_null": "pass", "luma_mean": "pass", "dark_fraction": "pass", "noise": "pass",
         "frames": "pass", "fps": "pass", "resolution": "pass", "class_balance": "pass", "drift": "pass"}
     assert res.to_json()["passed"] is True
+
+
+def test_batch_verdict_rejects_clips_by_name_and_says_when_drift_was_not_tested(dark, tmp_path):
+    """gate_batch, the retrain flow's step 1: one night's landing of a single class is not refused for balance (the
+    validate stage checks the merged set), a floodlit clip is rejected by its clip_id with the check that failed,
+    and a batch too small for drift says so instead of passing silently."""
+    manifest, stats = dark
+    params = Params(frames=FramesConfig(num_frames=NUM_FRAMES))
+    train = stats[stats.split == "train"]
+    jump = train[train.label == CLASSES.index("Jump")]
+    v = gate_batch(jump, params, reference=train, classes=CLASSES)
+    assert v.passed and v.rejected == {} and v.drift.startswith("tested"), (v.report, v.drift)
+    lit = rewrite(manifest, tmp_path / "lit", lambda f: np.clip(f.astype(np.int16) + 130, 0, 255).astype(np.uint8),
+                  which=lambda i: i == 0)
+    batch = stats_of(lit, tmp_path / "lit_frames")
+    bright = set(batch.loc[batch.luma_mean > 100, "clip_id"])
+    assert len(bright) == 1
+    v = gate_batch(batch, params, reference=train, classes=CLASSES, report_dir=tmp_path / "report")
+    assert set(v.rejected) == bright and v.rejected[next(iter(bright))].startswith("luma_mean="), v.rejected
+    one = gate_batch(jump.iloc[:1], params, reference=train, classes=CLASSES)
+    assert one.drift == "not tested: 1 clip (needs >= 2)"
 
 
 def test_floodlit_footage_fails_luma(dark, tmp_path):
