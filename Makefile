@@ -31,7 +31,7 @@ test: $(STAMP) $(PLOTS_PAGE)
 	pytest -q
 
 # the inner loop: everything but the tests marked e2e (dvc repro, Prefect, clusters, training); `make test` runs all
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(PLOTS_PAGE)
 	ruff check .
 	pytest -q -m "not e2e"
 
