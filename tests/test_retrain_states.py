@@ -138,6 +138,8 @@ def test_refused_on_an_empty_cache_advises_what_can_restore_it(prod, tmp_path):
         reason = outcome(state)["reason"]
         assert "(not in cache)" in reason and "`dvc pull`" in reason and "dvc checkout" not in reason, reason
         sh([*DVC, "remote", "remove", remote[0]], prod)
+        # conftest's copy_repo gives each copy its own remote URL in .dvc/config.local: remove it there too
+        subprocess.run([*DVC, "remote", "remove", "--local", remote[0]], cwd=prod, capture_output=True)
         try:
             ProductionCheckout(prod).reconcile()
             raise AssertionError("an empty cache must refuse the run")

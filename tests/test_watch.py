@@ -169,9 +169,12 @@ def test_ctrl_c_on_a_stream_still_writes_what_was_seen(walk_wave, tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/live.avi"
+        # Ctrl-C as a terminal sends it: the child starts with SIGINT's default action, whatever this pytest process
+        # inherited or was given by a library (an ignored SIGINT is inherited across exec, and Python keeps it)
         proc = subprocess.Popen([sys.executable, "-m", "dlkdd.cli", "predict", url, "--model", str(ckpt),
                                  "--window", "2s", "--timeline", str(tmp_path / "out")],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         _SlowHandler.client_pid = proc.pid
         out, err = proc.communicate(timeout=300)
     finally:
