@@ -82,6 +82,9 @@ class GenerateConfig:
     train_per_class: int = count(30, 1000)
     val_per_class: int = count(8, 1000)
     test_per_class: int = count(10, 1000)
+    # unlabelled pool: clips per class rendered like the others, listed in the manifest's ``unlabeled`` split with no
+    # label (their true classes go to unlabeled_truth.csv, read only to score the teacher's pseudo-labels); 0 = none
+    unlabeled_per_class: int = nonneg(0, 10000)
     num_frames: int = count(32, 128)  # frames per written video
     width: int = count(160, 640)
     height: int = count(120, 480)
@@ -210,10 +213,15 @@ class KDConfig:
     # weight of a FitNets hint: MSE between a learned linear map of the student's pooled last-block features and the
     # teacher's (needs teacher_logits=online); 0 = off
     hint: float = nonneg(0.0, 1000)
+    # the unlabelled pool (data/pool: manifest split ``unlabeled``, landed footage without a label): its clips join the
+    # student's training set with the KD term only, weighted this much against a labelled clip's KD term; an epoch
+    # stays len(train split) clips drawn from labelled + pool, so kd.epochs is the same budget with or without a pool
+    unlabeled_weight: float = nonneg(1.0, 100)
+    use_pool: bool = True  # false: the student ignores the pool (the teacher, baseline and two-stream always do)
 
 
 # kd keys added after checkpoints already recorded the kd section: left out of the record at their defaults (kd_record)
-KD_LEVERS = ("teacher", "epochs", "mixup", "hint")
+KD_LEVERS = ("teacher", "epochs", "mixup", "hint", "unlabeled_weight", "use_pool")
 
 
 def kd_record(kd: KDConfig) -> dict[str, Any]:

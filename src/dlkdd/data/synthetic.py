@@ -9,6 +9,7 @@ Everything is a pure function of the seed.
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 import multiprocessing as mp
 import os
@@ -25,6 +26,9 @@ from dlkdd.atomic import atomic_path
 from dlkdd.config import GenerateConfig
 
 SPLITS = ("train", "val", "test")
+POOL_SPLIT = "unlabeled"  # the manifest's split for clips with no label (the unlabelled pool)
+POOL_FOLDER = "unlabeled"  # where the generator writes them: a name that does not say the class
+TRUTH_FILE = "unlabeled_truth.csv"  # path,label,class_name of the pool: never read by training
 MANIFEST_FIELDS = ("path", "label", "class_name", "split", "video_id")
 CLIPS_PER_WORKER = 16  # by default, a process per this many clips at most: starting one costs ~0.5 s of CPU
 
@@ -215,17 +219,31 @@ def default_workers() -> int:
 
 
 def _clip_jobs(cfg: GenerateConfig) -> list[tuple[int, str, str, int]]:
-    counts = {"train": cfg.train_per_class, "val": cfg.val_per_class, "test": cfg.test_per_class}
-    return [(ci, c, sp, n) for ci, c in enumerate(cfg.classes) for sp in SPLITS for n in range(counts[sp])]
+    counts = {"train": cfg.train_per_class, "val": cfg.val_per_class, "test": cfg.test_per_class,
+              POOL_SPLIT: cfg.unlabeled_per_class}
+    return [(ci, c, sp, n) for ci, c in enumerate(cfg.classes) for sp in (*SPLITS, POOL_SPLIT)
+            for n in range(counts[sp])]
+
+
+def pool_name(seed: int, ci: int, n: int) -> str:
+    """A pool clip's stem: a digest of its stream, so neither the name nor the manifest's order says its class."""
+    return "u_" + hashlib.sha1(f"{seed}/{ci}/{n}".encode()).hexdigest()[:12]
 
 
 def _make_clip(job: tuple[int, str, str, int], out: Path, cfg: GenerateConfig, seed: int) -> dict:
-    """Render, darken and write one clip from its own random stream; return its manifest row."""
+    """Render, darken and write one clip from its own random stream; return its manifest row (a pool clip's row
+    carries its true class under ``truth_*`` keys, which go to the truth file, never to the manifest)."""
     ci, cls, split, n = job
-    rng = np.random.default_rng([seed, ci, SPLITS.index(split), n])
-    rel = f"{cls}/{cls}_{split}_{n:03d}.{cfg.container}"
-    (out / cls).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([seed, ci, (*SPLITS, POOL_SPLIT).index(split), n])
+    if split == POOL_SPLIT:
+        rel = f"{POOL_FOLDER}/{pool_name(seed, ci, n)}.{cfg.container}"
+    else:
+        rel = f"{cls}/{cls}_{split}_{n:03d}.{cfg.container}"
+    (out / rel).parent.mkdir(parents=True, exist_ok=True)
     write_video(out / rel, darken(render_clip(cls, rng, cfg), rng, cfg), cfg.fps)
+    if split == POOL_SPLIT:
+        return {"path": rel, "label": "", "class_name": "", "split": split, "video_id": Path(rel).stem,
+                "truth_label": ci, "truth_class": cls}
     return {"path": rel, "label": ci, "class_name": cls, "split": split, "video_id": Path(rel).stem}
 
 
@@ -244,6 +262,10 @@ def _make_clips(jobs: list, out: Path, cfg: GenerateConfig, seed: int, workers: 
 def generate_dataset(out_dir: str | Path, cfg: GenerateConfig, seed: int, workers: int | None = None) -> Path:
     """Write ``<out>/<Class>/<Class>_<split>_<n>.<ext>`` and ``<out>/manifest.csv``; return the manifest path.
 
+    With ``cfg.unlabeled_per_class`` > 0 also the unlabelled pool: ``<out>/unlabeled/u_<digest>.<ext>``, listed last in
+    the manifest (split ``unlabeled``, no label, sorted by name) and with their true classes in
+    ``<out>/unlabeled_truth.csv`` only.
+
     Each clip's random stream is derived from (seed, class, split, n), so a clip does not change when the number of
     clips per class changes, nor with ``workers`` (processes rendering clips; default: every core this process may
     use, one per ``CLIPS_PER_WORKER`` clips at most; 1 = serial, in this process). Worker processes are spawned: a
@@ -253,9 +275,16 @@ def generate_dataset(out_dir: str | Path, cfg: GenerateConfig, seed: int, worker
     if workers is None:
         workers = min(default_workers(), len(jobs) // CLIPS_PER_WORKER)
     rows = _make_clips(jobs, out, cfg, seed, workers)
+    pool = sorted((r for r in rows if r["split"] == POOL_SPLIT), key=lambda r: r["path"])  # sorted: no class order
+    rows = [r for r in rows if r["split"] != POOL_SPLIT] + pool
     manifest = out / "manifest.csv"
     with atomic_path(manifest) as tmp, open(tmp, "w", newline="") as fh:  # csv's own dialect: the bytes it always had
-        wr = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS)
+        wr = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS, extrasaction="ignore")
         wr.writeheader()
         wr.writerows(rows)
+    if pool:  # only with a pool: without one, the folder holds exactly what it held before pools existed
+        with atomic_path(out / TRUTH_FILE) as tmp, open(tmp, "w", newline="") as fh:
+            wr = csv.writer(fh)
+            wr.writerow(["path", "label", "class_name"])
+            wr.writerows([r["path"], r["truth_label"], r["truth_class"]] for r in pool)
     return manifest
