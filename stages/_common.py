@@ -45,12 +45,15 @@ def frames_identity(params: Params) -> dict:
 
 
 def train_and_save(name: str, params: Params, frames_dir: str, clip_dirs: list[str], model_cfg, out: str, history: str,
-                   teacher=None, kd=None, teacher_logits: str | None = None, train_cfg=None, baseline=None) -> None:
+                   teacher=None, kd=None, teacher_logits: str | None = None, train_cfg=None, baseline=None,
+                   pool_frames: str | None = None, pool_clip_dirs: list[str] | None = None) -> None:
     """Train one classifier on the cached frames and save it with its training curve (shared by the train stages).
 
     Runs alone or under ``torchrun --nproc_per_node=N``; only rank 0 writes artifacts. A killed run resumes from
     ``<train.resume_dir>/<name>.pt`` (outside DVC's outs, which DVC deletes before running a stage).
-    ``train_cfg`` replaces ``params.train`` for this model (the student's ``kd.epochs``).
+    ``train_cfg`` replaces ``params.train`` for this model (the student's ``kd.epochs``). ``pool_frames`` (the
+    unlabelled pool's frames folder, its clip folders aligned with ``clip_dirs``) adds the pool to a KD run unless
+    kd.use_pool is off.
     """
     from dlkdd.config import kd_record, to_dict
     from dlkdd.data.frame_index import read_index
@@ -63,11 +66,17 @@ def train_and_save(name: str, params: Params, frames_dir: str, clip_dirs: list[s
     rt = init_runtime()
     resume = Path(params.train.resume_dir) / f"{name}.pt" if params.train.resume_dir else None
     index, classes = read_index(frames_dir)
+    pool = None
+    if kd is not None and kd.use_pool and pool_frames:
+        from dlkdd.distill.training_run import Pool
+
+        pool_index, _ = read_index(pool_frames)
+        pool = Pool(pool_index, [Path(d) for d in pool_clip_dirs or []]) if len(pool_index) else None
     try:
         model, result = train_classifier(index, len(classes), [Path(d) for d in clip_dirs], model_cfg, train_cfg,
                                          params.seed, teacher, kd, desc=name, teacher_logits=teacher_logits, rt=rt,
                                          resume_path=resume, context={"frames": frames_identity(params)},
-                                         baseline=baseline)
+                                         baseline=baseline, pool=pool)
     except ValueError as err:  # bad arch / input size / pretrained file / logit cache: one line
         shutdown(rt)
         sys.exit(f"error: {err}")
@@ -76,6 +85,8 @@ def train_and_save(name: str, params: Params, frames_dir: str, clip_dirs: list[s
                  "val_top1": result.best_val_top1}
         if kd is not None:
             extra["kd"] = kd_record(kd)  # the levers only when set: a default checkpoint keeps its bytes
+        if pool is not None:
+            extra["pool_clips"] = len(pool.index)  # unlabelled clips it learned from (absent: none)
         save_model(out, model, model_cfg.arch, classes, params.frames.num_frames, params.frames.size, **extra)
         # training curves for ``dvc plots``, the same bytes for the same weights: the throughput goes beside the model
         # (dlkdd.distill.timings), read by the evaluate stage into the one timings metric

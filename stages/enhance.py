@@ -28,6 +28,9 @@ def main() -> None:
     ap.add_argument("--model", default="models/zerodce.pt", help="Zero-DCE weights (read only for method zerodce)")
     ap.add_argument("--metrics", default=None, help="JSON: mean luma / spatial noise before and after")
     ap.add_argument("--strip", default=None, help="PNG: dark | enhanced frames of a few test clips")
+    ap.add_argument("--pool", default=None, help="frames directory of the unlabelled pool (enhanced for its teacher "
+                    "targets; not in the metrics or the strip)")
+    ap.add_argument("--pool-out", default=None, help="where the pool's enhanced clips go (<pool-out>/clips)")
     args = ap.parse_args()
     params = params_or_exit()
     cfg = params.enhance
@@ -57,6 +60,18 @@ def main() -> None:
     if args.strip and pairs:
         Path(args.strip).parent.mkdir(parents=True, exist_ok=True)
         write_png(args.strip, comparison_strip(pairs))
+    if args.pool and args.pool_out:
+        enhance_pool(Path(args.pool), Path(args.pool_out), cfg, model)
+
+
+def enhance_pool(frames: Path, out: Path, cfg, model) -> None:
+    """The pool's clips through the same enhancement, into ``out/clips`` (an empty folder for an empty pool)."""
+    shutil.rmtree(out, ignore_errors=True)
+    (out / "clips").mkdir(parents=True)
+    index, _ = read_index(frames)
+    for cid in tqdm(index["clip_id"].astype(str), desc=f"enhance pool ({cfg.method})", unit="clip"):
+        write_array_atomic(out / "clips" / f"{cid}.npy", enhance_clip(np.load(frames / "clips" / f"{cid}.npy"),
+                                                                      cfg, model))
 
 
 if __name__ == "__main__":

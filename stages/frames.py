@@ -1,4 +1,7 @@
-"""Stage frames: decode every clip of a manifest once into the packed uint8 frame cache."""
+"""Stage frames: decode every clip of a manifest once into the packed uint8 frame cache.
+
+Labelled clips go to --out; the unlabelled pool (split `unlabeled`, landed footage without a class) to --pool-out,
+so a pool change leaves the labelled cache, and so the teacher and the baseline, untouched."""
 import argparse
 import shutil
 import sys
@@ -7,9 +10,11 @@ from pathlib import Path
 import pandas as pd
 from _common import params_or_exit
 
+from dlkdd.atomic import write_csv_atomic, write_text_atomic
 from dlkdd.data.footage import FootageError, footage_manifest
-from dlkdd.data.frame_index import MANIFEST_COLUMNS, REQUIRED_SPLITS, read_classes
+from dlkdd.data.frame_index import INDEX_COLUMNS, MANIFEST_COLUMNS, QUARANTINE_COLUMNS, REQUIRED_SPLITS, read_classes
 from dlkdd.data.frames import SamplingSpec, build_frame_cache
+from dlkdd.data.pool import drop_labelled_copies, pool_truth, split_pool
 from dlkdd.isolated import WorkerStartError
 
 
@@ -40,6 +45,8 @@ def main() -> None:
     ap.add_argument("--root", help="folder the manifest's paths are relative to (default: the manifest's folder)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--footage", help="landed footage sidecar (data/footage.csv): extra training clips, see footage.py")
+    ap.add_argument("--pool-out", help="frame cache of the unlabelled pool (split `unlabeled` rows and landed "
+                    "footage without a class); without it those rows are left out")
     args = ap.parse_args()
     params = params_or_exit()
     f = params.frames
@@ -58,6 +65,7 @@ def main() -> None:
             print(f"frames: + {len(extra)} landed footage clips from {args.footage}")
             manifest = pd.concat([manifest, extra], ignore_index=True)
             trusted = tuple(sorted(set(extra["root"])))
+    manifest, pool = split_pool(manifest)
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
     spec = SamplingSpec(clips_per_video=f.clips_per_video, train_sampling=f.train_sampling, stride=f.stride,
@@ -78,6 +86,39 @@ def main() -> None:
     if empty:
         sys.exit(f"error: split(s) {empty} have no usable clips after quarantine (see {out / 'quarantine.csv'}); "
                  "the pipeline needs train, val and test: fix the files or re-import with other split options")
+    if args.pool_out:
+        write_pool(manifest, pool, root, Path(args.pool_out), f, spec, classes, trusted)
+
+
+def write_pool(labelled: pd.DataFrame, pool: pd.DataFrame, root: Path, out: Path, f, spec: SamplingSpec,
+               classes: list[str], trusted: tuple[str, ...]) -> None:
+    """The pool's frame cache at ``out`` (empty files, same layout, when there is no pool): a copy of a labelled
+    clip is quarantined as a duplicate first, the rest decoded like training clips; the generator's true classes
+    (if any) go to ``truth.csv`` beside it, for scoring pseudo-labels only."""
+    shutil.rmtree(out, ignore_errors=True)
+    pool, dups = drop_labelled_copies(labelled, pool, root)
+    if pool.empty:
+        (out / "clips").mkdir(parents=True)
+        write_csv_atomic(pd.DataFrame(columns=INDEX_COLUMNS), out / "index.csv")
+        write_csv_atomic(pd.DataFrame(columns=["clip_id", "split", "label"]), out / "stats.csv")
+        write_csv_atomic(pd.DataFrame(dups, columns=QUARANTINE_COLUMNS), out / "quarantine.csv")
+        write_text_atomic(out / "classes.txt", "\n".join(classes) + "\n")
+        print(f"pool: no unlabelled clips{f', {len(dups)} duplicates quarantined' if dups else ''}")
+        return
+    try:
+        result = build_frame_cache(pool, root, out, f.num_frames, f.size, classes, workers=f.workers, spec=spec,
+                                   trusted_roots=trusted)
+    except ValueError as err:
+        sys.exit(f"error: unlabelled pool: {err}")
+    if dups:  # the labelled copies first, then what the decoder refused
+        bad = pd.read_csv(out / "quarantine.csv", dtype=str, keep_default_na=False)
+        write_csv_atomic(pd.concat([pd.DataFrame(dups, columns=QUARANTINE_COLUMNS), bad]), out / "quarantine.csv")
+    truth = pool_truth(root, pd.read_csv(out / "index.csv", dtype={"path": str, "clip_id": str}))
+    if truth is not None:
+        write_csv_atomic(truth, out / "truth.csv")
+    print(f"pool: {result.ready:,} unlabelled clips ready"
+          + (f", {result.quarantined + len(dups)} quarantined: see {out / 'quarantine.csv'}"
+             if result.quarantined + len(dups) else ""))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ Layout (the folder is tracked by DVC, the sidecar CSV by git)::
 
 The CSV is the label sidecar and the content fingerprint in one: it lists every clip with its md5, so the ``frames``
 stage depends on the footage through it (and it exists, header only, before any footage has landed, so the pipeline
-runs on a fresh clone). An empty ``class_name`` marks unlabelled footage, which is kept but not used for training.
+runs on a fresh clone). An empty ``class_name`` marks unlabelled footage: it joins the unlabelled pool
+(:mod:`dlkdd.data.pool`), which the student learns from through the teacher's soft targets only.
 ``source`` (optional: a sidecar written before it existed lacks it) is the clip's name in the inbox: a landed name is
 ``<stem>_<md5[:8]><ext>`` with a long stem shortened (:func:`dlkdd.data.safe_files.safe_name`), so the original
 name is only kept here.
@@ -81,7 +82,8 @@ def read_footage_csv(path: str | Path) -> pd.DataFrame:
 
 
 def footage_manifest(footage_csv: str | Path, classes: list[str]) -> pd.DataFrame:
-    """Labelled footage as manifest rows (path,label,class_name,split,video_id,root), all in the ``train`` split.
+    """Landed footage as manifest rows (path,label,class_name,split,video_id,root): labelled clips in the ``train``
+    split, unlabelled ones (empty class_name) in the ``unlabeled`` split (the pool, :mod:`dlkdd.data.pool`).
 
     ``path`` is relative to ``root`` (the footage folder, data/footage.csv → data/footage): the frame cache takes a
     per-row root, so landed clips never need a path that climbs out of the dataset's root (which it quarantines).
@@ -89,8 +91,7 @@ def footage_manifest(footage_csv: str | Path, classes: list[str]) -> pd.DataFram
     """
     footage_csv = Path(footage_csv)
     df = read_footage_csv(footage_csv)
-    df = df[df["class_name"] != ""]
-    unknown = sorted(set(df["class_name"]) - set(classes))
+    unknown = sorted(set(df["class_name"]) - set(classes) - {""})
     if unknown:
         raise FootageError(f"{footage_csv}: unknown class(es) {unknown}; known: {classes}")
     footage_dir = footage_csv.with_suffix("")  # data/footage.csv -> data/footage
@@ -99,8 +100,10 @@ def footage_manifest(footage_csv: str | Path, classes: list[str]) -> pd.DataFram
         clip = footage_dir / rec["path"]
         if not clip.is_file():
             raise FootageError(f"{clip}: listed in {footage_csv} but missing (run `dvc pull` or `dvc checkout`)")
-        rows.append({"path": Path(rec["path"]).as_posix(), "label": classes.index(rec["class_name"]),
-                     "class_name": rec["class_name"], "split": "train",
+        labelled = rec["class_name"] != ""
+        rows.append({"path": Path(rec["path"]).as_posix(),
+                     "label": classes.index(rec["class_name"]) if labelled else -1,
+                     "class_name": rec["class_name"], "split": "train" if labelled else "unlabeled",
                      "video_id": "footage_" + Path(rec["path"]).with_suffix("").as_posix().replace("/", "_"),
                      "root": str(footage_dir)})
     return pd.DataFrame(rows, columns=["path", "label", "class_name", "split", "video_id", "root"])

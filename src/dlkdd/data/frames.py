@@ -29,6 +29,7 @@ from tqdm import tqdm
 from dlkdd import faults
 from dlkdd.atomic import write_array_atomic, write_csv_atomic, write_text_atomic
 from dlkdd.data.frame_index import EVAL_SPLITS, INDEX_COLUMNS, QUARANTINE_COLUMNS
+from dlkdd.data.pool import POOL_SPLIT
 from dlkdd.data.untrusted import DECODER, decode_for_cache
 from dlkdd.data.video import (VideoDecodeError, check_complete, escape_problem, is_inside, printable, resize_frame,
                               sample_clips)
@@ -90,6 +91,8 @@ def check_row(rec: dict, root: Path, num_classes: int, dataset_root: Path | None
         return (f"{rel}: its root column {printable(own_root)} is outside the dataset root {dataset_root}",
                 "escapes_root")
     label = rec["label"]
+    if rec.get("split") == POOL_SPLIT:  # the pool has no labels (split_pool sets NO_LABEL): nothing to check
+        return None
     if isinstance(label, (float, np.floating)) and float(label).is_integer():
         label = int(label)  # a column with a blank cell is read as float
     if not isinstance(label, (int, np.integer)) or not 0 <= int(label) < num_classes:

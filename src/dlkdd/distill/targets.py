@@ -83,15 +83,23 @@ class CachedRows(Source):
 
     def __init__(self, rows: torch.Tensor | str | Path, teacher: str, temperature: float) -> None:
         self.rows, self.kind, self.temperature = rows, teacher, temperature  # kind: kd.teacher
+        self.loaded: list[torch.Tensor] = []  # the rows of each dataset asked for, in order (the resume identity)
 
     def dataset(self, train_set: ClipDataset) -> Dataset:
-        if not isinstance(self.rows, torch.Tensor):
-            self.rows = load_kd_targets(self.rows, train_set.index["clip_id"].astype(str).tolist(), self.kind,
-                                        self.temperature)
-        return CachedLogitsDataset(train_set, self.rows)
+        """The clips of ``train_set`` (the train split, or the pool: the file holds both) with their cached rows."""
+        if isinstance(self.rows, torch.Tensor):  # rows given in memory: the train split's, in its order
+            if self.loaded:
+                raise ValueError("cached teacher rows given as a tensor cover the train split only; pass the "
+                                 "teacher_logits stage's file to train with a pool")
+            rows = self.rows
+        else:
+            rows = load_kd_targets(self.rows, train_set.index["clip_id"].astype(str).tolist(), self.kind,
+                                   self.temperature)
+        self.loaded.append(rows)
+        return CachedLogitsDataset(train_set, rows)
 
     def identity(self) -> torch.Tensor:
-        return self.rows
+        return self.loaded[0] if len(self.loaded) == 1 else torch.cat(self.loaded)
 
     def flip(self, extra: list[torch.Tensor], flip: torch.Tensor) -> list[torch.Tensor]:
         return [extra[0][torch.arange(len(extra[0])), flip.long()]]  # (B, K): the row of the flip the student got
@@ -249,4 +257,5 @@ def build_criterion(kd: KDConfig | None, source: Source, model: nn.Module, label
     if kd is None:
         return Criterion(CrossEntropy(label_smoothing))
     hint = Hint(model, source.teacher, kd.hint) if kd.hint > 0 else None
-    return Criterion(KDLoss(kd.temperature, kd.alpha, label_smoothing), source, kd.mixup, hint, to_dict(kd))
+    return Criterion(KDLoss(kd.temperature, kd.alpha, label_smoothing, kd.unlabeled_weight), source, kd.mixup, hint,
+                     to_dict(kd))

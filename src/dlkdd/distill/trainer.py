@@ -128,7 +128,7 @@ def train_one_epoch(model: nn.Module, criterion: Criterion, loader: DataLoader, 
     loss: the loop is the same with or without a teacher. Accuracy counts the unmixed labels."""
     step = step or StepConfig()
     model.train()
-    total_loss, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
+    total_loss, correct, seen, labelled, t0 = 0.0, 0, 0, 0, time.perf_counter()
     n = len(loader)
     bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=not step.rt.is_main)
     optimizer.zero_grad(set_to_none=True)
@@ -150,12 +150,14 @@ def train_one_epoch(model: nn.Module, criterion: Criterion, loader: DataLoader, 
         if boundary:
             _optimizer_step(model, optimizer, scheduler, step)
         total_loss += float(loss.detach()) * len(y)
-        correct += int((logits.argmax(1) == y).sum())
+        correct += int((logits.argmax(1) == y).sum())  # a pool clip's label (-1) is never a prediction
         seen += len(y)
+        labelled += int((y >= 0).sum())  # accuracy is over the clips that have a label
         rate = seen / (time.perf_counter() - t0)
-        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}", clips_s=f"{rate:.1f}")
-    total_loss, correct, seen = all_reduce_sum([total_loss, correct, seen], step.rt)
-    return EpochStats(total_loss / seen, correct / seen, seen / (time.perf_counter() - t0))
+        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / max(labelled, 1):.3f}",
+                        clips_s=f"{rate:.1f}")
+    total_loss, correct, seen, labelled = all_reduce_sum([total_loss, correct, seen, labelled], step.rt)
+    return EpochStats(total_loss / seen, correct / max(labelled, 1), seen / (time.perf_counter() - t0))
 
 
 def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer,

@@ -1,0 +1,101 @@
+"""The unlabelled pool: clips with no label that the student learns from through the teacher's soft targets alone.
+
+Pool clips are manifest rows in split ``unlabeled`` with no label (``dlkdd import-folder --unlabeled``, the
+generator's ``unlabeled_per_class``) and landed footage without a class (data/footage.csv). They are cached apart
+from the labelled clips (``data/pool``, the frame-cache layout with label ``-1``), so a pool change never touches
+what the teacher, the baseline and the evaluation read.
+
+A pool clip may never be a labelled clip in disguise: a row whose file is a labelled row's file (same path after
+resolving symlinks, or same bytes) or whose ``video_id`` is a labelled row's is refused as a ``duplicate`` naming the
+labelled row, which always wins. A test clip copied into the unlabelled folder would otherwise be trained on.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from dlkdd.data.safe_files import UnsafeFile, fingerprint
+from dlkdd.data.video import printable
+
+POOL_SPLIT = "unlabeled"
+NO_LABEL = -1  # the label a pool clip has in the frame cache's index (never a class)
+TRUTH_FILE = "unlabeled_truth.csv"  # a generated pool's true classes: read only to score pseudo-labels
+
+
+def split_pool(manifest: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(labelled rows, pool rows) of a manifest; pool rows get label ``NO_LABEL`` and an empty class name.
+
+    A row in split ``unlabeled`` that carries a label is still a pool row: its label is dropped, never trained on.
+    """
+    is_pool = manifest["split"].astype(str) == POOL_SPLIT
+    if not is_pool.any():
+        return manifest, manifest.iloc[:0].copy()
+    pool = manifest[is_pool].copy()
+    pool["label"], pool["class_name"] = NO_LABEL, ""
+    labelled = manifest[~is_pool].copy()
+    # the pool's blank labels made the column float: labels go back to ints (a blank labelled one stays, refused later)
+    labelled["label"] = [int(v) if isinstance(v, float) and v.is_integer() else v for v in labelled["label"]]
+    return labelled, pool.reset_index(drop=True)
+
+
+def _row_file(rec: dict, root: Path) -> Path:
+    own = rec.get("root")
+    return (Path(own) if isinstance(own, str) and own else root) / str(rec["path"])
+
+
+def _md5(path: Path) -> str | None:
+    try:
+        return fingerprint(path, follow_symlinks=True).md5
+    except (UnsafeFile, OSError):  # the frame cache quarantines unreadable files with their own reason
+        return None
+
+
+def drop_labelled_copies(labelled: pd.DataFrame, pool: pd.DataFrame, root: str | Path) -> tuple[pd.DataFrame,
+                                                                                                   list[dict]]:
+    """The pool rows that are no labelled row's clip, and a quarantine row (path, reason, kind ``duplicate``) for
+    each that is: same resolved file, same md5 or same ``video_id`` as a labelled row (named in the reason)."""
+    root = Path(root)
+    if pool.empty:
+        return pool, []
+    by_real, by_md5, by_id = {}, {}, {}
+    pool_md5 = {i: _md5(_row_file(rec, root)) for i, rec in enumerate(pool.to_dict("records"))}
+    sizes = {os.path.getsize(p) for i, rec in enumerate(pool.to_dict("records"))
+             if pool_md5[i] and (p := _row_file(rec, root)).is_file()}
+    for rec in labelled.to_dict("records"):
+        f = _row_file(rec, root)
+        shown = f"{printable(str(rec['path']))} ({rec['split']}, video_id {rec['video_id']})"
+        by_real.setdefault(os.path.realpath(f), shown)
+        by_id.setdefault(str(rec["video_id"]), shown)
+        if f.is_file() and os.path.getsize(f) in sizes:  # only a file of a pool clip's size can be its copy
+            md5 = _md5(f)
+            if md5:
+                by_md5.setdefault(md5, shown)
+    keep, dups = [], []
+    for i, rec in enumerate(pool.to_dict("records")):
+        f, rel = _row_file(rec, root), printable(str(rec["path"]))
+        why = None
+        if os.path.realpath(f) in by_real:
+            why = f"{rel}: the same file as the labelled clip {by_real[os.path.realpath(f)]}"
+        elif pool_md5[i] and pool_md5[i] in by_md5:
+            why = f"{rel}: the same bytes as the labelled clip {by_md5[pool_md5[i]]}"
+        elif str(rec["video_id"]) in by_id:
+            why = f"{rel}: video_id {rec['video_id']} is the labelled clip {by_id[str(rec['video_id'])]}"
+        if why:
+            dups.append({"path": rel, "reason": why + "; the labelled clip is kept, this pool row is not used",
+                         "kind": "duplicate"})
+        else:
+            keep.append(i)
+    return pool.iloc[keep].reset_index(drop=True), dups
+
+
+def pool_truth(root: str | Path, pool_index: pd.DataFrame) -> pd.DataFrame | None:
+    """``clip_id,label`` of the pool clips whose true class the dataset ships (``<root>/unlabeled_truth.csv``, the
+    generator's), or None without that file. Only for scoring the teacher's pseudo-labels."""
+    path = Path(root) / TRUTH_FILE
+    if not path.is_file() or pool_index.empty:
+        return None
+    truth = pd.read_csv(path, dtype={"path": str})
+    merged = pool_index[["clip_id", "path"]].merge(truth[["path", "label"]], on="path", how="inner")
+    return merged[["clip_id", "label"]]
