@@ -240,6 +240,14 @@ def import_dataset(args: argparse.Namespace) -> int:
     """Read a dataset in its own format and write the pipeline's manifest (see dlkdd.data.importers)."""
     from dlkdd.data import importers as imp
 
+    if args.cmd == "import-folder":
+        if args.unlabeled and args.root is None:
+            print("error: --unlabeled needs --root: the dataset root the labelled manifest in --out was imported "
+                  "with (the pool folder must lie inside it)", file=sys.stderr)
+            return 2
+        args.root = args.root or args.folder
+        if args.unlabeled:
+            return _import_pool(args)
     try:
         if args.cmd == "import-arid":
             found = imp.read_arid_v1(args.lists, args.split)
@@ -248,7 +256,7 @@ def import_dataset(args: argparse.Namespace) -> int:
         elif args.cmd == "import-ug2":
             found = imp.read_ug2(args.train, args.test, args.mapping, args.val)
         elif args.cmd == "import-folder":
-            found = imp.read_folder(args.root)
+            found = imp.rebased(imp.read_folder(args.folder), args.folder, args.root)
         else:
             found = imp.read_csv_manifest(args.csv, args.classes)
         result = imp.write_import(found, args.root, args.out, args.val_fraction, args.test_fraction, args.seed)
@@ -264,10 +272,28 @@ def import_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_pool(args: argparse.Namespace) -> int:
+    """``import-folder DIR --unlabeled``: DIR's clips appended as pool rows to --out's manifest
+    (:mod:`dlkdd.data.pool_import`)."""
+    from dlkdd.data import pool_import as pool
+    from dlkdd.data.importers import DatasetImportError
+
+    try:
+        result = pool.add_pool(pool.read_pool(args.folder, args.root), args.root, args.out)
+    except (DatasetImportError, OSError) as err:
+        print(f"error: {_shown(str(err))}", file=sys.stderr)
+        return 2
+    print(result.summary())
+    print(f"next: keep data.manifest: {result.manifest} and data.root: {args.root} in params.yaml, then `dvc repro` "
+          "(the frames stage caches the pool in data/pool)")
+    return 0
+
+
 def _import_parsers(sub: argparse._SubParsersAction) -> None:
-    def common(p: argparse.ArgumentParser, root_positional: bool = False) -> None:
-        if root_positional:
-            p.add_argument("root", type=Path, help="the dataset folder (class folders inside)")
+    def common(p: argparse.ArgumentParser, root_optional: bool = False) -> None:
+        if root_optional:
+            p.add_argument("--root", type=Path, help="folder the manifest's paths are relative to, FOLDER or one "
+                           "above it (default: FOLDER; required with --unlabeled: the labelled import's --root)")
         else:
             p.add_argument("--root", type=Path, required=True, help="folder the listed paths are relative to")
         p.add_argument("--out", type=Path, required=True, help="folder for manifest.csv (outside the dataset)")
@@ -291,8 +317,16 @@ def _import_parsers(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--test", type=Path, required=True, help="e.g. ARID1.1_t1_validation_gt_pub.csv")
     u.add_argument("--val", type=Path, help="optional; else carved out of train")
     u.add_argument("--mapping", type=Path, required=True, help="mapping_table_t1.txt")
-    f = sub.add_parser("import-folder", help="folder per class: <root>/<Class>/* or <root>/{train,val,test}/<Class>/*")
-    common(f, root_positional=True)
+    f = sub.add_parser("import-folder", help="folder per class: <root>/<Class>/* or <root>/{train,val,test}/<Class>/*; "
+                       "with --unlabeled, every clip under a folder as unlabelled pool rows")
+    f.add_argument("folder", type=Path, help="the dataset folder (class folders inside); with --unlabeled, any folder "
+                   "of clips, at any depth")
+    common(f, root_optional=True)
+    f.add_argument("--unlabeled", action="store_true",
+                   help="add every video under FOLDER (any layout) as unlabelled pool rows (split 'unlabeled', no "
+                   "label) to the manifest an earlier import-* wrote into --out; needs that manifest and its --root "
+                   "(FOLDER inside it); re-running adds nothing twice; duplicates of labelled clips are quarantined; "
+                   "--val-fraction/--test-fraction/--seed are not used")
     c = sub.add_parser("import-csv", help="plain CSV manifest: path,label[,split][,group]")
     c.add_argument("csv", type=Path, help="CSV with columns path,label[,split][,group]")
     common(c)

@@ -30,11 +30,14 @@ imported. Duplicates are refused across every split: a second row naming the sam
 and symlinks), a hard link to it, a byte copy of it under another name (same md5), or a row giving the same
 ``video_id`` is quarantined ``duplicate`` naming the row kept (the first one). Lists and CSVs must be UTF-8 text,
 file names valid UTF-8 (else ``bad_name``, the name shown with its bytes escaped).
+
+``import-folder DIR --root ROOT`` reads ``DIR`` with paths relative to ``ROOT`` (:func:`rebased`), so one root can
+hold the labelled dataset and an unlabelled pool folder beside it; the pool is added to this manifest by
+:mod:`dlkdd.data.pool_import` (``--unlabeled``).
 """
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import os
 import re
@@ -47,8 +50,8 @@ import pandas as pd
 
 from dlkdd.atomic import write_csv_atomic, write_text_atomic
 from dlkdd.data.frame_index import MANIFEST_COLUMNS, QUARANTINE_COLUMNS, REQUIRED_SPLITS
+from dlkdd.data.safe_files import UnsafeFile, fingerprint
 from dlkdd.data.video import VIDEO_SUFFIXES, escape_problem, is_inside, printable
-
 
 
 class DatasetImportError(ValueError):
@@ -264,6 +267,34 @@ def read_folder(root: Path) -> Imported:
     return out
 
 
+def rebased(imp: Imported, folder: Path, root: Path) -> Imported:
+    """``imp`` read from ``folder`` with its paths made relative to the dataset ``root`` (``folder`` or a folder
+    above it: ``import-folder DIR --root ROOT``), so one root can hold a labelled dataset and a pool folder beside
+    it. :class:`DatasetImportError` when ``folder`` is not inside ``root``."""
+    prefix = folder_in_root(folder, root)
+    if prefix:
+        for r in imp.rows:
+            r["path"] = f"{prefix}/{r['path']}"
+        for r in imp.bad:
+            r["path"] = f"{printable(prefix)}/{r['path']}"
+    return imp
+
+
+def folder_in_root(folder: str | Path, root: str | Path) -> str:
+    """Where ``folder`` lies under the dataset root, as a relative POSIX prefix (``""`` for the root itself), so
+    manifest paths stay relative to the root; :class:`DatasetImportError` (one line) when it is not inside."""
+    folder, root = Path(folder), Path(root)
+    if not root.is_dir():
+        raise DatasetImportError(f"dataset root {root} is not a folder")
+    if not folder.is_dir():
+        raise DatasetImportError(f"{folder} is not a folder")
+    if not is_inside(folder, root):
+        raise DatasetImportError(f"{folder} is not inside the dataset root {root}: manifest paths are relative to "
+                                 "the root; move the folder under it, or pick a --root above both")
+    rel = os.path.relpath(os.path.realpath(folder), os.path.realpath(root))
+    return "" if rel == "." else Path(rel).as_posix()
+
+
 def _bad_name(path: Path, root: Path, what: str) -> dict:
     rel = printable(path.relative_to(root).as_posix())
     return {"path": rel, "kind": "bad_name",
@@ -310,9 +341,10 @@ def read_csv_manifest(path: Path, classes_file: Path | None = None) -> Imported:
 # ---------------------------------------------------------------- checking, splitting, writing
 
 
-def row_problem(path: str, class_id: int, class_names: dict[int, str], root: Path,
+def row_problem(path: str, class_id: int | None, class_names: dict[int, str], root: Path,
                 label_text: str | None = None) -> tuple[str, str] | None:
-    """Why an imported row is unusable, as (reason, kind), or None.
+    """Why an imported row is unusable, as (reason, kind), or None. ``class_id`` None: an unlabelled pool row,
+    with no label to check.
 
     The file must stay inside ``root`` (:func:`dlkdd.data.video.escape_problem`): a symlink to a file elsewhere would
     copy that file's bytes into the dataset (and onto its remote)."""
@@ -323,7 +355,7 @@ def row_problem(path: str, class_id: int, class_names: dict[int, str], root: Pat
     escape = escape_problem(path, root)
     if escape is not None:
         return escape
-    if class_id not in class_names:
+    if class_id is not None and class_id not in class_names:
         shown = repr(label_text) if label_text is not None else class_id
         return f"{path}: label {shown} is not in the class list ({len(class_names)} classes)", "bad_label"
     if not (root / path).is_file():
@@ -357,25 +389,39 @@ class _FileId:
     size: int
 
 
-def drop_duplicates(rows: list[dict], root: Path) -> tuple[list[dict], list[dict]]:
+def drop_duplicates(rows: list[dict], root: Path, known: list[dict] | None = None,
+                    hint: str = "list each clip once") -> tuple[list[dict], list[dict]]:
     """Keep the first row for each clip and quarantine the others as ``duplicate``, naming the row kept, across
     every split: the same file (its resolved path: ``a/./b``, ``a//b`` and symlinks to one file are one file), a
     hard link to it (same device and inode) or a byte copy of it under another name (same size and md5). A clip
     listed twice, e.g. in train and in test, would otherwise be trained on and tested on. A file that cannot be
-    read is quarantined ``unreadable``. Only files sharing their size with another are hashed, in threads."""
+    read is quarantined ``unreadable``. Only files sharing their size with another are hashed, in threads.
+
+    ``known``: rows already in the manifest (an unlabelled import adds to a labelled one). They come before
+    ``rows``, are always kept and never quarantined (a known file gone missing is the frame cache's to report),
+    so a new row that is one of them is the duplicate, naming it. ``hint`` ends each duplicate's reason."""
+    known = known or []
     ids, bad = _file_ids(rows, root)
-    digests = _digests(ids)
+    known_ids, _ = _file_ids(known, root)
+    digests = _digests({**known_ids, **ids})
     seen: dict[tuple, dict] = {}  # identity key -> the row kept
+    for r in known:
+        fid = known_ids.get(id(r))
+        if fid is not None:
+            digest = digests.get(fid.inode)
+            for k in _identity_keys(fid, digest if isinstance(digest, str) else None):
+                seen.setdefault(k, r)
+    ids = {**known_ids, **ids}
     kept, dups = [], []
     for r in rows:
         fid = ids.get(id(r))
         if fid is None:
             continue  # quarantined unreadable by _file_ids
         digest = digests.get(fid.inode)
-        if isinstance(digest, OSError):
+        if isinstance(digest, Exception):
             bad.append(_unreadable(r, digest))
             continue
-        keys = [("path", fid.real), ("inode", fid.inode)] + ([("md5", fid.size, digest)] if digest else [])
+        keys = _identity_keys(fid, digest)
         first = next((seen[k] for k in keys if k in seen), None)
         if first is None:
             kept.append(r)
@@ -384,8 +430,12 @@ def drop_duplicates(rows: list[dict], root: Path) -> tuple[list[dict], list[dict
         same = ids[id(first)]
         what = ("the same file as" if same.real == fid.real else "a hard link to" if same.inode == fid.inode
                 else f"a byte copy (md5 {digest}) of")
-        dups.append(_duplicate(r, first, what))
+        dups.append(_duplicate(r, first, what, hint))
     return kept, dups + bad
+
+
+def _identity_keys(fid: _FileId, digest: str | None) -> list[tuple]:
+    return [("path", fid.real), ("inode", fid.inode)] + ([("md5", fid.size, digest)] if digest else [])
 
 
 def _file_ids(rows: list[dict], root: Path) -> tuple[dict[int, _FileId], list[dict]]:
@@ -403,7 +453,7 @@ def _file_ids(rows: list[dict], root: Path) -> tuple[dict[int, _FileId], list[di
     return ids, bad
 
 
-def _digests(ids: dict[int, _FileId]) -> dict[tuple[int, int], str | OSError]:
+def _digests(ids: dict[int, _FileId]) -> dict[tuple[int, int], str | OSError | UnsafeFile]:
     """The md5 of each file (by inode, read once) whose size another file has; an empty file is left to the frame
     cache (kind ``empty``), not called a copy of every other empty file."""
     inodes_by_size: dict[int, dict[tuple[int, int], str]] = {}
@@ -415,25 +465,26 @@ def _digests(ids: dict[int, _FileId]) -> dict[tuple[int, int], str | OSError]:
         return dict(zip(todo, ex.map(_md5_or_error, todo.values())))
 
 
-def _md5_or_error(path: str) -> str | OSError:
+def _md5_or_error(path: str) -> str | OSError | UnsafeFile:
+    """The file's md5 through :func:`dlkdd.data.safe_files.fingerprint`: a FIFO or device swapped in after the
+    stat is never opened (a FIFO would block the import forever), a file rewritten while hashed is noticed."""
     try:
-        with open(path, "rb") as fh:
-            return hashlib.file_digest(fh, "md5").hexdigest()
-    except OSError as err:
+        return fingerprint(path, follow_symlinks=True).md5
+    except (UnsafeFile, OSError) as err:
         return err
 
 
-def _unreadable(row: dict, err: OSError) -> dict:
+def _unreadable(row: dict, err: OSError | UnsafeFile) -> dict:
+    why = err.why if isinstance(err, UnsafeFile) else f"cannot read it ({type(err).__name__}: {err.strerror or err})"
     return {"path": row["path"], "kind": "unreadable",
-            "reason": f"{row['path']}: cannot read it ({type(err).__name__}: {err.strerror or err}); "
-                      "fix its permissions or drop it"}
+            "reason": f"{row['path']}: {why}; fix its permissions or drop it"}
 
 
-def _duplicate(row: dict, kept: dict, what: str) -> dict:
+def _duplicate(row: dict, kept: dict, what: str, hint: str = "list each clip once") -> dict:
     def where(r: dict) -> str:
         return f"{r['path']} ({r['split'] or 'no split'})"
     return {"path": row["path"], "kind": "duplicate",
-            "reason": f"{where(row)}: {what} {where(kept)}, which is kept; list each clip once"}
+            "reason": f"{where(row)}: {what} {where(kept)}, which is kept; {hint}"}
 
 
 def assign_splits(rows: list[dict], val_fraction: float, test_fraction: float, seed: int) -> None:
@@ -504,7 +555,13 @@ def _video_ids(paths: list[str]) -> list[str]:
     stems = [Path(p).stem for p in paths]
     if len(set(stems)) == len(stems):
         return stems
-    return [re.sub(r"[^\w.-]", "_", str(Path(p).with_suffix(""))) for p in paths]
+    return [path_video_id(p) for p in paths]
+
+
+def path_video_id(path: str) -> str:
+    """A video id naming the whole path: the path without its extension, characters other than letters, digits,
+    ``.``, ``-`` and ``_`` replaced by ``_`` (ids name files)."""
+    return re.sub(r"[^\w.-]", "_", str(Path(path).with_suffix("")))
 
 
 def write_import(imp: Imported, root: Path, out_dir: Path, val_fraction: float = 0.1, test_fraction: float = 0.2,
