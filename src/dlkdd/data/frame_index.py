@@ -14,6 +14,8 @@ MANIFEST_COLUMNS = INDEX_COLUMNS[1:]  # what generate and the importers write
 REQUIRED_SPLITS = ("train", "val", "test")  # the training and evaluation stages need all three
 QUARANTINE_COLUMNS = ["path", "reason", "kind"]
 EVAL_SPLITS = ("val", "test")
+POOL_SPLIT = "unlabeled"  # a manifest's split for clips with no label: the unlabelled pool (dlkdd.data.pool)
+TRUTH_FILE = "unlabeled_truth.csv"  # a generated pool's true classes (path,label,class_name): scoring only
 
 
 def read_classes(folder: str | Path) -> list[str]:

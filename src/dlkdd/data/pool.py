@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from dlkdd.data.frame_index import POOL_SPLIT, TRUTH_FILE
 from dlkdd.data.safe_files import UnsafeFile, fingerprint
 from dlkdd.data.video import printable
 
-POOL_SPLIT = "unlabeled"
+__all__ = ["NO_LABEL", "POOL_SPLIT", "TRUTH_FILE", "drop_labelled_copies", "pool_truth", "split_pool"]
 NO_LABEL = -1  # the label a pool clip has in the frame cache's index (never a class)
-TRUTH_FILE = "unlabeled_truth.csv"  # a generated pool's true classes: read only to score pseudo-labels
 
 
 def split_pool(manifest: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -39,7 +39,7 @@ from dlkdd.data.frame_index import MANIFEST_COLUMNS, QUARANTINE_COLUMNS
 from dlkdd.data.importers import (DatasetImportError, Imported, _duplicate, drop_duplicates, folder_in_root,
                                   is_utf8_name, path_video_id, row_problem)
 from dlkdd.data.safe_files import describe
-from dlkdd.data.synthetic import POOL_SPLIT
+from dlkdd.data.frame_index import POOL_SPLIT
 from dlkdd.data.video import VIDEO_SUFFIXES, escape_problem, is_inside, printable
 
 POOL_HINT = "a pool clip is never a labelled clip nor another pool clip; drop it from the pool folder"

@@ -24,11 +24,10 @@ from tqdm import tqdm
 
 from dlkdd.atomic import atomic_path
 from dlkdd.config import GenerateConfig
+from dlkdd.data.frame_index import POOL_SPLIT, TRUTH_FILE
 
 SPLITS = ("train", "val", "test")
-POOL_SPLIT = "unlabeled"  # the manifest's split for clips with no label (the unlabelled pool)
-POOL_FOLDER = "unlabeled"  # where the generator writes them: a name that does not say the class
-TRUTH_FILE = "unlabeled_truth.csv"  # path,label,class_name of the pool: never read by training
+POOL_FOLDER = "unlabeled"  # where the generator writes pool clips: a name that does not say the class
 MANIFEST_FIELDS = ("path", "label", "class_name", "split", "video_id")
 CLIPS_PER_WORKER = 16  # by default, a process per this many clips at most: starting one costs ~0.5 s of CPU
 
