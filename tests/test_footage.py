@@ -64,10 +64,12 @@ def test_footage_manifest_labels_and_paths(clips, tmp_path):
     assert footage_manifest(csv, ["Drink", "Jump", "Sit"]).empty  # header only: no rows
     add_clips(csv, [NewClip(clips[0], "Sit", file_md5(clips[0])), NewClip(clips[1], None, file_md5(clips[1]))])
     man = footage_manifest(csv, ["Drink", "Jump", "Sit"])
-    assert len(man) == 1  # unlabelled footage is kept on disk but not trained on
-    row = man.iloc[0]
+    assert len(man) == 2  # the labelled clip trains as a train clip, the unlabelled one joins the pool
+    row, pool = man.iloc[0], man.iloc[1]
     assert row["label"] == 2 and row["split"] == "train" and row["path"].startswith("Sit/")
     assert row["root"] == str(tmp_path / "data/footage") and (Path(row["root"]) / row["path"]).is_file()
+    assert pool["split"] == "unlabeled" and pool["label"] == -1 and pool["class_name"] == ""
+    assert pool["path"].startswith("_unlabelled/") and (Path(pool["root"]) / pool["path"]).is_file()
     with pytest.raises(FootageError, match="unknown class"):
         footage_manifest(csv, ["Drink", "Jump"])
 

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -178,3 +179,31 @@ def test_queued_experiment_with_zerodce_and_other_sizes(repo):
     assert data["params"]["params.yaml"]["data"]["enhance"]["method"] == "zerodce"
     metrics = data["metrics"]["metrics/evaluate.json"]["data"]
     assert 0.0 <= metrics["two_stream"]["top1"] <= 1.0 and metrics["student"]["clips"] == 6
+
+
+def test_exp_run_pool_size_reruns_only_what_reads_the_pool(repo):
+    """`dvc exp run -S generate.unlabeled_per_class=2`: the pool is rendered, cached, gated, enhanced, given teacher
+    targets and learned from; the labelled cache stays byte for byte, so the teacher and the baseline never re-run."""
+    run(["git", "checkout", "--", "."], repo)
+    run([sys.executable, "-m", "dvc", "checkout", "-f"], repo)
+    def outs() -> dict[str, str]:
+        lock = yaml.safe_load((repo / "dvc.lock").read_text())
+        return {e["path"]: e.get("md5") for st in lock["stages"].values() for e in st.get("outs", [])}
+
+    before = outs()
+    out = run([sys.executable, "-m", "dvc", "exp", "run", "-S", "generate.unlabeled_per_class=2"], repo)
+    assert _ran(out) - {"check_params"} == {"generate", "frames", "validate", "enhance", "teacher_logits",
+                                            "train_student", "export", "evaluate"}, out
+    after = outs()
+    for path in ("data/frames", "data/enhanced", "models/teacher.pt", "models/baseline.pt"):
+        assert after[path] == before[path], path
+    assert after["data/pool"] != before["data/pool"]
+    index = pd.read_csv(repo / "data/pool/index.csv", dtype={"clip_id": str})
+    assert len(index) == 6 and set(index["label"]) == {-1}
+    cache = torch.load(repo / "data/teacher_logits.pt", weights_only=True)
+    assert set(index["clip_id"]) <= set(cache["clip_ids"])  # every pool clip has its teacher rows
+    assert torch.load(repo / "models/student.pt", weights_only=True)["pool_clips"] == 6
+    report = json.loads((repo / "reports/pool.json").read_text())
+    assert report["clips"] == 6 and 0.0 <= report["pseudo_label_top1"] <= 1.0
+    assert "pool" in json.loads((repo / "metrics/validate.json").read_text())
+    run(["git", "checkout", "--", "."], repo)

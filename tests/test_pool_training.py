@@ -115,3 +115,17 @@ def test_pool_under_torchrun_is_one_line_error():
     with pytest.raises(ValueError, match="kd.use_pool=false"):
         make_train_loader(list(range(10)), TrainConfig(batch_size=2), torch.Generator(), Distributed(), 0,
                           epoch_clips=4)
+
+
+def test_online_teacher_with_mixup_learns_from_the_pool(tiny_frames):
+    """kd.teacher_logits=online runs the teacher on the pool's enhanced view too; mixup pairs pool and labelled
+    clips (a mixed pair's CE takes each label only where it exists)."""
+    index, classes = read_index(tiny_frames)
+    teacher = build_model("tiny3d", len(classes), 0.0, width=4)
+    pool = _pool_from_train(tiny_frames, lambda p: -1)
+    cfg = TrainConfig(epochs=1, batch_size=4, lr=3e-3, threads=1, resume_dir="")
+    kd = KDConfig(teacher_logits="online", mixup=0.4, alpha=0.5)
+    model, result = train_classifier(index, len(classes), [tiny_frames / "clips", tiny_frames / "enhanced" / "clips"],
+                                     TINY, cfg, seed=2, kd=kd, teacher=teacher, pool=pool)
+    assert len(result.history) == 1 and all(torch.isfinite(p).all() for p in model.parameters())
+    assert result.history[0]["train_loss"] > 0
