@@ -9,6 +9,9 @@ is respected), with its DVC-tracked data in the workspace exactly as ``dvc.lock`
 2. write the journal ``.dvc/tmp/promotion.json`` (base, target, tag) — the record a killed promotion leaves;
 3. ``git merge --ff-only <target>`` → ``dvc checkout`` → annotated ``prod-*`` tag *on target* → remove the journal.
 
+A landing (:meth:`ProductionCheckout.land`: unlabelled clips too few to retrain on, added to production's dataset
+without a pipeline run) is the same transaction without the tag.
+
 Any failure (a command exiting non-zero, ENOSPC, EIO, a DVC lock never let go) rolls back (``git reset --hard base``
 + ``dvc checkout --force``) and raises PromotionFailed saying why. If the rollback itself fails, the journal stays
 and the error is its subclass ProductionInconsistent with the one command that finishes it
@@ -125,7 +128,8 @@ class ProductionCheckout:
 
     def _resume(self, j: dict) -> list[str]:
         """Finish (tag written at HEAD) or roll back the promotion journal ``j`` names; the journal stays until done."""
-        tag_rev = ops.git(self.repo, "rev-parse", "-q", "--verify", f"{j['tag']}^{{commit}}", check=False)
+        tag_rev = ops.git(self.repo, "rev-parse", "-q", "--verify", f"{j['tag']}^{{commit}}", check=False) \
+            if j["tag"] else j["target"]  # a landing has no tag: merged is finished
         head = self.head()
         if head not in (j["base"], j["target"]):  # someone moved it since: their commits are not ours to drop
             raise ProductionInconsistent(
@@ -137,8 +141,9 @@ class ProductionCheckout:
                 ops.remove_dvc_partials(self.repo)
                 ops.dvc_waiting(self.repo, "checkout", "--force")
                 self.journal.unlink()
-                return [f"finished the interrupted promotion to {j['tag']} ({j['target'][:10]})"]
-            kept = self.rollback(j["base"], f"interrupted promotion of {j['branch']}")
+                what = f"promotion to {j['tag']}" if j["tag"] else f"landing of {j['branch']}"
+                return [f"finished the interrupted {what} ({j['target'][:10]})"]
+            kept = self.rollback(j["base"], f"interrupted {'promotion' if j['tag'] else 'landing'} of {j['branch']}")
             self._drop_tag(j["tag"], j["target"])
             self.journal.unlink()
         except Exception as err:  # ENOSPC, EIO, a DVC lock never let go: the journal stays for the next run
@@ -164,11 +169,22 @@ class ProductionCheckout:
         one whose rollback did not finish is its subclass ProductionInconsistent, with the journal kept for the next
         run's :meth:`reconcile` and the one command that finishes it by hand.
         """
+        tag = self._transaction(branch, base, message, tagged=True)
+        assert tag is not None
+        return tag
+
+    def land(self, branch: str, base: str) -> None:
+        """Make ``branch`` (production plus landed footage, no pipeline run) production: the same transaction as
+        :meth:`promote` without the ``prod-*`` tag, since no model changes (unlabelled clips too few to retrain on
+        wait in production's dataset for the next retrain). Raises PromotionFailed with production at base."""
+        self._transaction(branch, base, "", tagged=False)
+
+    def _transaction(self, branch: str, base: str, message: str, tagged: bool) -> str | None:
         try:
             with ops.flock_waiting(self.repo / LOCK) as held:
                 if not held:
                     raise PromotionFailed(f"another promotion held {LOCK} for {ops.LOCK_WAIT_S:g} s; nothing moved")
-                target, tag = self._begin(branch, base)
+                target, tag = self._begin(branch, base, tagged)
                 try:
                     self._merge_checkout_tag(target, tag, message)
                 except Exception as err:
@@ -181,31 +197,33 @@ class ProductionCheckout:
         except Exception as err:  # the lock file or the journal could not be written (a full disk): nothing moved
             raise PromotionFailed(f"{_line(err)}; nothing moved") from err
 
-    def _begin(self, branch: str, base: str) -> tuple[str, str]:
-        """Refuse unless production is clean and still at ``base``; write the journal; return (target, tag)."""
+    def _begin(self, branch: str, base: str, tagged: bool = True) -> tuple[str, str | None]:
+        """Refuse unless production is clean and still at ``base``; write the journal; return (target, tag: None for
+        a landing)."""
         if self.head() != base:
             raise PromotionFailed("the production checkout moved during the retrain; rerun to retrain on top of it")
         why = self.dirty()
         if why:
             raise PromotionFailed(f"the production checkout is not clean ({why}); nothing moved")
         target = ops.git(self.repo, "rev-parse", f"{branch}^{{commit}}")
-        tag = self._new_tag_name()
+        tag = self._new_tag_name() if tagged else None
         write_text_atomic(self.journal, json.dumps({"base": base, "target": target, "branch": branch, "tag": tag}))
         return target, tag
 
-    def _merge_checkout_tag(self, target: str, tag: str, message: str) -> None:
+    def _merge_checkout_tag(self, target: str, tag: str | None, message: str) -> None:
         ops.git(self.repo, "merge", "-q", "--ff-only", target)
         faults.inject("promote", "after_merge")
         ops.dvc_waiting(self.repo, "checkout")
         faults.inject("promote", "after_checkout")
-        ops.git(self.repo, "tag", "-a", tag, "-m", message, target)  # the tag names the commit promoted, not HEAD
-        faults.inject("promote", "after_tag")
+        if tag:
+            ops.git(self.repo, "tag", "-a", tag, "-m", message, target)  # it names the commit promoted, not HEAD
+            faults.inject("promote", "after_tag")
 
-    def _undo(self, base: str, target: str, tag: str, err: Exception) -> PromotionFailed:
-        """Roll a failed promotion back; the error to raise says whether that finished."""
+    def _undo(self, base: str, target: str, tag: str | None, err: Exception) -> PromotionFailed:
+        """Roll a failed promotion (or landing: ``tag`` None) back; the error to raise says whether that finished."""
         err_line = _line(err) + _disk_note(self.repo)  # before the rollback frees DVC's partial copies
         try:
-            kept = self.rollback(base, f"failed promotion to {tag}")
+            kept = self.rollback(base, f"failed promotion to {tag}" if tag else f"failed landing of {target[:10]}")
             self._drop_tag(tag, target)
             self.journal.unlink(missing_ok=True)
         except Exception as again:  # the journal stays: the next run's reconcile retries the rollback
@@ -244,9 +262,9 @@ class ProductionCheckout:
             return ops.git(self.repo, "rev-parse", "-q", "--verify", f"{commit}:{path}", check=False)
         return ops.git(self.repo, "hash-object", "--", path) if (self.repo / path).is_file() else ""
 
-    def _drop_tag(self, tag: str, target: str) -> None:
+    def _drop_tag(self, tag: str | None, target: str) -> None:
         """Delete ``tag`` if it names ``target`` (a tag on a rolled-back commit would name it production)."""
-        if ops.git(self.repo, "rev-parse", "-q", "--verify", f"{tag}^{{commit}}", check=False) == target:
+        if tag and ops.git(self.repo, "rev-parse", "-q", "--verify", f"{tag}^{{commit}}", check=False) == target:
             ops.git(self.repo, "tag", "-d", tag)
 
     def _new_tag_name(self) -> str:

@@ -5,6 +5,12 @@ git/DVC step from :mod:`flows.ops` (subprocesses; tasks use ``cache_policy=NO_CA
 disk, not in their return value). The dataset change and the pipeline run happen in a throw-away worktree on branch
 ``retrain/<run_id>``, so a failed or killed run leaves production exactly as it was.
 
+Unlabelled clips (loose files no ``labels.csv`` row names) train the student through the pool (KD only). A landing of
+unlabelled clips only retrains once ``retrain.min_unlabeled`` of them wait untrained (:mod:`flows.pool`: landed since
+the production model was trained, over nights); fewer are landed straight into production's dataset (a commit, no
+pipeline run, no tag: :meth:`ProductionCheckout.land`) and the run ends ``NothingToDo`` saying how many wait. A
+retrain they start is judged like any other: the same labelled test clips, the same paired test.
+
 No inbox content stops the loop: the inbox is surveyed by ``lstat`` (FIFOs, sockets, devices and symlinks are refused
 unopened), each clip is hashed, checked against every clip of the dataset (any split) and decoded on its own, and
 any error while handling one clip quarantines that clip and the run goes on. An error the run cannot pin on one clip
@@ -42,7 +48,7 @@ from dlkdd.data.inbox import Landed, claim, claim_dir, release_claims, survey_in
 from dlkdd.paths import EVALUATE_METRICS, FOOTAGE_CSV, FOOTAGE_DIR, PREDICTIONS, RETRAIN_REPORTS
 from dlkdd.regression import (MissingPredictions, PredictionsError, compare_with_rev, metric_values,
                               promotion_verdict)
-from flows import ops
+from flows import ops, pool
 from flows.intake import Batch, dataset_index, one_line, quarantine_clips, quarantine_left, reland_commands
 from flows.production import ProductionCheckout, ProductionInconsistent, PromotionFailed
 from flows.summary import Summary, cell  # noqa: F401  (cell: the escaping the tests check, re-exported)
@@ -266,7 +272,42 @@ def _retrain_claimed(run: _Run, production: ProductionCheckout) -> None:
                                                                 else "")
         return
     clips = [NewClip(c.path, c.class_name, batch.fps[c.path].md5, batch.shown(c.path)) for c in accepted]
+    if not any(c.class_name for c in clips):  # unlabelled only: retrain once enough wait (retrain.min_unlabeled)
+        waiting = len(pool.waiting_unlabelled(run.repo) | {c.md5 for c in clips})
+        if waiting < run.cfg.min_unlabeled:
+            _land_only(run, production, clips)
+            return
     _train_and_promote(run, production, clips)
+
+
+def _land_only(run: _Run, production: ProductionCheckout, clips: list[NewClip]) -> None:
+    """Too few unlabelled clips to retrain on: land them in production's dataset (a commit, no pipeline run, no tag)
+    so the next retrain trains on them, push their data, train nothing."""
+    summary = run.summary
+    ws, branch, base = production.open_candidate(run.run_id)
+    error = None
+    try:
+        added, clips = _land(run, ws, clips)
+        summary.accepted = [c.source for c in clips]
+        if not added:
+            summary.reason = "every accepted clip changed after it was taken: nothing landed"
+            return
+        try:
+            production.land(branch, base)
+        except PromotionFailed as err:  # production is at base again: the clips wait in the inbox
+            summary.decision, summary.reason = "refused", f"landing the unlabelled clips failed: {err}"
+            return
+        waiting = len(pool.waiting_unlabelled(run.repo))  # this landing's included: it is production's now
+        summary.reason = (f"{len(added)} unlabelled clip(s) landed, {waiting} wait untrained (landed since the "
+                          f"production model was trained); a retrain needs {run.cfg.min_unlabeled} "
+                          "(retrain.min_unlabeled): nothing trained")
+        error = _push(run, ws)
+        for c in clips:  # landed: in production's dataset and the DVC cache
+            c.src.unlink(missing_ok=True)
+    finally:
+        production.close_candidate(ws, branch, keep_branch=False)
+        if error is not None:
+            raise error
 
 
 def _train_and_promote(run: _Run, production: ProductionCheckout, clips: list[NewClip]) -> None:
@@ -287,6 +328,7 @@ def _train_and_promote(run: _Run, production: ProductionCheckout, clips: list[Ne
             summary.decision, summary.reason = "training failed", f"nothing promoted: {str(err).splitlines()[0]}"
             error = err
             return
+        summary.pool_clips = pool.pool_clips(ws)
         promote, why = _verdict(run, ws, base)
         keep_branch = True
         _promote_or_keep(run, production, promote, why, branch, base)

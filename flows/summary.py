@@ -47,6 +47,7 @@ class Summary:
     metric: str = ""
     production: float | None = None
     candidate: float | None = None
+    pool_clips: int | None = None  # unlabelled pool clips the candidate learned from (data/pool/index.csv rows)
     paired: str = ""  # the paired test of production's and the candidate's per-clip test predictions
     decision: str = "nothing to do"  # promoted | kept | gate failed | training failed | refused | failed | nothing ..
     reason: str = ""
@@ -74,7 +75,9 @@ class Summary:
                 ("accepted", str(len(self.accepted))), ("quarantined", str(len(self.quarantined))),
                 ("left in the inbox", str(len(self.not_landed))),
                 ("quality gate", self.gate.split(":", 1)[0] if self.gate else "not run"), ("drift", self.drift),
-                ("paired test", self.paired), ("duplicate check", self.dedupe),
+                ("paired test", self.paired),
+                ("pool clips learned from", "" if self.pool_clips is None else str(self.pool_clips)),
+                ("duplicate check", self.dedupe),
                 ("reconciled", "; ".join(self.reconciled) or "consistent"), ("branch", self.branch),
                 ("production tag", self.tag), ("dvc push", self.push)]
 

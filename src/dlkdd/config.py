@@ -306,6 +306,9 @@ class RetrainConfig:
     tolerance: float = between(0.05, -1, 1)
     push_retries: int = nonneg(3, 100)  # `dvc push` attempts after the first
     push_retry_delay_s: float = nonneg(10.0, 3600)
+    # a landing of unlabelled clips only retrains once this many wait untrained (landed since production's model was
+    # trained); fewer land and wait for the next retrain. Labelled clips always retrain.
+    min_unlabeled: int = count(20, 1_000_000)
 
 
 @dataclass
