@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from dlkdd.paths import FOOTAGE_CSV
+from dlkdd.paths import FOOTAGE_CSV, POOL_INDEX
 from flows import ops
 
 LOCK = "dvc.lock"
-POOL_INDEX = "data/pool/index.csv"  # frames stage: the pool clips ready for training (one row each)
 
 
 def unlabelled_md5s(footage_csv_text: str) -> set[str]:

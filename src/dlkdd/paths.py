@@ -10,6 +10,7 @@ from __future__ import annotations
 # outputs of dvc.yaml's stages
 FRAME_STATS = "data/frames/stats.csv"  # frames: per-clip brightness statistics (the gate's drift reference)
 FRAME_CLASSES = "data/frames/classes.txt"  # frames: the trained class list, in label order
+POOL_INDEX = "data/pool/index.csv"  # frames: the unlabelled pool's clips ready for the student (one row each)
 STUDENT = "models/student.pt"  # train_student: the deployable model
 STUDENT_ONNX = "models/student.onnx"  # export: its ONNX export
 EVALUATE_METRICS = "metrics/evaluate.json"  # evaluate: top-1/top-5 per model (dvc metrics)
