@@ -10,11 +10,10 @@ from pathlib import Path
 import pandas as pd
 from _common import params_or_exit
 
-from dlkdd.atomic import write_csv_atomic, write_text_atomic
 from dlkdd.data.footage import FootageError, footage_manifest
-from dlkdd.data.frame_index import INDEX_COLUMNS, MANIFEST_COLUMNS, QUARANTINE_COLUMNS, REQUIRED_SPLITS, read_classes
+from dlkdd.data.frame_index import MANIFEST_COLUMNS, REQUIRED_SPLITS, read_classes
 from dlkdd.data.frames import SamplingSpec, build_frame_cache
-from dlkdd.data.pool import drop_labelled_copies, pool_truth, split_pool
+from dlkdd.data.pool import build_pool_cache, split_pool
 from dlkdd.isolated import WorkerStartError
 
 
@@ -68,7 +67,8 @@ def main() -> None:
     manifest, pool = split_pool(manifest)
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
-    spec = SamplingSpec(clips_per_video=f.clips_per_video, train_sampling=f.train_sampling, stride=f.stride,
+    spec = SamplingSpec(num_frames=f.num_frames, size=f.size, clips_per_video=f.clips_per_video,
+                        train_sampling=f.train_sampling, stride=f.stride,
                         min_decoded_fraction=f.min_decoded_fraction, seed=params.seed,
                         decode_timeout_s=f.decode_timeout_s)
     try:
@@ -87,38 +87,10 @@ def main() -> None:
         sys.exit(f"error: split(s) {empty} have no usable clips after quarantine (see {out / 'quarantine.csv'}); "
                  "the pipeline needs train, val and test: fix the files or re-import with other split options")
     if args.pool_out:
-        write_pool(manifest, pool, root, Path(args.pool_out), f, spec, classes, trusted)
-
-
-def write_pool(labelled: pd.DataFrame, pool: pd.DataFrame, root: Path, out: Path, f, spec: SamplingSpec,
-               classes: list[str], trusted: tuple[str, ...]) -> None:
-    """The pool's frame cache at ``out`` (empty files, same layout, when there is no pool): a copy of a labelled
-    clip is quarantined as a duplicate first, the rest decoded like training clips; the generator's true classes
-    (if any) go to ``truth.csv`` beside it, for scoring pseudo-labels only."""
-    shutil.rmtree(out, ignore_errors=True)
-    pool, dups = drop_labelled_copies(labelled, pool, root)
-    if pool.empty:
-        (out / "clips").mkdir(parents=True)
-        write_csv_atomic(pd.DataFrame(columns=INDEX_COLUMNS), out / "index.csv")
-        write_csv_atomic(pd.DataFrame(columns=["clip_id", "split", "label"]), out / "stats.csv")
-        write_csv_atomic(pd.DataFrame(dups, columns=QUARANTINE_COLUMNS), out / "quarantine.csv")
-        write_text_atomic(out / "classes.txt", "\n".join(classes) + "\n")
-        print(f"pool: no unlabelled clips{f', {len(dups)} duplicates quarantined' if dups else ''}")
-        return
-    try:
-        result = build_frame_cache(pool, root, out, f.num_frames, f.size, classes, workers=f.workers, spec=spec,
-                                   trusted_roots=trusted)
-    except ValueError as err:
-        sys.exit(f"error: unlabelled pool: {err}")
-    if dups:  # the labelled copies first, then what the decoder refused
-        bad = pd.read_csv(out / "quarantine.csv", dtype=str, keep_default_na=False)
-        write_csv_atomic(pd.concat([pd.DataFrame(dups, columns=QUARANTINE_COLUMNS), bad]), out / "quarantine.csv")
-    truth = pool_truth(root, pd.read_csv(out / "index.csv", dtype={"path": str, "clip_id": str}))
-    if truth is not None:
-        write_csv_atomic(truth, out / "truth.csv")
-    print(f"pool: {result.ready:,} unlabelled clips ready"
-          + (f", {result.quarantined + len(dups)} quarantined: see {out / 'quarantine.csv'}"
-             if result.quarantined + len(dups) else ""))
+        try:
+            print(build_pool_cache(manifest, pool, root, Path(args.pool_out), spec, classes, f.workers, trusted))
+        except (ValueError, WorkerStartError) as err:  # two pool rows would write one clip file; no worker starts
+            sys.exit(f"error: unlabelled pool: {err}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ stage (teacher, baseline, two-stream and student on the same dark test split). V
 has whole variants; resumable (a variant/seed with its metrics file is not run again).
 
     python study/pool.py --work /tmp/pool-study [--seeds 0 1 2 3 4] [--variants p10-ep100 p1-ep100 ...]
-    python study/pool.py --work /tmp/pool-study --collect reports/kd_pool.csv
+    python study/pool.py --work /tmp/pool-study --collect reports/kd_study_pool
 
 Needs ~1.2 GB of disk in the work folder and ~70 min of a 2-core machine for the default plan.
 """
@@ -151,17 +151,66 @@ def collect(work: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def report(table: pd.DataFrame, out: Path) -> str:
+    """Mean ± std over seeds per variant, gap closed, paired t-test against the no-pool student; a plot of student
+    top-1 against pool size with teacher, baseline and two-stream as lines. Writes <out>.{csv,md,png}."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy import stats
+
+    table = table.sort_values(["kd_epochs", "pool_x", "seed"])
+    table.to_csv(out.with_suffix(".csv"), index=False)
+    ref = table[table["variant"] == "p0-ep100"].set_index("seed")["student"]
+    ts = table.groupby("seed")["two_stream"].first()
+    lines = ["| variant | pool | budget | seeds | student top-1 | vs no pool (paired p) | gap closed | "
+             "pseudo-label top-1 | latency vs two-stream | GFLOPs vs two-stream | student train s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (ep, px, name), g in table.groupby(["kd_epochs", "pool_x", "variant"], sort=True):
+        g = g.set_index("seed")
+        common = g.index.intersection(ref.index)
+        diff = g.loc[common, "student"] - ref.loc[common]
+        p = stats.ttest_rel(g.loc[common, "student"], ref.loc[common]).pvalue if len(common) > 1 and name != \
+            "p0-ep100" else float("nan")
+        gap = (g.loc[common, "student"].mean() - ref.loc[common].mean()) / (ts.loc[common].mean()
+                                                                          - ref.loc[common].mean())
+        lines.append(f"| {name} | {px:g}x | {ep} epochs | {len(g)} | {g['student'].mean():.3f} ± "
+                     f"{g['student'].std():.3f} | {diff.mean():+.3f} (p={p:.3f}) | {gap:+.0%} | "
+                     f"{g['pseudo_label_top1'].mean():.3f} | {g['latency_ratio'].median():.2f}x | "
+                     f"{g['gflops_ratio'].median():.2f}x | {g['train_s'].median():.0f} |")
+    for m in ("teacher", "baseline", "two_stream"):
+        col = table.groupby("seed")[m].first()
+        lines.append(f"| {m} | - | - | {len(col)} | {col.mean():.3f} ± {col.std():.3f} | | | | | | |")
+    md = "\n".join(lines) + "\n"
+    out.with_suffix(".md").write_text(md)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for ep, g in table.groupby("kd_epochs"):
+        agg = g.groupby("pool_x")["student"].agg(["mean", "std"])
+        ax.errorbar(agg.index, agg["mean"], yerr=agg["std"], marker="o", capsize=3,
+                    label=f"student, {ep} epochs of len(train) clips")
+    for m, style in (("teacher", "--"), ("two_stream", "-."), ("baseline", ":")):
+        ax.axhline(table.groupby("seed")[m].first().mean(), linestyle=style, color="grey", label=m)
+    ax.set_xlabel("unlabelled pool size (x the labelled train set)")
+    ax.set_ylabel("dark test top-1 (mean ± std over seeds)")
+    ax.set_title("Student top-1 against unlabelled pool size")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out.with_suffix(".png"), dpi=110)
+    return md
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    ap.add_argument("--collect", type=Path, help="write the finished runs' table here (CSV) and stop")
+    ap.add_argument("--collect", type=Path, help="write the finished runs' table and report to <this>.{csv,md,png} "
+                    "and stop")
     args = ap.parse_args()
     if args.collect:
-        table = collect(args.work)
-        table.to_csv(args.collect, index=False)
-        print(table.groupby("variant")[["student", "teacher", "two_stream"]].agg(["mean", "std", "count"]))
+        print(report(collect(args.work), args.collect))
         return
     prepare(args.work)
     for seed in args.seeds:

@@ -28,8 +28,7 @@ from tqdm import tqdm
 
 from dlkdd import faults
 from dlkdd.atomic import write_array_atomic, write_csv_atomic, write_text_atomic
-from dlkdd.data.frame_index import EVAL_SPLITS, INDEX_COLUMNS, QUARANTINE_COLUMNS
-from dlkdd.data.pool import POOL_SPLIT
+from dlkdd.data.frame_index import EVAL_SPLITS, INDEX_COLUMNS, POOL_SPLIT, QUARANTINE_COLUMNS
 from dlkdd.data.untrusted import DECODER, decode_for_cache
 from dlkdd.data.video import (VideoDecodeError, check_complete, escape_problem, is_inside, printable, resize_frame,
                               sample_clips)

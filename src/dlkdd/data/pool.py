@@ -12,15 +12,19 @@ labelled row, which always wins. A test clip copied into the unlabelled folder w
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
 
-from dlkdd.data.frame_index import POOL_SPLIT, TRUTH_FILE
+from dlkdd.atomic import write_csv_atomic, write_text_atomic
+from dlkdd.data.frame_index import INDEX_COLUMNS, POOL_SPLIT, QUARANTINE_COLUMNS, TRUTH_FILE
+from dlkdd.data.frames import SamplingSpec, build_frame_cache
 from dlkdd.data.safe_files import UnsafeFile, fingerprint
 from dlkdd.data.video import printable
 
-__all__ = ["NO_LABEL", "POOL_SPLIT", "TRUTH_FILE", "drop_labelled_copies", "pool_truth", "split_pool"]
+__all__ = ["NO_LABEL", "POOL_SPLIT", "TRUTH_FILE", "build_pool_cache", "drop_labelled_copies", "pool_truth",
+           "split_pool"]
 NO_LABEL = -1  # the label a pool clip has in the frame cache's index (never a class)
 
 
@@ -99,3 +103,31 @@ def pool_truth(root: str | Path, pool_index: pd.DataFrame) -> pd.DataFrame | Non
     truth = pd.read_csv(path, dtype={"path": str})
     merged = pool_index[["clip_id", "path"]].merge(truth[["path", "label"]], on="path", how="inner")
     return merged[["clip_id", "label"]]
+
+
+def build_pool_cache(labelled: pd.DataFrame, pool: pd.DataFrame, root: str | Path, out: Path, spec: SamplingSpec,
+                     classes: list[str], workers: int = 1, trusted_roots: tuple[str | Path, ...] = ()) -> str:
+    """The pool's frame cache at ``out`` (the frame-cache layout; empty files when there is no pool); returns a
+    one-line summary. A copy of a labelled clip is quarantined first (:func:`drop_labelled_copies`), the rest is
+    decoded like training clips; the generator's true classes (if any) go to ``truth.csv`` beside it, for scoring
+    pseudo-labels only. Raises ValueError (one line) when two pool rows would write one clip file."""
+    shutil.rmtree(out, ignore_errors=True)
+    pool, dups = drop_labelled_copies(labelled, pool, root)
+    if pool.empty:
+        (out / "clips").mkdir(parents=True)
+        write_csv_atomic(pd.DataFrame(columns=INDEX_COLUMNS), out / "index.csv")
+        write_csv_atomic(pd.DataFrame(columns=["clip_id", "split", "label"]), out / "stats.csv")
+        write_csv_atomic(pd.DataFrame(dups, columns=QUARANTINE_COLUMNS), out / "quarantine.csv")
+        write_text_atomic(out / "classes.txt", "\n".join(classes) + "\n")
+        return f"pool: no unlabelled clips{f', {len(dups)} duplicates quarantined' if dups else ''}"
+    result = build_frame_cache(pool, Path(root), out, spec.num_frames, spec.size, classes, workers=workers,
+                               spec=spec, trusted_roots=trusted_roots)
+    if dups:  # the labelled copies first, then what the decoder refused
+        bad = pd.read_csv(out / "quarantine.csv", dtype=str, keep_default_na=False)
+        write_csv_atomic(pd.concat([pd.DataFrame(dups, columns=QUARANTINE_COLUMNS), bad]), out / "quarantine.csv")
+    truth = pool_truth(root, pd.read_csv(out / "index.csv", dtype={"path": str, "clip_id": str}))
+    if truth is not None:
+        write_csv_atomic(truth, out / "truth.csv")
+    bad = result.quarantined + len(dups)
+    return f"pool: {result.ready:,} unlabelled clips ready" + (
+        f", {bad} quarantined: see {out / 'quarantine.csv'}" if bad else "")
