@@ -22,7 +22,7 @@ from conftest import ROOT
 from dlkdd.cli import main
 from dlkdd.data.stream import stream_windows
 from dlkdd.data.video import read_video
-from dlkdd.distill.checkpoint import save_model
+from dlkdd.checkpoint import save_model
 from dlkdd.infer.runner import load_runner
 from dlkdd.infer.timeline import (UNCERTAIN_BELOW, WindowResult, class_colour, merge_segments, smooth,
                                   timeline_html, timeline_png, uncertain)

@@ -24,7 +24,7 @@ from dlkdd.data.frames import build_frame_cache
 from dlkdd.data.stream import stream_windows
 from dlkdd.data.synthetic import darken, generate_dataset, render_clip, write_video
 from dlkdd.data.video import read_video
-from dlkdd.distill.checkpoint import save_model
+from dlkdd.checkpoint import save_model
 from dlkdd.distill.training_run import train_classifier
 from footage import write_clip
 

@@ -18,7 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from dlkdd.atomic import write_bytes_atomic
-from dlkdd.checkpoint_io import load_weights_only
+from dlkdd.torch_file import load_weights_only
 
 ITERATIONS = 8
 
