@@ -57,7 +57,7 @@ def train_and_save(name: str, params: Params, frames_dir: str, clip_dirs: list[s
     """
     from dlkdd.config import kd_record, to_dict
     from dlkdd.data.frame_index import read_index
-    from dlkdd.distill.checkpoint import save_model
+    from dlkdd.checkpoint import save_model
     from dlkdd.distill.runtime import init_runtime, shutdown
     from dlkdd.distill.timings import write_train_timing
     from dlkdd.distill.training_run import train_classifier

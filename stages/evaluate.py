@@ -14,7 +14,7 @@ from _common import load_zerodce_or_exit, params_or_exit
 from dlkdd.atomic import atomic_path, write_text_atomic
 from dlkdd.data.dataset import ClipDataset
 from dlkdd.data.frame_index import read_index
-from dlkdd.distill.checkpoint import load_model
+from dlkdd.checkpoint import load_model
 from dlkdd.distill.evaluation import (evaluate_split, evaluate_two_stream, inference_cost, per_class_accuracy,
                                      predictions_table, two_stream_cost)
 from dlkdd.enhance import enhance_clip

@@ -19,7 +19,7 @@ from _common import params_or_exit
 from dlkdd.atomic import write_text_atomic
 from dlkdd.data.dataset import ClipDataset
 from dlkdd.data.frame_index import read_index
-from dlkdd.distill.checkpoint import load_model
+from dlkdd.checkpoint import load_model
 from dlkdd.distill.logit_cache import compute_teacher_logits, save_teacher_logits
 from dlkdd.distill.runtime import seed_everything
 

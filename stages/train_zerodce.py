@@ -11,7 +11,7 @@ import torch
 from _common import params_or_exit
 
 from dlkdd.data.frame_index import read_index
-from dlkdd.enhance.zerodce import LossWeights, save_zerodce, train_zerodce
+from dlkdd.enhance.zerodce import save_zerodce, train_zerodce
 
 
 def train_frames(frames_dir: Path, per_clip: int) -> np.ndarray:
@@ -41,9 +41,8 @@ def main() -> None:
     z = params.enhance.zerodce
     torch.set_num_threads(params.train.threads)
     frames = train_frames(Path(args.frames), z.frames_per_clip)
-    weights = LossWeights(exposure=z.exposure, w_spa=z.w_spa, w_exp=z.w_exp, w_col=z.w_col, w_tv=z.w_tv)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    net, history = train_zerodce(frames, z.epochs, z.lr, z.batch_size, z.crop, weights, seed=params.seed,
+    net, history = train_zerodce(frames, z.epochs, z.lr, z.batch_size, z.crop, weights=z, seed=params.seed,
                                  weight_decay=z.weight_decay, device=device)
     save_zerodce(args.out, net, history=history, train_frames=int(len(frames)))
     last = history[-1] if history else {}

@@ -19,6 +19,7 @@ import json
 import math
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,7 @@ MODELS = ("teacher", "baseline", "student", "two_stream")
 # (column, title): one sweep per knob, the other knobs at their defaults
 SWEEPS = (("method", "Teacher's enhancement method"), ("T", "Temperature T"), ("alpha", "α (weight of the KD term)"),
           ("sizes", "Teacher / student size (tiny3d width)"), ("data", "Synthetic dataset (generate.seed)"))
-KNOBS = ("method", "T", "alpha", "sizes", "data")
-# the sweeps' knobs as params keys (sizes is teacher.width/student.width)
+# the sweeps' knobs as params keys, the one map of both (sizes is teacher.width/student.width, written "24/12")
 KNOB_KEYS = {"method": ("enhance.method",), "T": ("kd.temperature",), "alpha": ("kd.alpha",),
              "sizes": ("teacher.width", "student.width"), "data": ("generate.seed",)}
 GOAL_COST = 0.3  # issue 15: the student must match the two-stream model at ≤ 0.3× its inference cost
@@ -89,6 +89,28 @@ def defaults(params: dict, keys: list[str]) -> dict[str, Any]:
     no such key (a lever added after that params.yaml), None where neither has it."""
     flat = flatten(params)
     return {k: norm(flat.get(k, SCHEMA.get(k))) for k in keys}
+
+
+def knob_value(knob: str, params: Mapping[str, Any]) -> Any:
+    """A knob's value in ``params`` (a run's or the base's, by params key): its key's value, or for a knob of several
+    keys their values joined by "/" (sizes: "24/12", teacher/student width)."""
+    keys = KNOB_KEYS[knob]
+    return params[keys[0]] if len(keys) == 1 else "/".join(f"{params[k]:g}" for k in keys)
+
+
+def with_base_overrides(base: dict[str, Any], items: list[str]) -> dict[str, Any]:
+    """``base`` with ``--base KEY=VALUE`` items applied; KEY is a params key or a knob (sizes: ``teacher/student``).
+    ValueError (one line) for a key no study moves."""
+    base = dict(base)
+    for item in items:
+        key, _, value = item.partition("=")
+        keys = KNOB_KEYS.get(key, (key,))
+        values = value.split("/") if len(keys) > 1 else [value]
+        if "=" not in item or any(k not in base for k in keys) or len(values) != len(keys):
+            raise ValueError(f"--base {item}: not KEY=VALUE with KEY a study param (one of {', '.join(base)}) "
+                             f"or a knob ({', '.join(KNOB_KEYS)}; sizes=TEACHER/STUDENT)")
+        base |= {k: norm(v) for k, v in zip(keys, values)}
+    return base
 
 
 def cell(row: dict, name: str, file: str) -> Any:
@@ -144,9 +166,8 @@ def load(rows: list[dict], keys: list[str]) -> pd.DataFrame:
     recs = [record(r, keys) for r in rows if finished(r) and re.match(r"^s\d+-", str(r["Experiment"]))]
     df = pd.DataFrame(recs, columns=["name", "seed", *keys, *MODELS, "epoch_time_ratio", "latency_ratio",
                                      "gflops_ratio"])
-    df["method"] = df["enhance.method"]
-    df["T"], df["alpha"], df["data"] = df["kd.temperature"], df["kd.alpha"], df["generate.seed"]
-    df["sizes"] = [f"{t:g}/{s:g}" for t, s in zip(df["teacher.width"], df["student.width"])]
+    for knob, knob_keys in sorted(KNOB_KEYS.items(), key=lambda kv: len(kv[1])):  # kd_study.csv: sizes last
+        df[knob] = df[knob_keys[0]] if len(knob_keys) == 1 else [knob_value(knob, r) for _, r in df.iterrows()]
     return df.drop_duplicates(["seed", *keys]).reset_index(drop=True)
 
 
@@ -208,8 +229,7 @@ def lever_table(df: pd.DataFrame, levers: dict[str, dict[str, Any]], base: dict[
         train_epochs = g["train.epochs"].astype(float)
         epochs = g["kd.epochs"].astype(float) if "kd.epochs" in g else train_epochs  # kd.epochs 0 = train.epochs
         st_epochs = epochs.where(epochs > 0, train_epochs)
-        r = {"variant": name, "overrides": " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                                                    for k, v in levers[name].items()) or "(params.yaml)",
+        r = {"variant": name, "overrides": " ".join(f"{k}={_v(v)}" for k, v in levers[name].items()) or "(params.yaml)",
              "n": len(g), "seeds": " ".join(str(s) for s in g.seed)}
         for m in MODELS:
             r[f"{m}_mean"], r[f"{m}_std"] = g[m].mean(), g[m].std(ddof=1) if len(g) > 1 else 0.0
@@ -225,6 +245,11 @@ def lever_table(df: pd.DataFrame, levers: dict[str, dict[str, Any]], base: dict[
                          and r["gflops_ratio"] <= GOAL_COST)
         out.append(r)
     return pd.DataFrame(out)
+
+
+def _v(value: Any) -> str:
+    """A param value as the report and `-S` write it: a float shortest (1.0 → 1), anything else as its string."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _f(x: float, fmt: str = ".3f") -> str:
@@ -263,9 +288,8 @@ def lever_report(table: pd.DataFrame) -> list[str]:
 
 
 def report(df: pd.DataFrame, base: dict[str, Any], levers: dict[str, dict[str, Any]] | None = None) -> str:
-    fixed = ", ".join(f"{k}={base[KNOB_KEYS[k][0]]:g}" if isinstance(base[KNOB_KEYS[k][0]], float)
-                      else f"{k}={base[KNOB_KEYS[k][0]]}" for k in ("method", "T", "alpha", "data"))
-    sizes = f"{base['teacher.width']:g}/{base['student.width']:g}"
+    fixed = ", ".join(f"{k}={_v(knob_value(k, base))}" for k in ("method", "T", "alpha", "data"))
+    sizes = knob_value("sizes", base)
     out = ["## KD study on the embedded synthetic dark footage", "",
            f"Top-1 on the dark test split (110 clips), mean ± std over seeds (n). Each sweep varies one knob from the "
            f"base {fixed}, sizes={sizes} (teacher/student width), every lever at params.yaml. p: paired t-test, KD "
@@ -275,13 +299,12 @@ def report(df: pd.DataFrame, base: dict[str, Any], levers: dict[str, dict[str, A
         s = sweep(df, knob, base)
         if s.empty or s[knob].nunique() < 2:  # the base alone is no sweep (it is the levers' base row)
             continue
-        base_value = sizes if knob == "sizes" else base[KNOB_KEYS[knob][0]]
+        base_value = knob_value(knob, base)
         out += [f"### {title}", "", f"| {knob} | n | teacher | baseline (no KD) | KD student | two-stream | "
                 "student − baseline | p |", "|---|---|---|---|---|---|---|---|"]
         for value, g in s.groupby(knob):
             mark = " (base)" if value == base_value else ""
-            v = f"{value:g}" if isinstance(value, float) else str(value)
-            out.append(f"| {v}{mark} | {len(g)} | {mean_std(g.teacher)} | {mean_std(g.baseline)} | "
+            out.append(f"| {_v(value)}{mark} | {len(g)} | {mean_std(g.teacher)} | {mean_std(g.baseline)} | "
                        f"{mean_std(g.student)} | {mean_std(g.two_stream)} | {mean_std(g.student - g.baseline)} | "
                        f"{paired(g.student, g.baseline)} |")
         out.append("")
@@ -327,7 +350,7 @@ def plot(df: pd.DataFrame, base: dict[str, Any], path: Path, levers: dict[str, d
             m, s = g[col].mean(), g[col].std(ddof=1).fillna(0)
             x = [j + (i - 1.5) * 0.08 for j in range(len(m))]  # categorical axis, models side by side
             ax.errorbar(x, m.values, yerr=s.values, marker="o", capsize=3, linestyle="", label=col)
-        ax.set_xticks(range(len(m)), [f"{v:g}" if isinstance(v, float) else str(v) for v in m.index])
+        ax.set_xticks(range(len(m)), [_v(v) for v in m.index])
         ax.set_title(title, fontsize=9)
         ax.set_ylabel("top-1 (dark test split)")
         ax.legend(fontsize=8)
@@ -342,8 +365,7 @@ def plan(names: list[str], levers: dict[str, dict[str, Any]]) -> list[str]:
     unknown = [n for n in names if n not in levers]
     if unknown:
         raise ValueError(f"unknown variant(s) {', '.join(unknown)}: study/levers.yaml has {', '.join(levers)}")
-    return [" ".join([n, *(f"-S {k}={v:g}" if isinstance(v, float) else f"-S {k}={v}"
-                           for k, v in levers[n].items())]) for n in names]
+    return [" ".join([n, *(f"-S {k}={_v(v)}" for k, v in levers[n].items())]) for n in names]
 
 
 def exp_rows(path: Path | None) -> list[dict]:
@@ -382,17 +404,11 @@ def main() -> None:
         return
     keys = study_keys(levers)
     base = defaults(yaml.safe_load(args.params.read_text()), keys)
-    for item in args.base:
-        key, value = item.split("=", 1)
-        key = {"method": "enhance.method", "T": "kd.temperature", "alpha": "kd.alpha", "data": "generate.seed"}.get(
-            key, key)
-        if key == "sizes":  # teacher/student width
-            base["teacher.width"], base["student.width"] = (norm(w) for w in value.split("/"))
-        elif key not in base:
-            print(f"error: --base {item}: {key} is no study param (one of {', '.join(base)}, sizes)", file=sys.stderr)
-            sys.exit(2)
-        else:
-            base[key] = norm(value)
+    try:
+        base = with_base_overrides(base, args.base)
+    except ValueError as err:  # a CLI's bad input: one line, exit 2
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
     df = load(rows, keys)
     args.out.mkdir(parents=True, exist_ok=True)
     df.assign(variant=variant_of(df, levers, base)).sort_values([*keys, "seed"]).pipe(

@@ -158,7 +158,7 @@ def student(tmp_path_factory):
     """A tiny untrained tiny3d student checkpoint (4 x 32 x 32, classes Drink/Jump/Sit); tests only read it."""
     import torch
 
-    from dlkdd.distill.checkpoint import save_model
+    from dlkdd.checkpoint import save_model
     from dlkdd.models.build import build_model
 
     d = tmp_path_factory.mktemp("models")

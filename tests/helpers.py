@@ -1,11 +1,16 @@
 """Plain helpers several test modules share (fixtures live in conftest.py; no test module imports another)."""
 import contextlib
+import functools
 import hashlib
+import http.server
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from conftest import ROOT, run_ok, tool_env
@@ -119,3 +124,44 @@ def dlkdd_inproc(capsys, *args):
     rc = main([str(a) for a in args])
     out = capsys.readouterr()
     return rc, out.out, out.err
+
+
+class SlowFileHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves a file like a live camera: ``chunk`` bytes, then ``on_chunk(sent, total)``, then a ``delay`` s pause.
+    The hook is the test's hand on the stream (count what was sent, press Ctrl-C on the client half way)."""
+
+    def __init__(self, *args, delay: float, on_chunk: Callable[[int, int], None], chunk: int = 4096, **kwargs):
+        self.delay, self.on_chunk, self.chunk = delay, on_chunk, chunk
+        super().__init__(*args, **kwargs)  # handles the request: the attributes must be set first
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        data = (Path(self.directory) / self.path.lstrip("/")).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "video/x-msvideo")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        for i in range(0, len(data), self.chunk):
+            try:
+                self.wfile.write(data[i:i + self.chunk])
+            except (BrokenPipeError, ConnectionResetError):  # the client stopped reading
+                return
+            self.on_chunk(min(i + self.chunk, len(data)), len(data))
+            time.sleep(self.delay)
+
+
+@contextlib.contextmanager
+def serve_slowly(folder: Path, delay: float, on_chunk: Callable[[int, int], None] = lambda sent, total: None,
+                 chunk: int = 4096) -> Iterator[str]:
+    """Serve ``folder``'s files over loopback HTTP with :class:`SlowFileHandler`; yields the base URL
+    ``http://127.0.0.1:<port>`` and shuts the server down after the block."""
+    handler = functools.partial(SlowFileHandler, directory=str(folder), delay=delay, on_chunk=on_chunk, chunk=chunk)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

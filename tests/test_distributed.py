@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from dlkdd.distill.checkpoint import load_model
+from dlkdd.checkpoint import load_model
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from dlkdd.distill.checkpoint import save_model
+from dlkdd.checkpoint import save_model
 from dlkdd.distill.timings import write_train_timing
 from dlkdd.models.build import build_model
 from dlkdd.regression import PREDICTION_KEYS, PREDICTION_MODELS, compare_prediction_files

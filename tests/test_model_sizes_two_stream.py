@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from dlkdd.data.dataset import ClipDataset
-from dlkdd.distill.checkpoint import load_model, save_model
+from dlkdd.checkpoint import load_model, save_model
 from dlkdd.distill.evaluation import evaluate_split, evaluate_two_stream
 from dlkdd.models.build import build_model, count_params
 

@@ -11,7 +11,7 @@ import torch
 
 from conftest import ROOT
 from helpers import CLASSES, dlkdd, dlkdd_inproc
-from dlkdd.distill.checkpoint import save_model
+from dlkdd.checkpoint import save_model
 from dlkdd.models.build import build_model
 
 @pytest.fixture(scope="module")

@@ -2,14 +2,10 @@
 stream), a readable timeline chart, "no action reached", a marked uncertain top class, a brightened --annotate video
 with its path, no codec noise on the progress bar (a really damaged file), a hint when no model is found,
 --version. The model is a real tiny3d trained here in seconds to tell the two scenes of a real alternating video."""
-import functools
-import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
-import time
 from importlib.metadata import version
 from pathlib import Path
 
@@ -22,13 +18,14 @@ from conftest import ROOT
 from dlkdd.cli import main
 from dlkdd.data.stream import stream_windows
 from dlkdd.data.video import read_video
-from dlkdd.distill.checkpoint import save_model
+from dlkdd.checkpoint import save_model
 from dlkdd.infer.runner import load_runner
 from dlkdd.infer.timeline import (UNCERTAIN_BELOW, WindowResult, class_colour, merge_segments, smooth,
                                   timeline_html, timeline_png, uncertain)
 from dlkdd.infer.watch import Timeline, watch_live
 from dlkdd.models.build import build_model
 from footage import write_clip
+from helpers import serve_slowly
 
 FPS = 15.0
 PART_S = 4  # the video alternates scenes every 4 s: dark noise (Drink), bright moving bars (Jump)
@@ -115,46 +112,18 @@ def test_segments_are_yielded_before_the_decoder_reaches_the_end(scenes):
     assert [s for s, _ in seen] == merge_segments(into.windows, CLASSES, 0.5)  # the same as the batch form
 
 
-class _SlowHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves a file like a live camera (4 KB every 100 ms, the 40 s video in 12 s) and counts what it has sent."""
-
-    sent = 0
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        data = (Path(self.directory) / self.path.lstrip("/")).read_bytes()
-        self.send_response(200)
-        self.send_header("Content-Type", "video/x-msvideo")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        for i in range(0, len(data), 4096):
-            try:
-                self.wfile.write(data[i:i + 4096])
-            except (BrokenPipeError, ConnectionResetError):
-                return
-            type(self).sent = i + 4096
-            time.sleep(0.1)
-
-
 def test_a_stream_prints_each_segment_line_while_it_is_still_playing(scenes):
     model, video = scenes
     total = video.stat().st_size
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                             functools.partial(_SlowHandler, directory=str(video.parent)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/{video.name}"
+    sent = [0]  # bytes the server has sent so far: 4 KB every 100 ms, the 40 s video in 12 s
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.Popen([sys.executable, "-m", "dlkdd.cli", "predict", url, "--model", str(model), "--window",
-                             "2s", "--stride", "1s"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
-    try:
+    with serve_slowly(video.parent, 0.1, lambda n, _total: sent.__setitem__(0, n)) as base:
+        proc = subprocess.Popen([sys.executable, "-m", "dlkdd.cli", "predict", f"{base}/{video.name}", "--model",
+                                 str(model), "--window", "2s", "--stride", "1s"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env)
         first = [proc.stdout.readline(), proc.stdout.readline()]  # the input's name, then its first segment
-        sent_at_first = _SlowHandler.sent
+        sent_at_first = sent[0]
         rest, err = proc.communicate(timeout=300)
-    finally:
-        server.shutdown()
     assert proc.returncode == 0, err
     assert "Drink" in first[1] and sent_at_first < total * 0.5, (first, sent_at_first, total)
     lines = [ln.split()[1] for ln in (first[1:] + rest.splitlines()) if ln.startswith("  0:")]

@@ -127,6 +127,18 @@ def test_sweeps_hold_the_other_knobs_at_their_defaults(tmp_path):
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_base_overrides_name_a_knob_or_a_params_key():
+    """--base takes the knob names the report's tables use (one map of knob → params keys) or the keys themselves."""
+    before = dict(BASE)
+    base = report.with_base_overrides(BASE, ["method=gamma", "T=2", "sizes=48/12", "kd.alpha=0.25"])
+    assert (base["enhance.method"], base["kd.temperature"], base["kd.alpha"]) == ("gamma", 2.0, 0.25)
+    assert (base["teacher.width"], base["student.width"]) == (48.0, 12.0)
+    assert report.knob_value("sizes", base) == "48/12" and BASE == before  # the base itself is left as it was
+    for bad in ("nope=1", "sizes=48", "T"):
+        with pytest.raises(ValueError, match=f"--base {bad}: not KEY=VALUE"):
+            report.with_base_overrides(BASE, [bad])
+
+
 def test_plan_gives_each_variant_its_overrides():
     assert report.plan(["base", "mixup-ep100"], LEVERS) == [
         "base", "mixup-ep100 -S kd.teacher_logits=online -S kd.mixup=0.2 -S kd.epochs=100"]

@@ -215,7 +215,7 @@ def test_checkpoint_bytes_do_not_depend_on_the_file_name_or_process(tmp_path):
     import subprocess
     import sys
 
-    from dlkdd.distill.checkpoint import save_model
+    from dlkdd.checkpoint import save_model
     from dlkdd.models.build import build_model
 
     torch.manual_seed(0)
@@ -223,7 +223,7 @@ def test_checkpoint_bytes_do_not_depend_on_the_file_name_or_process(tmp_path):
     save_model(tmp_path / "a.pt", model, "tiny3d", ["a", "b", "c"], 4, 32, width=8)
     save_model(tmp_path / "much_longer_name.pt", model, "tiny3d", ["a", "b", "c"], 4, 32, width=8)
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "much_longer_name.pt").read_bytes()
-    code = ("import torch, sys; from dlkdd.distill.checkpoint import save_model, save_atomic; "
+    code = ("import torch, sys; from dlkdd.torch_file import save_atomic; "
             f"save_atomic(torch.load(r'{tmp_path / 'a.pt'}', weights_only=True), r'{tmp_path / 'c.pt'}')")
     subprocess.run([sys.executable, "-c", code], check=True)  # another process: another pid in the temp name
     assert (tmp_path / "c.pt").read_bytes() == (tmp_path / "a.pt").read_bytes()
@@ -351,7 +351,7 @@ def _stage_repo(tmp_path, tiny_frames, kd: dict):
 
     from conftest import copy_pipeline
 
-    from dlkdd.distill.checkpoint import save_model
+    from dlkdd.checkpoint import save_model
 
     d = copy_pipeline(tmp_path / "repo", {"kd": kd, "train": {"epochs": 1, "batch_size": 2, "threads": 1,
                                                                 "resume_dir": ""}})
@@ -376,7 +376,7 @@ TL_ARGS = ("--frames", "frames", "--clips", "frames/enhanced/clips", "--teacher"
 
 @pytest.mark.parametrize("teacher", ["enhanced", "dual_light"])
 def test_teacher_logits_stage_stores_baseline_rows_only_for_dual_light(tiny_frames, tmp_path, teacher):
-    from dlkdd.distill.checkpoint import load_model
+    from dlkdd.checkpoint import load_model
 
     d = _stage_repo(tmp_path, tiny_frames, {"teacher": teacher})
     r = _run_stage(d, "teacher_logits", *TL_ARGS)

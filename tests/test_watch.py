@@ -9,9 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,9 +22,10 @@ from dlkdd.data.frames import build_frame_cache
 from dlkdd.data.stream import stream_windows
 from dlkdd.data.synthetic import darken, generate_dataset, render_clip, write_video
 from dlkdd.data.video import read_video
-from dlkdd.distill.checkpoint import save_model
+from dlkdd.checkpoint import save_model
 from dlkdd.distill.training_run import train_classifier
 from footage import write_clip
+from helpers import serve_slowly
 
 FPS = 15.0
 CFG = GenerateConfig(classes=["Walk", "Wave"], train_per_class=60, val_per_class=8, test_per_class=1, num_frames=30,
@@ -133,55 +132,30 @@ def test_truncated_long_video_is_one_line_not_a_partial_timeline(walk_wave, tmp_
     assert not (tmp_path / "out/cut.json").exists()  # no timeline that looks like the whole video
 
 
-class _SlowHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves a file slowly, like a live camera, and presses Ctrl-C on the client half way through."""
-
-    client_pid = 0
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        data = (Path(self.directory) / self.path.lstrip("/")).read_bytes()
-        self.send_response(200)
-        self.send_header("Content-Type", "video/x-msvideo")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        chunk = 4096
-        for i in range(0, len(data), chunk):
-            if i >= len(data) // 2 and self.client_pid:
-                os.kill(self.client_pid, signal.SIGINT)
-                type(self).client_pid = 0
-            try:
-                self.wfile.write(data[i:i + chunk])
-            except (BrokenPipeError, ConnectionResetError):
-                return
-            time.sleep(0.01)
-
-
 @pytest.mark.e2e  # walk_wave trains a student
 def test_ctrl_c_on_a_stream_still_writes_what_was_seen(walk_wave, tmp_path):
     ckpt, video = walk_wave
     frames, _ = read_video(video)
     write_video(tmp_path / "live.avi", frames, FPS)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                             functools.partial(_SlowHandler, directory=str(tmp_path)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/live.avi"
+    client: dict[str, int] = {}
+
+    def ctrl_c_half_way(sent: int, total: int) -> None:  # once, on the client, when half the file is out
+        if sent >= total // 2 and (pid := client.pop("pid", 0)):
+            os.kill(pid, signal.SIGINT)
+
+    with serve_slowly(tmp_path, 0.01, ctrl_c_half_way) as base:
         # Ctrl-C as a terminal sends it: the child starts with SIGINT's default action, whatever this pytest process
         # inherited or was given by a library (an ignored SIGINT is inherited across exec, and Python keeps it)
-        proc = subprocess.Popen([sys.executable, "-m", "dlkdd.cli", "predict", url, "--model", str(ckpt),
-                                 "--window", "2s", "--timeline", str(tmp_path / "out")],
+        proc = subprocess.Popen([sys.executable, "-m", "dlkdd.cli", "predict", f"{base}/live.avi", "--model",
+                                 str(ckpt), "--window", "2s", "--timeline", str(tmp_path / "out")],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-        _SlowHandler.client_pid = proc.pid
+        client["pid"] = proc.pid
         out, err = proc.communicate(timeout=300)
-    finally:
-        server.shutdown()
     assert proc.returncode == 0, err
     assert "stopped by Ctrl-C" in out and "Traceback" not in err
-    doc = json.loads((tmp_path / "out/127.0.0.1_" f"{server.server_address[1]}_live.avi.json").read_text())
+    timeline = base.removeprefix("http://").replace(":", "_") + "_live.avi.json"  # 127.0.0.1_<port>_live.avi.json
+    doc = json.loads((tmp_path / "out" / timeline).read_text())
     assert doc["interrupted"] is True and 1 <= len(doc["windows"]) and doc["windows"][-1]["end_s"] < 19
 
 

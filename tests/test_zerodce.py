@@ -2,7 +2,8 @@
 import numpy as np
 import torch
 
-from dlkdd.enhance.zerodce import (DCENet, LossWeights, apply_curves, colour_constancy_loss, exposure_loss,
+from dlkdd.config import ZeroDCEConfig
+from dlkdd.enhance.zerodce import (DCENet, apply_curves, colour_constancy_loss, exposure_loss,
                                    illumination_smoothness_loss, load_zerodce, save_zerodce,
                                    spatial_consistency_loss, to_tensor, train_zerodce, zerodce_enhance)
 
@@ -51,7 +52,7 @@ def test_a_few_training_steps_raise_exposure_toward_target(tmp_path):
     net = DCENet()
     before = zerodce_enhance(frames, net).mean() / 255
     net, history = train_zerodce(frames, epochs=6, lr=1e-3, batch_size=8, crop=32,
-                                 weights=LossWeights(exposure=0.6), seed=0, model=net)
+                                 weights=ZeroDCEConfig(exposure=0.6), seed=0, model=net)
     after = zerodce_enhance(frames, net).mean() / 255
     assert after > before + 0.05 and abs(after - 0.6) < abs(before - 0.6)
     assert history[-1]["exp"] < history[0]["exp"]

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from dlkdd.checkpoint_io import load_weights_only
+from dlkdd.torch_file import load_weights_only
 from dlkdd.data.dataset import ClipDataset, to_float
 
 FLIPS = (False, True)  # row 0 = clip as cached, row 1 = clip flipped left-right
@@ -38,7 +38,7 @@ def compute_teacher_logits(teacher: nn.Module, clips: torch.Tensor, batch_size: 
 
 
 def save_teacher_logits(path: str | Path, logits: torch.Tensor, clip_ids: list[str], **meta: Any) -> None:
-    from dlkdd.distill.checkpoint import save_atomic
+    from dlkdd.torch_file import save_atomic
 
     save_atomic({"logits": logits.contiguous(), "clip_ids": list(clip_ids), **meta}, path)
 

@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 
 from dlkdd.config import KDConfig, to_dict
 from dlkdd.data.dataset import ClipDataset
-from dlkdd.distill.checkpoint import load_model
+from dlkdd.checkpoint import load_model
 from dlkdd.distill.hint import Hint
 from dlkdd.distill.kd import DualLightTeacher, KDLoss, draw_mixup, fuse_logits, mix
 from dlkdd.distill.logit_cache import CachedLogitsDataset, load_teacher_logits

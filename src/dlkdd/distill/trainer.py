@@ -23,13 +23,14 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
+from dlkdd.checkpoint import load_training_state
 from dlkdd.config import TrainConfig, to_dict
 from dlkdd.data.dataset import to_float
-from dlkdd.distill.checkpoint import load_training_state, save_atomic
 from dlkdd.distill.metrics import accuracy
 from dlkdd.distill.runtime import (Runtime, all_reduce_sum, amp_dtype, rng_state, seed_everything,  # noqa: F401
                                    set_rng_state)
 from dlkdd.distill.schedule import build_optimizer, build_scheduler
+from dlkdd.torch_file import save_atomic
 
 
 @dataclass(frozen=True)

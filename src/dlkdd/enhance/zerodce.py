@@ -8,7 +8,6 @@ Here it is trained from scratch on the dataset's own dark train frames; nothing 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,8 @@ from torch import nn
 from tqdm import tqdm
 
 from dlkdd.atomic import write_bytes_atomic
-from dlkdd.checkpoint_io import load_weights_only
+from dlkdd.config import ZeroDCEConfig
+from dlkdd.torch_file import load_weights_only
 
 ITERATIONS = 8
 
@@ -94,18 +94,10 @@ def illumination_smoothness_loss(maps: torch.Tensor) -> torch.Tensor:
     return dh.mean() + dw.mean()
 
 
-@dataclass
-class LossWeights:
-    exposure: float = 0.6
-    w_spa: float = 1.0
-    w_exp: float = 10.0
-    w_col: float = 5.0
-    w_tv: float = 200.0
-
-
 def zero_reference_loss(original: torch.Tensor, enhanced: torch.Tensor, maps: torch.Tensor,
-                        w: LossWeights) -> tuple[torch.Tensor, dict[str, float]]:
-    """The weighted sum of the four losses, and each term as a float for logging."""
+                        w: ZeroDCEConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """The weighted sum of the four losses, and each term as a float for logging; the weights and the exposure
+    target are ``enhance.zerodce``'s (one schema, one set of defaults)."""
     terms = {"spa": spatial_consistency_loss(enhanced, original), "exp": exposure_loss(enhanced, w.exposure),
              "col": colour_constancy_loss(enhanced), "tv": illumination_smoothness_loss(maps)}
     total = w.w_spa * terms["spa"] + w.w_exp * terms["exp"] + w.w_col * terms["col"] + w.w_tv * terms["tv"]
@@ -119,7 +111,7 @@ def to_tensor(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def train_zerodce(frames: np.ndarray, epochs: int, lr: float, batch_size: int, crop: int, weights: LossWeights,
+def train_zerodce(frames: np.ndarray, epochs: int, lr: float, batch_size: int, crop: int, weights: ZeroDCEConfig,
                   seed: int = 0, weight_decay: float = 0.0, device: str = "cpu",
                   model: DCENet | None = None) -> tuple[DCENet, list[dict[str, float]]]:
     """Train DCE-Net on dark frames (N, H, W, 3) uint8 with random crops and flips; returns the net and per-epoch

@@ -194,8 +194,8 @@ class TorchRunner(Runner):
     def __init__(self, path: Path, device: str = "cpu") -> None:
         import torch
 
-        from dlkdd.distill.checkpoint import load_checkpoint
-        from dlkdd.models.build import build_model, check_input
+        from dlkdd.checkpoint import load_checkpoint, model_from_checkpoint
+        from dlkdd.models.build import check_input
 
         ckpt = load_checkpoint(path)  # FileNotFoundError / ValueError with one line
         try:
@@ -203,17 +203,11 @@ class TorchRunner(Runner):
                 raise TypeError(f"a {type(ckpt).__name__}, not a dict")
             arch, classes = str(ckpt["arch"]), class_list(ckpt["classes"])
             num_frames, size = whole(ckpt["num_frames"], "num_frames"), whole(ckpt["size"], "size")
-            state = dict(ckpt["state_dict"])
-            width = int(ckpt.get("width", 24))
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
+        except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{path}: not a dlkdd model checkpoint ({type(err).__name__}: {err}); pass "
                              "models/student.pt or an .onnx export") from None
-        try:
-            model = build_model(arch, len(classes), width=width)
-        except ValueError as err:  # an arch this version does not know
-            raise ValueError(f"{path}: {err}") from None
-        _load_state(model, state, path, arch, len(classes))
-        self.model = model.eval().to(device)
+        model = model_from_checkpoint(ckpt, path)  # ValueError with one line: unknown arch, weights that do not fit
+        self.model = model.to(device)
         self.device = device
         self._torch = torch
         mean = tuple(float(v) for v in model.mean.flatten())  # the statistics this checkpoint was trained with
@@ -233,21 +227,6 @@ class TorchRunner(Runner):
         x = torch.from_numpy(np.ascontiguousarray(clips)).permute(0, 4, 1, 2, 3).to(self.device)
         with torch.inference_mode():
             return self.model(to_float(x)).float().cpu().numpy()
-
-
-def _load_state(model: Any, state: dict, path: Path, arch: str, num_classes: int) -> None:
-    """Load ``state`` into ``model``; ValueError naming the first key that does not fit (no torch traceback)."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    bad = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or bad:
-        what = (f"'{bad[0]}' is {tuple(state[bad[0]].shape)}, the arch needs {tuple(own[bad[0]].shape)}" if bad
-                else f"{len(missing)} missing / {len(unexpected)} unexpected weights, e.g. "
-                     f"'{(missing or unexpected)[0]}'")
-        raise ValueError(f"{path}: weights do not fit arch '{arch}' with {num_classes} classes ({what}); "
-                         "the checkpoint is damaged or was edited")
-    model.load_state_dict(state)
 
 
 class OnnxRunner(Runner):

@@ -19,7 +19,7 @@ import torchvision.models as tvm
 from torch import nn
 from torchvision.models import video as tvv
 
-from dlkdd.checkpoint_io import load_weights_only
+from dlkdd.torch_file import load_weights_only
 from dlkdd.models.tiny import Tiny3DNet
 
 # Kinetics-400 statistics of torchvision's ResNet-3D weights: what tiny3d has always been trained with (kept so its
