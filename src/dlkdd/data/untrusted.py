@@ -14,6 +14,8 @@ runs on a video file, and the :data:`DECODER` kind of worker that runs it:
 """
 from __future__ import annotations
 
+import os
+
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +42,13 @@ def setup_decoder_worker() -> None:
     """Run in each :data:`DECODER` worker before it is ready: one OpenCV thread, a beat per decoded frame."""
     cv2.setNumThreads(1)  # parallelism comes from the workers (bench_ingest: OpenCV's pool only added overhead)
     video.heartbeat = beat
+    # The codecs print what a damaged file makes them print, raw bytes included: OpenCV's AVI reader echoes a chunk id
+    # it did not expect ("Expected: LIST. Got: <4 bytes of the file>"), so a hostile file could write terminal
+    # escapes to the operator's screen. A file's fate is reported per file (quarantine.csv, one line), and a Python
+    # error here goes back over the pipe: the worker's own stderr is not needed.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
 
 
 def decode_for_cache(path: Path, plan: Callable[[int], list[np.ndarray]]
