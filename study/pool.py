@@ -42,6 +42,13 @@ VARIANTS = {
     "p3-ep30": (90, {"epochs": 30}),  # the default run's budget (train.epochs = 30): a pool at no extra training
     "p1-ep30": (30, {"epochs": 30}),
     "p0-ep30": (0, {"epochs": 30}),  # the default student (the levers study's `base`), re-run as a check
+    # pure KD (α = 1: no CE on the labelled clips either), as the hand-run seed of issue 23
+    "p3-a1-ep100": (90, {"epochs": 100, "alpha": 1.0}),
+    "p10-a1-ep100": (300, {"epochs": 100, "alpha": 1.0}),
+    "p1-a1-ep100": (30, {"epochs": 100, "alpha": 1.0}),
+    "p0-a1-ep100": (0, {"epochs": 100, "alpha": 1.0}),
+    "p3-ep200": (90, {"epochs": 200}),
+    "p3-a1-ep200": (90, {"epochs": 200, "alpha": 1.0}),
 }
 
 
@@ -151,7 +158,7 @@ def collect(work: Path) -> pd.DataFrame:
         per_class, kd = VARIANTS[run.name]
         hist = pd.read_csv(run / "student.csv")
         rows.append({"variant": run.name, "seed": seed, "pool_per_class": per_class,
-                     "pool_x": per_class / 30, "kd_epochs": kd["epochs"],
+                     "pool_x": per_class / 30, "kd_epochs": kd["epochs"], "kd_alpha": kd.get("alpha", 0.5),
                      **{m: top1.get(m) for m in ("teacher", "baseline", "student", "two_stream")},
                      "latency_ratio": timings.get("student_vs_two_stream_latency"),
                      "gflops_ratio": cost.get("student", {}).get("gflops", 0)
@@ -172,36 +179,38 @@ def report(table: pd.DataFrame, out: Path) -> str:
     import matplotlib.pyplot as plt
     from scipy import stats
 
-    table = table.sort_values(["kd_epochs", "pool_x", "seed"])
+    table = table.sort_values(["kd_epochs", "kd_alpha", "pool_x", "seed"])
     table.to_csv(out.with_suffix(".csv"), index=False)
-    refs = {ep: g.set_index("seed")["student"] for ep, g in table[table["pool_x"] == 0].groupby("kd_epochs")}
+    refs = {key: g.set_index("seed")["student"]
+            for key, g in table[table["pool_x"] == 0].groupby(["kd_epochs", "kd_alpha"])}
     ts = table.groupby("seed")["two_stream"].first()
-    lines = ["| variant | pool | budget | seeds | student top-1 | vs no pool (paired p) | gap closed | "
+    lines = ["| variant | pool | budget | α | seeds | student top-1 | vs no pool (paired p) | gap closed | "
              "pseudo-label top-1 | latency vs two-stream | GFLOPs vs two-stream | student train s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for (ep, px, name), g in table.groupby(["kd_epochs", "pool_x", "variant"], sort=True):
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (ep, a, px, name), g in table.groupby(["kd_epochs", "kd_alpha", "pool_x", "variant"], sort=True):
         g = g.set_index("seed")
-        ref = refs.get(ep, refs.get(100))  # no pool at the same budget, else at 100 epochs (the best without one)
+        # no pool at the same budget, else at 100 epochs (the best without one)
+        ref = refs.get((ep, a), refs.get((ep, 0.5), refs.get((100, 0.5), pd.Series(dtype=float))))
         common = g.index.intersection(ref.index)
         diff = g.loc[common, "student"] - ref.loc[common]
         p = stats.ttest_rel(g.loc[common, "student"], ref.loc[common]).pvalue if len(common) > 1 and px > 0 \
             else float("nan")
         gap = (g.loc[common, "student"].mean() - ref.loc[common].mean()) / (ts.loc[common].mean()
                                                                           - ref.loc[common].mean())
-        lines.append(f"| {name} | {px:g}x | {ep} epochs | {len(g)} | {g['student'].mean():.3f} ± "
+        lines.append(f"| {name} | {px:g}x | {ep} epochs | {a:g} | {len(g)} | {g['student'].mean():.3f} ± "
                      f"{g['student'].std():.3f} | {diff.mean():+.3f} (p={p:.3f}) | {gap:+.0%} | "
                      f"{g['pseudo_label_top1'].mean():.3f} | {g['latency_ratio'].median():.2f}x | "
                      f"{g['gflops_ratio'].median():.2f}x | {g['train_s'].median():.0f} |")
     for m in ("teacher", "baseline", "two_stream"):
         col = table.groupby("seed")[m].first()
-        lines.append(f"| {m} | - | - | {len(col)} | {col.mean():.3f} ± {col.std():.3f} | | | | | | |")
+        lines.append(f"| {m} | - | - | - | {len(col)} | {col.mean():.3f} ± {col.std():.3f} | | | | | | |")
     md = "\n".join(lines) + "\n"
     out.with_suffix(".md").write_text(md)
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for ep, g in table.groupby("kd_epochs"):
+    for (ep, a), g in table.groupby(["kd_epochs", "kd_alpha"]):
         agg = g.groupby("pool_x")["student"].agg(["mean", "std"])
         ax.errorbar(agg.index, agg["mean"], yerr=agg["std"], marker="o", capsize=3,
-                    label=f"student, {ep} epochs of len(train) clips")
+                    label=f"student, α={a:g}, {ep} epochs of len(train) clips")
     for m, style in (("teacher", "--"), ("two_stream", "-."), ("baseline", ":")):
         ax.axhline(table.groupby("seed")[m].first().mean(), linestyle=style, color="grey", label=m)
     ax.set_xlabel("unlabelled pool size (x the labelled train set)")
