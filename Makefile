@@ -10,7 +10,7 @@ export GX_ANALYTICS_ENABLED := false
 # `dvc plots show` page with the Vega libraries inlined (.dvc/config plots.html_template): charts render offline
 PLOTS_PAGE := .dvc/plots.html
 
-.PHONY: run test test-fast install clean-data
+.PHONY: run run-pool test test-fast install clean-data
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ run: $(STAMP) $(PLOTS_PAGE)
 	dvc repro
 	dlkdd summary
 
+# the unlabelled-pool profile (README "Learn from unlabelled footage"): a 1x pool and the student's 100-epoch budget,
+# as a DVC experiment on top of the default run (its teacher and baseline are reused from the run-cache)
+run-pool: $(STAMP) $(PLOTS_PAGE)
+	dvc exp run -n pool-1x -S generate.unlabeled_per_class=30 -S kd.epochs=100
+	dlkdd summary
+
 test: $(STAMP) $(PLOTS_PAGE)
 	ruff check .
 	pytest -q
@@ -36,7 +42,7 @@ test-fast: $(STAMP) $(PLOTS_PAGE)
 	pytest -q -m "not e2e"
 
 clean-data:
-	rm -rf data/raw data/frames data/enhanced models/*.pt
+	rm -rf data/raw data/frames data/enhanced data/pool data/pool_enhanced models/*.pt
 
 # Retrain when footage lands (README: "Retrain when new footage lands"). Two terminals: the server, then the flows.
 .PHONY: prefect-server serve

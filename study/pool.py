@@ -49,6 +49,10 @@ VARIANTS = {
     "p0-a1-ep100": (0, {"epochs": 100, "alpha": 1.0}),
     "p3-ep200": (90, {"epochs": 200}),
     "p3-a1-ep200": (90, {"epochs": 200, "alpha": 1.0}),
+    "p1-ep200": (30, {"epochs": 200}),
+    # the two-stream model's soft targets (teacher on enhanced + baseline on dark, fused at T) on the pool
+    "p3-dual-ep100": (90, {"epochs": 100, "teacher": "dual_light"}),
+    "p1-dual-ep100": (30, {"epochs": 100, "teacher": "dual_light"}),
 }
 
 
@@ -115,16 +119,30 @@ def seed_models(work: Path, seed: int) -> Path:
     return run
 
 
+def dual_logits(work: Path, seed: int) -> Path:
+    """The teacher_logits stage with kd.teacher=dual_light: the baseline's rows beside the teacher's (train + pool)."""
+    run, c = work / f"s{seed}" / "dual", work / "common"
+    if not (run / "teacher_logits.pt").is_file():
+        write_params(run, seed, {"teacher": "dual_light"})
+        stage(work, run, "teacher_logits.py", "--frames", str(c / "frames"), "--clips", str(c / "enhanced/clips"),
+              "--teacher", str(run.parent / "teacher.pt"), "--dark-clips", str(c / "frames/clips"), "--baseline",
+              str(run.parent / "baseline.pt"), "--pool", str(c / "pool"), "--pool-clips",
+              str(c / "pool_enhanced/clips"), "--pool-dark-clips", str(c / "pool/clips"), "--out",
+              "teacher_logits.pt")
+    return run / "teacher_logits.pt"
+
+
 def student(work: Path, seed: int, name: str) -> None:
     per_class, kd = VARIANTS[name]
     run, c, models = work / f"s{seed}" / name, work / "common", work / f"s{seed}"
     if (run / "evaluate.json").is_file():
         return
+    logits = dual_logits(work, seed) if kd.get("teacher") == "dual_light" else models / "teacher_logits.pt"
     write_params(run, seed, kd, use_pool=per_class > 0)
     pool = pool_subset(work, per_class) if per_class else c / "pool"
     stage(work, run, "train_student.py", "--frames", str(c / "frames"), "--clips", str(c / "frames/clips"),
           "--teacher-clips", str(c / "enhanced/clips"), "--teacher", str(models / "teacher.pt"), "--baseline",
-          str(models / "baseline.pt"), "--teacher-logits", str(models / "teacher_logits.pt"), "--pool", str(pool),
+          str(models / "baseline.pt"), "--teacher-logits", str(logits), "--pool", str(pool),
           "--pool-clips", str(c / "pool/clips"), "--pool-teacher-clips", str(c / "pool_enhanced/clips"),
           "--out", "models/student.pt", "--history", "student.csv")
     for m in ("teacher", "baseline"):
