@@ -47,6 +47,14 @@ def sh(args: list[str], cwd: str | Path, check: bool = True,
     return r
 
 
+def failure_line(err: CommandFailed) -> str:
+    """One line for a failed command: its first line (the command and exit code) and the first ``error:`` line of its
+    output (what a stage or DVC said was wrong), so a person reads the cause without opening a log."""
+    lines = str(err).splitlines()
+    cause = next((ln.strip() for ln in lines[1:] if ln.strip().lower().startswith("error")), "")
+    return f"{lines[0]} {cause}".strip() if cause else lines[0]
+
+
 def git(cwd: str | Path, *args: str, check: bool = True) -> str:
     return sh(["git", *args], cwd, check).stdout.strip()
 

@@ -325,7 +325,7 @@ def _train_and_promote(run: _Run, production: ProductionCheckout, clips: list[Ne
         try:
             run_pipeline(ws, run.set_params, run.run_id)
         except ops.CommandFailed as err:
-            summary.decision, summary.reason = "training failed", f"nothing promoted: {str(err).splitlines()[0]}"
+            summary.decision, summary.reason = "training failed", f"nothing promoted: {ops.failure_line(err)}"
             error = err
             return
         summary.pool_clips = pool.pool_clips(ws)

@@ -106,3 +106,15 @@ def test_enough_unlabelled_clips_over_nights_retrain_with_the_paired_verdict(poo
     assert f"| pool clips learned from | {res['pool_clips']} |" in report
     if res["decision"] == "kept":
         assert snapshot(pool_prod) == before  # unlabelled footage never promotes a worse model
+
+
+def test_a_failed_training_run_says_its_cause_in_one_line(tmp_path):
+    """`dvc exp run` failing in a candidate's workspace: the run's reason names the command and the stage's own
+    ``error:`` line (it was the exit code alone: the cause sat in a log nobody opens)."""
+    from flows import ops
+
+    script = "import sys; print('Running stage validate'); sys.exit('error: unlabelled pool: 2 clips too bright')"
+    with pytest.raises(ops.CommandFailed) as err:
+        ops.sh([sys.executable, "-c", script], tmp_path)
+    line = ops.failure_line(err.value)
+    assert "\n" not in line and "exited 1" in line and line.endswith("error: unlabelled pool: 2 clips too bright")
