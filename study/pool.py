@@ -225,10 +225,15 @@ def report(table: pd.DataFrame, out: Path) -> str:
     md = "\n".join(lines) + "\n"
     out.with_suffix(".md").write_text(md)
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for (ep, a), g in table.groupby(["kd_epochs", "kd_alpha"]):
+    family = table["variant"].str.split("-", n=1).str[1]  # p3-a1-ep100 → a1-ep100: one line per recipe
+    for fam, g in table.groupby(family):
+        if not (g["pool_x"] == 0).any():  # the no-pool point of the same budget, else the 100-epoch one
+            g = pd.concat([table[table["variant"] == ("p0-" + fam.split("-")[-1])] if (
+                table["variant"] == "p0-" + fam.split("-")[-1]).any() else table[table["variant"] == "p0-ep100"], g])
         agg = g.groupby("pool_x")["student"].agg(["mean", "std"])
+        what = {"a1": "α = 1 (pure KD)", "dual": "two-stream targets"}.get(fam.split("-")[0], "α = 0.5")
         ax.errorbar(agg.index, agg["mean"], yerr=agg["std"], marker="o", capsize=3,
-                    label=f"student, α={a:g}, {ep} epochs of len(train) clips")
+                    label=f"student, {what}, {fam.split('-')[-1][2:]} epochs")
     for m, style in (("teacher", "--"), ("two_stream", "-."), ("baseline", ":")):
         ax.axhline(table.groupby("seed")[m].first().mean(), linestyle=style, color="grey", label=m)
     ax.set_xlabel("unlabelled pool size (x the labelled train set)")
