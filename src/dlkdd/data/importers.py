@@ -564,6 +564,13 @@ def path_video_id(path: str) -> str:
     return re.sub(r"[^\w.-]", "_", str(Path(path).with_suffix("")))
 
 
+def check_out_dir(out_dir: Path, root: Path) -> None:
+    """Refuse (one line) an --out inside the dataset root: an import never writes into the source folder."""
+    if is_inside(out_dir, root):
+        raise DatasetImportError(f"--out {out_dir} is inside the dataset root {root}: the source folder is never "
+                                 "written to; choose a folder outside it (e.g. data/manifests/<name>)")
+
+
 def write_import(imp: Imported, root: Path, out_dir: Path, val_fraction: float = 0.1, test_fraction: float = 0.2,
                  seed: int = 0) -> ImportResult:
     """Check rows, fill in missing splits, write ``manifest.csv`` / ``classes.txt`` / ``import_quarantine.csv``.
@@ -573,9 +580,7 @@ def write_import(imp: Imported, root: Path, out_dir: Path, val_fraction: float =
     root, out_dir = Path(root), Path(out_dir)
     if not root.is_dir():
         raise DatasetImportError(f"dataset root {root} is not a folder")
-    if is_inside(out_dir, root):
-        raise DatasetImportError(f"--out {out_dir} is inside the dataset root {root}: the source folder is never "
-                                 "written to; choose a folder outside it (e.g. data/manifests/<name>)")
+    check_out_dir(out_dir, root)
     bad = list(imp.bad)
     good: list[dict] = []
     for r in imp.rows:

@@ -35,12 +35,11 @@ from pathlib import Path
 import pandas as pd
 
 from dlkdd.atomic import write_csv_atomic
-from dlkdd.data.frame_index import MANIFEST_COLUMNS, QUARANTINE_COLUMNS
-from dlkdd.data.importers import (DatasetImportError, Imported, _duplicate, drop_duplicates, folder_in_root,
-                                  is_utf8_name, path_video_id, row_problem)
+from dlkdd.data.frame_index import MANIFEST_COLUMNS, POOL_SPLIT, QUARANTINE_COLUMNS
+from dlkdd.data.importers import (DatasetImportError, Imported, _duplicate, check_out_dir, drop_duplicates,
+                                  folder_in_root, is_utf8_name, path_video_id, row_problem)
 from dlkdd.data.safe_files import describe
-from dlkdd.data.frame_index import POOL_SPLIT
-from dlkdd.data.video import VIDEO_SUFFIXES, escape_problem, is_inside, printable
+from dlkdd.data.video import VIDEO_SUFFIXES, escape_problem, printable
 
 POOL_HINT = "a pool clip is never a labelled clip nor another pool clip; drop it from the pool folder"
 
@@ -103,9 +102,7 @@ def add_pool(imp: Imported, root: str | Path, out_dir: str | Path) -> PoolImport
     """Append ``imp``'s usable rows to ``out_dir/manifest.csv`` as pool rows and their rejects to
     ``import_quarantine.csv`` (module doc); the labelled rows and classes.txt are not touched."""
     root, out_dir = Path(root), Path(out_dir)
-    if is_inside(out_dir, root):
-        raise DatasetImportError(f"--out {out_dir} is inside the dataset root {root}: the source folder is never "
-                                 "written to; choose a folder outside it (e.g. data/manifests/<name>)")
+    check_out_dir(out_dir, root)
     manifest_path, quarantine_path = out_dir / "manifest.csv", out_dir / "import_quarantine.csv"
     old = _read_manifest(manifest_path, root)
     known = old.to_dict("records")
