@@ -114,7 +114,7 @@ def _preflight(records: list[dict], root: Path, num_classes: int, spec: Sampling
     refused: dict[int, dict] = {}
     writer: dict[str, dict] = {}  # clip id -> the row writing it
     for i, rec in enumerate(records):
-        problem = check_row(rec, _row_root(rec, root), num_classes, root, trusted_roots)
+        problem = check_row(rec, row_root(rec, root), num_classes, root, trusted_roots)
         if problem:
             refused[i] = {"path": printable(rec["path"]), "reason": problem[0], "kind": problem[1]}
             continue
@@ -128,7 +128,7 @@ def _preflight(records: list[dict], root: Path, num_classes: int, spec: Sampling
     return refused
 
 
-def _row_root(rec: dict, root: Path) -> Path:
+def row_root(rec: dict, root: Path) -> Path:
     """A row's effective root: its own ``root`` column when it has one (landed footage), else the dataset's."""
     return Path(rec["root"]) if isinstance(rec.get("root"), str) else Path(root)
 
@@ -178,7 +178,7 @@ def build_frame_cache(manifest: pd.DataFrame, root: Path, out_dir: Path, num_fra
     clips = out_dir / "clips"
     clips.mkdir(parents=True, exist_ok=True)
     # an optional ``root`` column gives a row its own root (landed footage lives beside the dataset, not inside it)
-    jobs = [(rec, _row_root(rec, root), clips, spec, len(classes), i)
+    jobs = [(rec, row_root(rec, root), clips, spec, len(classes), i)
             for i, rec in enumerate(records) if i not in refused]
     rows, stats, bad = [], [], []
     # every file is decoded in a supervised worker process: a codec that crashes or hangs on one file, or anything

@@ -19,7 +19,7 @@ import pandas as pd
 
 from dlkdd.atomic import write_csv_atomic, write_text_atomic
 from dlkdd.data.frame_index import INDEX_COLUMNS, POOL_SPLIT, QUARANTINE_COLUMNS, TRUTH_FILE
-from dlkdd.data.frames import SamplingSpec, build_frame_cache
+from dlkdd.data.frames import SamplingSpec, row_root, build_frame_cache
 from dlkdd.data.safe_files import UnsafeFile, fingerprint
 from dlkdd.data.video import printable
 
@@ -44,11 +44,6 @@ def split_pool(manifest: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return labelled, pool.reset_index(drop=True)
 
 
-def _row_file(rec: dict, root: Path) -> Path:
-    own = rec.get("root")
-    return (Path(own) if isinstance(own, str) and own else root) / str(rec["path"])
-
-
 def _md5(path: Path) -> str | None:
     try:
         return fingerprint(path, follow_symlinks=True).md5
@@ -56,34 +51,39 @@ def _md5(path: Path) -> str | None:
         return None
 
 
+def _size(path: Path) -> int | None:
+    return os.path.getsize(path) if path.is_file() else None
+
+
 def drop_labelled_copies(labelled: pd.DataFrame, pool: pd.DataFrame, root: str | Path) -> tuple[pd.DataFrame,
                                                                                                    list[dict]]:
     """The pool rows that are no labelled row's clip, and a quarantine row (path, reason, kind ``duplicate``) for
-    each that is: same resolved file, same md5 or same ``video_id`` as a labelled row (named in the reason)."""
+    each that is: same resolved file, same md5 or same ``video_id`` as a labelled row (named in the reason).
+
+    Only files whose size a file on the other side shares are hashed: a copy has its original's size, and a pool of
+    thousands of night clips is not read whole on every run."""
     root = Path(root)
     if pool.empty:
         return pool, []
+    pool_recs, lab_recs = pool.to_dict("records"), labelled.to_dict("records")
+    pool_files = [row_root(r, root) / str(r["path"]) for r in pool_recs]
+    lab_files = [row_root(r, root) / str(r["path"]) for r in lab_recs]
+    shared = ({_size(f) for f in pool_files} & {_size(f) for f in lab_files}) - {None}
     by_real, by_md5, by_id = {}, {}, {}
-    pool_md5 = {i: _md5(_row_file(rec, root)) for i, rec in enumerate(pool.to_dict("records"))}
-    sizes = {os.path.getsize(p) for i, rec in enumerate(pool.to_dict("records"))
-             if pool_md5[i] and (p := _row_file(rec, root)).is_file()}
-    for rec in labelled.to_dict("records"):
-        f = _row_file(rec, root)
+    for rec, f in zip(lab_recs, lab_files):
         shown = f"{printable(str(rec['path']))} ({rec['split']}, video_id {rec['video_id']})"
         by_real.setdefault(os.path.realpath(f), shown)
         by_id.setdefault(str(rec["video_id"]), shown)
-        if f.is_file() and os.path.getsize(f) in sizes:  # only a file of a pool clip's size can be its copy
-            md5 = _md5(f)
-            if md5:
-                by_md5.setdefault(md5, shown)
+        if _size(f) in shared and (md5 := _md5(f)):
+            by_md5.setdefault(md5, shown)
     keep, dups = [], []
-    for i, rec in enumerate(pool.to_dict("records")):
-        f, rel = _row_file(rec, root), printable(str(rec["path"]))
+    for i, (rec, f) in enumerate(zip(pool_recs, pool_files)):
+        rel, md5 = printable(str(rec["path"])), _md5(f) if _size(f) in shared else None
         why = None
         if os.path.realpath(f) in by_real:
             why = f"{rel}: the same file as the labelled clip {by_real[os.path.realpath(f)]}"
-        elif pool_md5[i] and pool_md5[i] in by_md5:
-            why = f"{rel}: the same bytes as the labelled clip {by_md5[pool_md5[i]]}"
+        elif md5 and md5 in by_md5:
+            why = f"{rel}: the same bytes as the labelled clip {by_md5[md5]}"
         elif str(rec["video_id"]) in by_id:
             why = f"{rel}: video_id {rec['video_id']} is the labelled clip {by_id[str(rec['video_id'])]}"
         if why:
