@@ -32,14 +32,19 @@ run-pool: $(STAMP) $(PLOTS_PAGE)
 	dvc exp run -n pool-1x -S generate.unlabeled_per_class=30 -S kd.epochs=100
 	dlkdd summary
 
+# two pytest-xdist workers (this project's CI machine has 2 cores), one group per module (tests/conftest.py);
+# `make test PYTEST_WORKERS=0` runs the suite in one process
+PYTEST_WORKERS ?= 2
+PYTEST := pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
+
 test: $(STAMP) $(PLOTS_PAGE)
 	ruff check .
-	pytest -q
+	$(PYTEST)
 
 # the inner loop: everything but the tests marked e2e (dvc repro, Prefect, clusters, training); `make test` runs all
 test-fast: $(STAMP) $(PLOTS_PAGE)
 	ruff check .
-	pytest -q -m "not e2e"
+	$(PYTEST) -m "not e2e"
 
 clean-data:
 	rm -rf data/raw data/frames data/enhanced data/pool data/pool_enhanced models/*.pt

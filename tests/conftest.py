@@ -1,5 +1,6 @@
 """Shared fixtures: tiny synthetic dark footage written as real video files, ONE Prefect test server per session,
 ONE tiny production repo (`dvc repro` run once per session, copied per module), a tiny student checkpoint."""
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -11,6 +12,25 @@ from dlkdd.config import GenerateConfig
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the flows/ package lives at the repository root
+
+
+def pytest_configure(config) -> None:
+    # `make test` runs two xdist workers on two cores: an OpenMP thread that spins while it waits would take the other
+    # worker's core (the training stages run train.threads=2 each). Waiting passively changes no result.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the test ids
+def pytest_collection_modifyitems(items) -> None:
+    """`pytest -n 2 --dist loadgroup` (`make test`): one xdist group per module, so a module's fixtures are built once
+    and its tests run in file order on one worker; every test that needs the session's Prefect server or its
+    production template (a `dvc repro`) joins one group, so those are built once too, and is e2e (not in
+    `make test-fast`) wherever it is written."""
+    for item in items:
+        shared = {"prefect_server", "prod_template"} & set(item.fixturenames)
+        if shared:
+            item.add_marker(pytest.mark.e2e)
+        item.add_marker(pytest.mark.xdist_group("prefect" if shared else item.nodeid.split("::")[0]))
 
 
 def tiny_generate_config(**kw) -> GenerateConfig:

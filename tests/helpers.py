@@ -84,6 +84,19 @@ def retrain_runs(repo: Path | None = None) -> list:
     return runs if repo is None else [r for r in runs if str(r.parameters.get("repo")) == str(repo)]
 
 
+def server_state(state):
+    """The state the Prefect server recorded for the flow run ``state`` ended (what the runs list shows)."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(state.state_details.flow_run_id).state
+
+
+def report_of(repo: Path, out: dict) -> str:
+    """The markdown summary a retrain run wrote (its Prefect artifact's text)."""
+    return (repo / "reports/retrain" / f"{out['run_id']}.md").read_text()
+
+
 def promote_in_subprocess(repo: Path, branch: str, base: str, fault: str | None) -> subprocess.CompletedProcess:
     code = ("import sys; from pathlib import Path; from flows.production import ProductionCheckout; "
             "print(ProductionCheckout(Path(sys.argv[1])).promote(sys.argv[2], sys.argv[3], 'test'))")

@@ -9,8 +9,9 @@ import sys
 
 import pytest
 import yaml
-from helpers import dark_clip, floodlit_clip, md5, retrain_runs, sh, snapshot
+from helpers import dark_clip, floodlit_clip, md5, report_of, retrain_runs, server_state, sh, snapshot
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
 
 pytestmark = pytest.mark.e2e
 
@@ -70,7 +71,9 @@ def test_new_clip_retrains_once_corrupt_clip_quarantined(prod):
     out = watch(repo=str(prod))
     assert out["landed"] == 2 and out["triggered"] == "subflow"
     res = out["result"]
-    assert len(retrain_runs(prod)) == runs_before + 1  # exactly one retrain for the landing (of this repo)
+    runs = sorted(retrain_runs(prod), key=lambda r: r.created)
+    assert len(runs) == runs_before + 1  # exactly one retrain for the landing (of this repo)
+    assert runs[-1].state.name == {"promoted": "Promoted", "kept": "Kept"}[res["decision"]]  # the runs list says it
     assert "cannot decode" in res["quarantined"]["Sit/broken.mp4"]
     assert (prod / "quarantine" / res["run_id"] / "Sit/broken.mp4.reason.txt").is_file()
     assert res["accepted"] == ["Jump/night_cam.avi"] and not good.exists()
@@ -150,13 +153,19 @@ def test_paired_evidence_reads_production_and_candidate_predictions(tmp_path):
 def test_crippled_training_is_not_promoted(prod):
     """lr=1e-12 (the schema refuses 0): the new student never learns. At this tiny scale production is itself near
     chance, so a crippled student can tie it; the run therefore demands a real improvement (tolerance -0.05), which
-    untrained weights cannot deliver, and must be kept with its reason while production stays as it was."""
-    from flows.retrain import retrain
+    untrained weights cannot deliver, and must be kept with its reason while production stays as it was. The runs
+    list shows it as a Completed run named Kept; the summary's headline gives both metrics."""
+    from flows.retrain import outcome, retrain
 
     before = snapshot(prod)
     dusk_md5 = md5(dark_clip(prod / "inbox/Drink/dusk.avi", "Drink", 303))
-    out = retrain(repo=str(prod), set_params=["train.lr=1e-12", "train.epochs=1"], tolerance=-0.05)
+    state = retrain(repo=str(prod), set_params=["train.lr=1e-12", "train.epochs=1"], tolerance=-0.05,
+                    return_state=True)
+    out = outcome(state)
     assert out["decision"] == "kept", out
+    assert (state.type, state.name) == (StateType.COMPLETED, "Kept") and server_state(state).name == "Kept"
+    head = report_of(prod, out).splitlines()[2]
+    assert f"production {out['production']:.4f} → candidate {out['candidate']:.4f}" in head
     assert out["candidate"] < out["production"] + 0.05
     assert "worse than production" in out["reason"] and out["branch"] in out["reason"]
     prod_metrics = json.loads(sh(["git", "show", "HEAD:metrics/evaluate.json"], prod))
@@ -176,13 +185,14 @@ def test_crippled_training_is_not_promoted(prod):
 
 
 def test_failed_retrain_leaves_production_exactly_as_before(prod):
-    from flows.retrain import retrain
+    from flows.retrain import outcome, retrain
 
     before = snapshot(prod)
     clip = dark_clip(prod / "inbox/Sit/late.avi", "Sit", 404)
     # the dataset change is committed on the branch, then the pipeline dies (an enhance method that does not exist)
     state = retrain(repo=str(prod), set_params=["enhance.method=nope"], return_state=True)
-    assert state.is_failed()
+    assert state.is_failed() and state.name == "TrainingFailed" == server_state(state).name
+    assert outcome(state)["decision"] == "training failed"
     assert snapshot(prod) == before
     assert clip.is_file()  # the landed clip waits for the next run
     assert not (prod / ".dvc/tmp/retrain").exists() or not any((prod / ".dvc/tmp/retrain").iterdir())

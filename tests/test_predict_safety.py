@@ -239,3 +239,19 @@ def test_a_file_name_with_an_escape_sequence_is_printed_escaped(student, tmp_pat
     assert "\x1b" not in out and "cam\\x1b[2J.avi: " in out
     rc, out, err = dlkdd_inproc(capsys, "predict", clip, "--model", student, "--json")
     assert json.loads(out)["clip"] == str(clip)  # machine-read output keeps the exact path
+
+
+@pytest.mark.parametrize("model", ["student", "exported"])
+def test_a_runner_imports_nothing_once_loaded(model, request):
+    """Ctrl-C on a stream landed inside the first batch's lazy import (pandas, via to_float): the module stayed half
+    initialised and the windows already read could not be predicted (AttributeError instead of a timeline). Every
+    import happens when the model loads, before any frame is read."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from dlkdd.infer.runner import load_runner; r = load_runner(sys.argv[1]); "
+            "before = set(sys.modules); r(np.zeros((1, r.num_frames, r.size, r.size, 3), np.uint8)); "
+            "print(sorted(set(sys.modules) - before))")
+    out = subprocess.run([sys.executable, "-c", code, str(request.getfixturevalue(model))], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "[]", out

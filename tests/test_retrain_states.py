@@ -8,22 +8,11 @@ import shutil
 import subprocess
 import sys
 
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 
-from helpers import dark_clip, floodlit_clip, md5, sh, snapshot
+from helpers import dark_clip, floodlit_clip, md5, report_of, server_state, sh, snapshot
 
 DVC = [sys.executable, "-m", "dvc"]
-
-
-def server_state(state):
-    """The state the Prefect server recorded for the flow run ``state`` ended (what the runs list shows)."""
-    with get_client(sync_client=True) as client:
-        return client.read_flow_run(state.state_details.flow_run_id).state
-
-
-def report_of(repo, out) -> str:
-    return (repo / "reports/retrain" / f"{out['run_id']}.md").read_text()
 
 
 def code_after(md: str, heading: str) -> list[str]:
@@ -106,21 +95,6 @@ def test_gate_failed_run_is_a_named_failure_naming_only_paths_that_exist(prod):
     assert {k: md5(prod / "inbox" / k) for k in fine} == fine  # the good clips landed again, byte for byte
     for k in fine:
         (prod / "inbox" / k).unlink()
-
-
-def test_training_runs_end_named_by_their_outcome(prod):
-    from flows.retrain import outcome, retrain
-
-    dark_clip(prod / "inbox/Sit/late.avi", "Sit", 131)
-    failed = retrain(repo=str(prod), set_params=["enhance.method=nope"], return_state=True)
-    assert failed.is_failed() and failed.name == "TrainingFailed" == server_state(failed).name
-    assert outcome(failed)["decision"] == "training failed"
-    state = retrain(repo=str(prod), tolerance=1.0, return_state=True)  # the clip waited in the inbox
-    out = outcome(state)
-    assert state.type == StateType.COMPLETED
-    assert state.name == {"promoted": "Promoted", "kept": "Kept"}[out["decision"]] == server_state(state).name
-    head = report_of(prod, out).splitlines()[2]
-    assert f"production {out['production']:.4f} → candidate {out['candidate']:.4f}" in head
 
 
 def test_refused_on_an_empty_cache_advises_what_can_restore_it(prod, tmp_path):

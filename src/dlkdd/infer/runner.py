@@ -195,6 +195,7 @@ class TorchRunner(Runner):
         import torch
 
         from dlkdd.checkpoint import load_checkpoint, model_from_checkpoint
+        from dlkdd.data.dataset import to_float
         from dlkdd.models.build import check_input
 
         ckpt = load_checkpoint(path)  # FileNotFoundError / ValueError with one line
@@ -210,6 +211,9 @@ class TorchRunner(Runner):
         self.model = model.to(device)
         self.device = device
         self._torch = torch
+        # imported here, not on the first batch: a Ctrl-C that lands inside an import leaves a half-initialised module
+        # behind, and the windows already read could then not be predicted
+        self._to_float = to_float
         mean = tuple(float(v) for v in model.mean.flatten())  # the statistics this checkpoint was trained with
         std = tuple(float(v) for v in model.std.flatten())
         info = ModelInfo(arch, classes, num_frames, size, mean, std)  # type: ignore[arg-type]
@@ -221,12 +225,10 @@ class TorchRunner(Runner):
         super().__init__(info, path)
 
     def logits(self, clips: np.ndarray) -> np.ndarray:
-        from dlkdd.data.dataset import to_float
-
         torch = self._torch
         x = torch.from_numpy(np.ascontiguousarray(clips)).permute(0, 4, 1, 2, 3).to(self.device)
         with torch.inference_mode():
-            return self.model(to_float(x)).float().cpu().numpy()
+            return self.model(self._to_float(x)).float().cpu().numpy()
 
 
 class OnnxRunner(Runner):

@@ -15,9 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torchvision.models as tvm
 from torch import nn
-from torchvision.models import video as tvv
 
 from dlkdd.torch_file import load_weights_only
 from dlkdd.models.tiny import Tiny3DNet
@@ -26,8 +24,9 @@ from dlkdd.models.tiny import Tiny3DNet
 # checkpoints and training numerics do not change); the torchvision archs take their own weights' (see preprocessing)
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
-TORCHVISION_ARCHS = {"r3d_18": tvv.r3d_18, "mc3_18": tvv.mc3_18, "r2plus1d_18": tvv.r2plus1d_18, "s3d": tvv.s3d,
-                     "mvit_v1_b": tvv.mvit_v1_b, "swin3d_t": tvv.swin3d_t}
+# torchvision's builders by name, imported only when one is asked for: `import torchvision` pulls torch._dynamo in
+# (about 1.1 s), paid by every stage and every `dlkdd predict` although the default arch is tiny3d
+TORCHVISION_ARCHS = ("r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v1_b", "swin3d_t")
 ARCHS = ("tiny3d", *TORCHVISION_ARCHS)
 # (exact T or None, exact size or None, minimum T, minimum size)
 INPUT_RULES: dict[str, tuple[int | None, int | None, int, int]] = {
@@ -59,6 +58,8 @@ def preprocessing(arch: str) -> Preprocessing:
         return Preprocessing(KINETICS_MEAN, KINETICS_STD)
     if arch not in TORCHVISION_ARCHS:
         raise ValueError(f"unknown arch '{arch}'; choose one of {', '.join(ARCHS)}")
+    import torchvision.models as tvm
+
     t = tvm.get_model_weights(arch).DEFAULT.transforms()  # a VideoClassification preset: plain attributes
     return Preprocessing(tuple(t.mean), tuple(t.std), tuple(t.resize_size), tuple(t.crop_size))
 
@@ -119,7 +120,9 @@ def build_model(arch: str, num_classes: int, dropout: float = 0.3, pretrained: s
     if arch == "tiny3d":
         model = Normalized(Tiny3DNet(num_classes, width=width, dropout=dropout), prep.mean, prep.std)
     else:
-        net = TORCHVISION_ARCHS[arch](weights=None)
+        from torchvision.models import video as tvv
+
+        net = getattr(tvv, arch)(weights=None)
         _replace_head(arch, net, num_classes, dropout)
         model = Normalized(net, prep.mean, prep.std)
     if pretrained:
