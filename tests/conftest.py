@@ -23,14 +23,19 @@ def pytest_configure(config) -> None:
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the test ids
 def pytest_collection_modifyitems(items) -> None:
     """`pytest -n 2 --dist loadgroup` (`make test`): one xdist group per module, so a module's fixtures are built once
-    and its tests run in file order on one worker; every test that needs the session's Prefect server or its
-    production template (a `dvc repro`) joins one group, so those are built once too, and is e2e (not in
-    `make test-fast`) wherever it is written."""
+    and its tests run in file order on one worker. A test that needs a Prefect server or the production template
+    (a `dvc repro`) is e2e (not in `make test-fast`) wherever it is written."""
     for item in items:
-        shared = {"prefect_server", "prod_template"} & set(item.fixturenames)
-        if shared:
+        if {"prefect_server", "prod_template"} & set(item.fixturenames):
             item.add_marker(pytest.mark.e2e)
-        item.add_marker(pytest.mark.xdist_group("prefect" if shared else item.nodeid.split("::")[0]))
+        item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
+def session_dir(tmp_path_factory) -> Path:
+    """A folder every xdist worker of this pytest session shares (the workers' temp folders sit side by side in
+    it); this process's own temp folder when the suite runs in one process."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
 def tiny_generate_config(**kw) -> GenerateConfig:
@@ -144,18 +149,30 @@ def prefect_server():
 
 @pytest.fixture(scope="session")
 def prod_template(tmp_path_factory) -> Path:
-    """The production checkout, built once: pipeline run (`dvc repro`) and committed, a local-directory DVC remote.
-    Never handed to a test: ``prod`` copies it."""
-    d = copy_pipeline(tmp_path_factory.mktemp("prod-template"), TINY_PROD)
+    """The production checkout, built once per pytest session, whichever xdist worker asks first (the others wait on
+    the lock): pipeline run (`dvc repro`) and committed, a local-directory DVC remote. Never handed to a test:
+    ``prod`` and the pipeline tests copy it."""
+    from filelock import FileLock
+
+    shared = session_dir(tmp_path_factory)
+    d, built = shared / "prod-template", shared / "prod-template.built"
+    with FileLock(str(shared / "prod-template.lock")):
+        if not built.is_file():
+            shutil.rmtree(d, ignore_errors=True)
+            build_template(copy_pipeline(d, TINY_PROD), shared / "remote-template")
+            built.touch()
+    return d
+
+
+def build_template(d: Path, remote: Path) -> None:
     dvc = [sys.executable, "-m", "dvc"]
     run_ok(["git", "init", "-q", "-b", "main"], d)
     run_ok([*dvc, "init", "-q"], d)
     run_ok([*dvc, "config", "core.analytics", "false"], d)
-    run_ok([*dvc, "remote", "add", "-d", "local", str(tmp_path_factory.mktemp("remote-template"))], d)
+    run_ok([*dvc, "remote", "add", "-d", "local", str(remote)], d)
     run_ok([*dvc, "repro"], d)
     run_ok(["git", "add", "-A"], d)
     run_ok(["git", "commit", "-qm", "tiny production"], d)
-    return d
 
 
 def copy_repo(template: Path, dest: Path, remote: Path) -> Path:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import TINY_PROD, copy_pipeline, merge_dicts, tool_env
+from conftest import TINY_PROD, copy_pipeline, copy_repo, merge_dicts, tool_env
 from conftest import run_ok as run
 
 pytestmark = pytest.mark.e2e
@@ -29,11 +29,10 @@ def fresh_repro(d: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    """A git + DVC repo holding this project's pipeline with a tiny params.yaml after `dvc repro`. Its own run, not a
-    copy of the session's production template: `make test`'s two workers then build this one and the template (with
-    the Prefect modules) side by side."""
-    return fresh_repro(tmp_path_factory.mktemp("repo"))
+def repo(tmp_path_factory, prod_template) -> Path:
+    """A git + DVC repo holding this project's pipeline with a tiny params.yaml after `dvc repro`: a copy of the
+    session's tiny production repo (one `dvc repro` for every module and xdist worker that needs one)."""
+    return copy_repo(prod_template, tmp_path_factory.mktemp("repo") / "repo", tmp_path_factory.mktemp("remote"))
 
 
 def test_repro_writes_metrics_contract(repo):
