@@ -1,6 +1,6 @@
 """Stage enhance: brighten every cached clip for the teacher's view (the student never sees these).
 
-Also writes what the enhancement did: mean luma and a spatial noise estimate before/after (metrics JSON) and a
+Also writes what the enhancement did: mean luma and a spatial noise estimate before/after (a JSON summary) and a
 dark | enhanced strip of a few test clips (PNG, shown by `dvc plots show`).
 """
 import argparse
@@ -26,7 +26,7 @@ def main() -> None:
     ap.add_argument("--frames", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--model", default="models/zerodce.pt", help="Zero-DCE weights (read only for method zerodce)")
-    ap.add_argument("--metrics", default=None, help="JSON: mean luma / spatial noise before and after")
+    ap.add_argument("--summary", default=None, help="JSON: mean luma / spatial noise before and after")
     ap.add_argument("--strip", default=None, help="PNG: dark | enhanced frames of a few test clips")
     ap.add_argument("--pool", default=None, help="frames directory of the unlabelled pool (enhanced for its teacher "
                     "targets; not in the metrics or the strip)")
@@ -55,8 +55,8 @@ def main() -> None:
     print(f"enhance ({cfg.method}): mean luma {summary.get('luma_before', 0):.1f} -> {summary.get('luma_after', 0):.1f}"
           f", spatial noise {summary.get('spatial_noise_before', 0):.2f} -> {summary.get('spatial_noise_after', 0):.2f}"
           " (luma units)")
-    if args.metrics:
-        write_text_atomic(args.metrics, json.dumps(summary, indent=2) + "\n")
+    if args.summary:
+        write_text_atomic(args.summary, json.dumps(summary, indent=2) + "\n")
     if args.strip and pairs:
         Path(args.strip).parent.mkdir(parents=True, exist_ok=True)
         write_png(args.strip, comparison_strip(pairs))

@@ -18,8 +18,9 @@ import argparse
 import json
 import math
 import re
+import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,10 @@ KNOB_KEYS = {"method": ("enhance.method",), "T": ("kd.temperature",), "alpha": (
 GOAL_COST = 0.3  # issue 15: the student must match the two-stream model at ≤ 0.3× its inference cost
 GOAL_SEEDS = 5  # ... over 5 training seeds: fewer seeds are reported, never called a goal met or the closest
 EVALUATE, COST, TIMINGS = "metrics/evaluate.json", "metrics/cost.json", "metrics/timings.json"
+DETAILS = "reports/evaluate/details.json"
+# what the study reads beyond the one DVC metric (top-1/5 of student, teacher, baseline): the two-stream model's top-1,
+# cost and timings. exp_show leaves these files out, so they are read from each run's commit (in git: cache: false)
+RUN_FILES = (DETAILS, COST, TIMINGS)
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -151,7 +156,7 @@ def record(row: dict, keys: list[str]) -> dict[str, Any]:
         v = norm(cell(row, k, "params.yaml"))
         rec[k] = norm(SCHEMA.get(k)) if v is None else v
     for m in MODELS:
-        rec[m] = num(cell(row, f"{m}.top1", EVALUATE))
+        rec[m] = num(cell(row, f"{m}.top1", EVALUATE if m != "two_stream" else DETAILS))
     c = {f"{m}.{f}": num(cell(row, f"{m}.{f}", TIMINGS if f != "gflops" else COST))
          for m in ("baseline", "student", "two_stream") for f in ("latency_ms", "gflops", "train_clips_per_s")}
     rec["epoch_time_ratio"] = ratio(c["baseline.train_clips_per_s"], c["student.train_clips_per_s"])
@@ -375,7 +380,26 @@ def exp_rows(path: Path | None) -> list[dict]:
         return json.loads(path.read_text())
     import dvc.api  # only here: the tests and --rows need no DVC repo
 
-    return dvc.api.exp_show(num=-1)
+    return [with_run_files(row, git_show) for row in dvc.api.exp_show(num=-1)]
+
+
+def git_show(rev: str, path: str) -> str | None:
+    """``path`` as committed at ``rev`` (the workspace's file for the workspace row); None where there is none."""
+    if rev == "workspace":
+        return Path(path).read_text() if Path(path).is_file() else None
+    r = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
+    return r.stdout if r.returncode == 0 else None
+
+
+def with_run_files(row: dict, show: Callable[[str, str], str | None]) -> dict:
+    """``row`` with the numbers of :data:`RUN_FILES` at its commit, named as exp_show names metrics (a key the row
+    has already wins: an older commit's exp_show row still carries them as metrics)."""
+    out = dict(row)
+    for path in RUN_FILES:
+        text = show(str(row.get("rev")), path) if row.get("rev") else None
+        for k, v in (flatten(json.loads(text)) if text else {}).items():
+            out.setdefault(k, v)
+    return out
 
 
 def main() -> None:

@@ -57,7 +57,7 @@ def test_switching_methods_recomputes_once_then_restores_from_cache(repo):
         assert "enhance" in stages, (method, stages)
         # train_zerodce re-runs when the method changes (it reads enhance.method) but trains only for zerodce
         assert ((repo / "models/zerodce.pt").stat().st_size > 100_000) == (method == "zerodce"), method
-        summary = json.loads((repo / "metrics/enhance.json").read_text())
+        summary = json.loads((repo / "reports/enhance/summary.json").read_text())
         assert summary["luma_after"] > summary["luma_before"], (method, summary)
         assert (repo / "reports/enhance/strip.png").read_bytes()[:4] == b"\x89PNG"
         seen[method] = digest(repo)

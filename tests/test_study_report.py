@@ -1,6 +1,7 @@
 """The KD study report reads `dvc.api.exp_show` rows: finished study experiments only, the sweeps (one knob off its
 default), the levers classified by their params with paired tests against the two-stream model and the baseline, cost
 ratios and the issue-15 goal; study/queue.sh skips what already ran (a real tmp DVC repo)."""
+import contextlib
 import importlib.util
 import math
 import os
@@ -162,17 +163,26 @@ def test_queue_skips_finished_and_queued_runs_in_a_real_dvc_repo(tmp_path):
     _sh("git init -q && git config user.email t@t && git config user.name t && dvc init -q && "
         "dvc config core.analytics false", tmp_path)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"seed": 0, "kd": {"temperature": 4.0}}))
+    # the pipeline's layout: top-1 of three models is the DVC metric; the two-stream model and the cost are plain outs
     (tmp_path / "stage.py").write_text(
-        "import json, pathlib, yaml\np = yaml.safe_load(open('params.yaml'))\npathlib.Path('metrics').mkdir()\n"
-        "json.dump({m: {'top1': 0.5 + p['seed'] / 10} for m in ('teacher', 'baseline', 'student', 'two_stream')},"
-        " open('metrics/evaluate.json', 'w'))\n")
+        "import json, pathlib, yaml\np = yaml.safe_load(open('params.yaml'))\n"
+        "pathlib.Path('metrics').mkdir(); pathlib.Path('reports/evaluate').mkdir(parents=True)\n"
+        "json.dump({m: {'top1': 0.5 + p['seed'] / 10} for m in ('teacher', 'baseline', 'student')},"
+        " open('metrics/evaluate.json', 'w'))\n"
+        "json.dump({'two_stream': {'top1': 0.25 + p['seed'] / 10}}, open('reports/evaluate/details.json', 'w'))\n"
+        "json.dump({'student': {'gflops': 0.06}, 'two_stream': {'gflops': 0.3}}, open('metrics/cost.json', 'w'))\n")
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"evaluate": {
         "cmd": f"{sys.executable} stage.py", "deps": ["stage.py"], "params": ["seed", "kd"],
+        "outs": [{"reports/evaluate/details.json": {"cache": False}}, {"metrics/cost.json": {"cache": False}}],
         "metrics": [{"metrics/evaluate.json": {"cache": False}}]}}}))
     env = {"DVC_NO_ANALYTICS": "1",
            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     _sh("git add -A && git commit -qm init && dvc exp run -q -S seed=0 -n s0-base && "
         "dvc exp run --queue -S seed=1 -n s1-base", tmp_path, env)
+    with contextlib.chdir(tmp_path):  # what the report reads: exp_show rows with the plain outs at each run's commit
+        (row,) = [r for r in report.exp_rows(None) if r.get("Experiment") == "s0-base"]
+    rec = report.record(row, KEYS)
+    assert (rec["student"], rec["two_stream"]) == (0.5, 0.25) and rec["gflops_ratio"] == pytest.approx(0.2)
     out = _sh(f"bash {ROOT}/study/queue.sh", tmp_path,
               env | {"DRY_RUN": "1", "SWEEPS": "levers temps", "VARIANTS": "base dual", "SEEDS": "0 1 2", "TEMPS": "8"})
     lines = out.splitlines()
@@ -190,3 +200,15 @@ def test_queue_skips_finished_and_queued_runs_in_a_real_dvc_repo(tmp_path):
     r = subprocess.run(f"bash {ROOT}/study/queue.sh", cwd=tmp_path, shell=True, capture_output=True, text=True,
                        env=tool_env(**env, DRY_RUN="1", SWEEPS="levers", VARIANTS="base nope"))
     assert r.returncode != 0 and "unknown variant(s) nope" in r.stderr
+
+
+def test_run_files_fill_a_row_but_never_override_its_metrics():
+    """The two-stream top-1, cost and timings are no DVC metric now: read from the run's commit. A row of an older
+    commit, which still had them as metrics, keeps its own values."""
+    files = {("abc1234", report.DETAILS): '{"two_stream": {"top1": 0.7, "per_class": {"Jump": 1.0}}}',
+             ("abc1234", report.COST): '{"student": {"gflops": 0.06}}'}
+    show = lambda rev, path: files.get((rev, path))  # noqa: E731
+    row = report.with_run_files({"rev": "abc1234", "student.top1": 0.8}, show)
+    assert row["two_stream.top1"] == 0.7 and row["student.gflops"] == 0.06 and row["student.top1"] == 0.8
+    assert report.with_run_files({"rev": "abc1234", "two_stream.top1": 0.9}, show)["two_stream.top1"] == 0.9
+    assert report.with_run_files({"rev": None, "Experiment": "queued"}, show) == {"rev": None, "Experiment": "queued"}

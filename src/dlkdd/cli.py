@@ -8,25 +8,24 @@ import math
 import sys
 from pathlib import Path
 
-from dlkdd.paths import EVALUATE_METRICS, STUDENT, STUDENT_ONNX
+from dlkdd.paths import EVALUATE_DETAILS, EVALUATE_METRICS, STUDENT, STUDENT_ONNX
 
 MODELS = ("teacher", "baseline", "student", "two_stream")
 INPUTS = ("enhanced", "dark", "dark", "both")
 
 
-def summary(metrics_path: Path) -> int:
-    """Print the teacher / baseline / student table and where the artifacts are."""
-    if not metrics_path.is_file():
-        print(f"error: {metrics_path} not found: run `make run` (or `dvc repro`) first", file=sys.stderr)
+def summary(details_path: Path) -> int:
+    """Print the teacher / baseline / student / two-stream table and where the artifacts are."""
+    if not details_path.is_file():
+        print(f"error: {details_path} not found: run `make run` (or `dvc repro`) first", file=sys.stderr)
         return 1
-    m = json.loads(metrics_path.read_text())
+    m = json.loads(details_path.read_text())
     print(f"\n{'model':10s} {'input':9s} {'top-1':>6s} {'top-5':>6s}   "
           f"(dark test split, {m['student']['clips']} clips)")
     for name, view in zip(MODELS, INPUTS):
-        if name not in m:  # metrics written before the two-stream row existed
-            continue
-        print(f"{name:10s} {view:9s} {m[name]['top1']:6.3f} {m[name]['top5']:6.3f}")
-    print(f"\nmetrics: {metrics_path}, metrics/cost.json  (dvc metrics show)")
+        if name in m:
+            print(f"{name:10s} {view:9s} {m[name]['top1']:6.3f} {m[name]['top5']:6.3f}")
+    print(f"\nmetrics: {EVALUATE_METRICS} (dvc metrics show); every number: dvc metrics show metrics/*.json")
     print("plots:   plots/train/*.csv, plots/confusion_student.csv  (dvc plots show → dvc_plots/index.html)")
     print("models:  models/teacher.pt, models/baseline.pt, models/student.pt  (student = the deployable one)")
     return 0
@@ -386,9 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"dlkdd {package_version()}",
                     help="print the installed dlkdd version and exit")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("summary", help="print the metrics table of the last run")
-    s.add_argument("--metrics", type=Path, default=Path(EVALUATE_METRICS),
-                   help="the evaluate stage's metrics file (default: %(default)s)")
+    s = sub.add_parser("summary", help="print the accuracy table of the last run")
+    s.add_argument("--details", type=Path, default=Path(EVALUATE_DETAILS),
+                   help="the evaluate stage's details file (default: %(default)s)")
     p = sub.add_parser("predict", help="classify raw dark footage with the student alone: clips, long videos, "
                                        "folders, streams")
     p.add_argument("clips", nargs="+", metavar="INPUT",
@@ -433,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.cmd == "summary":
-        return summary(args.metrics)
+        return summary(args.details)
     if args.cmd == "export":
         return export(args.model, args.out, args.format)
     if args.cmd.startswith("import-"):

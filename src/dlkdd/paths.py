@@ -13,7 +13,8 @@ FRAME_CLASSES = "data/frames/classes.txt"  # frames: the trained class list, in 
 POOL_INDEX = "data/pool/index.csv"  # frames: the unlabelled pool's clips ready for the student (one row each)
 STUDENT = "models/student.pt"  # train_student: the deployable model
 STUDENT_ONNX = "models/student.onnx"  # export: its ONNX export
-EVALUATE_METRICS = "metrics/evaluate.json"  # evaluate: top-1/top-5 per model (dvc metrics)
+EVALUATE_METRICS = "metrics/evaluate.json"  # evaluate: top-1/top-5 of student, teacher, baseline (the DVC metric)
+EVALUATE_DETAILS = "reports/evaluate/details.json"  # evaluate: every model (two-stream too), clip counts, per class
 PREDICTIONS = "metrics/predictions.csv"  # evaluate: per-clip predictions, in git (the paired test's input)
 
 # an input of the frames stage: the retrain flow's landed clips (git sidecar with md5s)
