@@ -1,8 +1,9 @@
 """Stage evaluate: teacher, baseline, student and the two-stream alternative on the test split.
 
 Writes the metric people compare (top-1/top-5 of student, teacher and baseline: the DVC metric), the details behind
-it (every model with the two-stream one: top-1/top-5, video-level accuracy, clip counts, per-class accuracy), the reproducible cost (parameters, GFLOPs) and the one file of measured timings (latency,
-training throughput), which alone differs between two runs of the same pipeline.
+it (every model with the two-stream one: top-1/top-5, video-level accuracy, clip counts, per-class accuracy), the
+reproducible cost (parameters, GFLOPs) and the one file of measured timings (latency, training throughput), which
+alone differs between two runs of the same pipeline.
 """
 import argparse
 import json

@@ -2,16 +2,13 @@
 holding this project's pipeline with a tiny params.yaml. The tests share one production repo and run in file order:
 each starts from the state the previous one left (as nights do in production)."""
 import importlib
-import json
-import shlex
 import shutil
 import sys
 
 import pytest
 import yaml
-from helpers import dark_clip, floodlit_clip, md5, report_of, retrain_runs, server_state, sh, snapshot
+from helpers import dark_clip, floodlit_clip, md5, retrain_runs, server_state, sh, snapshot
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import StateType
 
 pytestmark = pytest.mark.e2e
 
@@ -148,40 +145,6 @@ def test_paired_evidence_reads_production_and_candidate_predictions(tmp_path):
     assert paired_evidence(tmp_path, base, "student", 0.05)[0] is True
     (tmp_path / "metrics/predictions.csv").unlink()
     assert paired_evidence(tmp_path, base, "student", 0.05)[0] is None
-
-
-def test_crippled_training_is_not_promoted(prod):
-    """lr=1e-12 (the schema refuses 0): the new student never learns. At this tiny scale production is itself near
-    chance, so a crippled student can tie it; the run therefore demands a real improvement (tolerance -0.05), which
-    untrained weights cannot deliver, and must be kept with its reason while production stays as it was. The runs
-    list shows it as a Completed run named Kept; the summary's headline gives both metrics."""
-    from flows.retrain import outcome, retrain
-
-    before = snapshot(prod)
-    dusk_md5 = md5(dark_clip(prod / "inbox/Drink/dusk.avi", "Drink", 303))
-    state = retrain(repo=str(prod), set_params=["train.lr=1e-12", "train.epochs=1"], tolerance=-0.05,
-                    return_state=True)
-    out = outcome(state)
-    assert out["decision"] == "kept", out
-    assert (state.type, state.name) == (StateType.COMPLETED, "Kept") and server_state(state).name == "Kept"
-    head = report_of(prod, out).splitlines()[2]
-    assert f"production {out['production']:.4f} → candidate {out['candidate']:.4f}" in head
-    assert out["candidate"] < out["production"] + 0.05
-    assert "worse than production" in out["reason"] and out["branch"] in out["reason"]
-    prod_metrics = json.loads(sh(["git", "show", "HEAD:metrics/evaluate.json"], prod))
-    cand_metrics = json.loads(sh(["git", "show", f"{out['branch']}:metrics/evaluate.json"], prod))
-    assert (out["production"], out["candidate"]) == (prod_metrics["student"]["top1"], cand_metrics["student"]["top1"])
-    ckpt = yaml.safe_load(sh(["git", "show", f"{out['branch']}:params.yaml"], prod))
-    assert float(ckpt["train"]["lr"]) == 1e-12  # the crippled recipe is what the candidate branch records
-    assert snapshot(prod) == before  # production untouched
-    assert out["push"] == "pushed"
-    # the accepted clip is not lost: the summary says where it is and the command that lands it again works
-    assert out["branch"] in out["clips"] and "DVC cache" in out["clips"]
-    for cmd in out["clips"].split("land them again: ", 1)[1].split(" && "):
-        sh(shlex.split(cmd), prod)
-    (again,) = (prod / "inbox/Drink").glob("dusk_*.avi")
-    assert md5(again) == dusk_md5
-    again.unlink()
 
 
 def test_failed_retrain_leaves_production_exactly_as_before(prod):

@@ -4,6 +4,7 @@ through the ``DLKDD_FAULT`` hook in a subprocess), repaired by the next run; dir
 git + DVC production repo (conftest's ``prod``: a copy of the session's), tests in file order as nights are."""
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -11,8 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prefect.client.schemas.objects import StateType
 
-from helpers import dark_clip, floodlit_clip, md5, promote_in_subprocess, sh, snapshot
+from helpers import dark_clip, floodlit_clip, md5, promote_in_subprocess, report_of, server_state, sh, snapshot
 
 pytestmark = pytest.mark.e2e
 
@@ -116,9 +118,15 @@ def test_dirty_dvc_output_refuses_promotion_with_nothing_moved(prod):
 def test_rollback_by_reset_is_production_for_the_next_comparison(prod):
     """Promote a candidate whose metric is a (faked) 0.999, roll back by the README's reset; a real retrain must compare
     against the rolled-back commit's metric. The same run lands a malformed labels.csv (quarantined, the folder clip
-    trained) and a single clip (drift not tested, and said so)."""
+    trained) and a single clip (drift not tested, and said so).
+
+    That retrain is also a crippled one (lr=1e-12, one epoch; the schema refuses 0): the new student never learns. At
+    this tiny scale production is itself near chance, so a crippled student can tie it; the run therefore demands a
+    real improvement (tolerance -0.05), which untrained weights cannot deliver, and must be kept with its reason, a
+    Completed run named Kept in the runs list, production as it was, its accepted clip one command from landing
+    again."""
     from flows.production import ProductionCheckout
-    from flows.retrain import retrain
+    from flows.retrain import outcome, retrain
 
     pc = ProductionCheckout(prod)
     good_tag = pc.tag()
@@ -128,18 +136,42 @@ def test_rollback_by_reset_is_production_for_the_next_comparison(prod):
     sh(["git", "reset", "-q", "--hard", good_tag], prod)  # the README's rollback
     sh([*DVC, "checkout", "--force"], prod)
     assert pc.rev() == sh(["git", "rev-parse", f"{good_tag}^{{commit}}"], prod)
-    dark_clip(prod / "inbox/Jump/after_rollback.avi", "Jump", 909)
+    before = snapshot(prod)
+    jump_md5 = md5(dark_clip(prod / "inbox/Jump/after_rollback.avi", "Jump", 909))
     dark_clip(prod / "inbox/loose.avi", "Sit", 910)
     (prod / "inbox/labels.csv").write_text("file;label\nloose.avi;Sit\n")
-    out = retrain(repo=str(prod))
+    state = retrain(repo=str(prod), set_params=["train.lr=1e-12", "train.epochs=1"], tolerance=-0.05,
+                    return_state=True)
+    out = outcome(state)
     assert out["production"] == good != 0.999, out
-    assert out["accepted"] == ["Jump/after_rollback.avi"] and out["decision"] in {"promoted", "kept"}
+    assert out["accepted"] == ["Jump/after_rollback.avi"]
     assert out["quarantined"]["labels.csv"].startswith("bad_labels: ")
     assert out["quarantined"]["loose.avi"].startswith("bad_labels: ")
     assert (prod / "quarantine" / out["run_id"] / "labels.csv.reason.txt").is_file()
     assert out["drift"] == "not tested: 1 clip (needs >= 2)"
     assert not (prod / "inbox/.claimed").exists()
     assert_consistent(prod)
+    # the crippled candidate: kept, named so in the runs list, both metrics in the summary's headline
+    assert out["decision"] == "kept", out
+    assert (state.type, state.name) == (StateType.COMPLETED, "Kept") and server_state(state).name == "Kept"
+    head = report_of(prod, out).splitlines()[2]
+    assert f"production {out['production']:.4f} → candidate {out['candidate']:.4f}" in head
+    assert out["candidate"] < out["production"] + 0.05
+    assert "worse than production" in out["reason"] and out["branch"] in out["reason"]
+    prod_metrics = json.loads(sh(["git", "show", "HEAD:metrics/evaluate.json"], prod))
+    cand_metrics = json.loads(sh(["git", "show", f"{out['branch']}:metrics/evaluate.json"], prod))
+    assert (out["production"], out["candidate"]) == (prod_metrics["student"]["top1"], cand_metrics["student"]["top1"])
+    recipe = yaml.safe_load(sh(["git", "show", f"{out['branch']}:params.yaml"], prod))
+    assert float(recipe["train"]["lr"]) == 1e-12  # the crippled recipe is what the candidate branch records
+    assert snapshot(prod) == before  # production untouched
+    assert out["push"] == "pushed"
+    # the accepted clip is not lost: the summary says where it is and the command that lands it again works
+    assert out["branch"] in out["clips"] and "DVC cache" in out["clips"]
+    for cmd in out["clips"].split("land them again: ", 1)[1].split(" && "):
+        sh(shlex.split(cmd), prod)
+    (again,) = (prod / "inbox/Jump").glob("after_rollback_*.avi")
+    assert md5(again) == jump_md5
+    again.unlink()
 
 
 def test_symlink_out_of_inbox_is_quarantined_not_landed(prod, tmp_path):
