@@ -19,7 +19,7 @@ import pandas as pd
 
 from dlkdd.atomic import write_csv_atomic, write_text_atomic
 from dlkdd.data.frame_index import INDEX_COLUMNS, POOL_SPLIT, QUARANTINE_COLUMNS, TRUTH_FILE
-from dlkdd.data.frames import SamplingSpec, row_root, build_frame_cache
+from dlkdd.data.frames import SamplingSpec, build_frame_cache, row_root
 from dlkdd.data.safe_files import UnsafeFile, fingerprint
 from dlkdd.data.video import printable
 
@@ -68,17 +68,18 @@ def drop_labelled_copies(labelled: pd.DataFrame, pool: pd.DataFrame, root: str |
     pool_recs, lab_recs = pool.to_dict("records"), labelled.to_dict("records")
     pool_files = [row_root(r, root) / str(r["path"]) for r in pool_recs]
     lab_files = [row_root(r, root) / str(r["path"]) for r in lab_recs]
-    shared = ({_size(f) for f in pool_files} & {_size(f) for f in lab_files}) - {None}
+    pool_sizes, lab_sizes = [_size(f) for f in pool_files], [_size(f) for f in lab_files]
+    shared = (set(pool_sizes) & set(lab_sizes)) - {None}
     by_real, by_md5, by_id = {}, {}, {}
-    for rec, f in zip(lab_recs, lab_files):
+    for rec, f, size in zip(lab_recs, lab_files, lab_sizes):
         shown = f"{printable(str(rec['path']))} ({rec['split']}, video_id {rec['video_id']})"
         by_real.setdefault(os.path.realpath(f), shown)
         by_id.setdefault(str(rec["video_id"]), shown)
-        if _size(f) in shared and (md5 := _md5(f)):
+        if size in shared and (md5 := _md5(f)):
             by_md5.setdefault(md5, shown)
     keep, dups = [], []
-    for i, (rec, f) in enumerate(zip(pool_recs, pool_files)):
-        rel, md5 = printable(str(rec["path"])), _md5(f) if _size(f) in shared else None
+    for i, (rec, f, size) in enumerate(zip(pool_recs, pool_files, pool_sizes)):
+        rel, md5 = printable(str(rec["path"])), _md5(f) if size in shared else None
         why = None
         if os.path.realpath(f) in by_real:
             why = f"{rel}: the same file as the labelled clip {by_real[os.path.realpath(f)]}"
