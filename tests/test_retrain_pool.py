@@ -7,17 +7,10 @@ import sys
 
 import pytest
 import yaml
-from helpers import dark_clip, md5, sh, snapshot
-from prefect.client.orchestration import get_client
+from helpers import dark_clip, md5, server_state, sh, snapshot
 from prefect.client.schemas.objects import StateType
 
 MIN_UNLABELED = 3
-
-
-def recorded_state(state):
-    """The state the Prefect server recorded for the flow run ``state`` ended."""
-    with get_client(sync_client=True) as client:
-        return client.read_flow_run(state.state_details.flow_run_id).state
 
 
 def pool_rows(footage_csv_text: str) -> list[str]:
@@ -92,7 +85,7 @@ def test_enough_unlabelled_clips_over_nights_retrain_with_the_paired_verdict(poo
     state = retrain(repo=str(pool_prod), return_state=True)
     res = outcome(state)
     assert res["decision"] in {"promoted", "kept"}, res
-    assert recorded_state(state).name == {"promoted": "Promoted", "kept": "Kept"}[res["decision"]]
+    assert server_state(state).name == {"promoted": "Promoted", "kept": "Kept"}[res["decision"]]
     # judged like any candidate: the same labelled test clips, the same paired test
     assert res["production"] is not None and res["candidate"] is not None
     assert "McNemar" in res["paired"], res["paired"]
